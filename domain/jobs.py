@@ -1,0 +1,121 @@
+"""Job payloads: the four shapes of the Node worker's README plus the two scheduled jobs, as frozen values.
+
+Field names are Pythonic here; the wire converter (adapters/wire.py) maps them to the Node CRM's camelCase JSON.
+Fields that carry PII or message content are left out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from domain.errors import InvalidJob
+from domain.values import AppointmentId, ContactId, OrgId
+
+
+class QueueName(enum.StrEnum):
+    REMINDERS = "reminders"
+    NURTURE = "nurture"
+    DUNNING = "dunning"
+    SNAPSHOTS = "snapshots"
+    DEAD_LETTER = "dead-letter"
+
+
+class JobName(enum.StrEnum):
+    REMINDER = "process-reminder"
+    NURTURE = "process-nurture"
+    DUNNING = "process-dunning"
+    SNAPSHOT = "process-snapshots"
+    SCAN_APPOINTMENTS = "scan-appointments"  # the hourly scan (cron `0 * * * *`)
+    FAN_OUT_SNAPSHOTS = "fan-out-snapshots"  # the daily snapshot fan-out (cron `0 1 * * *`)
+
+
+class ReminderKind(enum.StrEnum):
+    DAY_BEFORE = "24h"
+    THREE_HOURS = "3h"
+
+
+def _aware(_instance: object, attribute: attrs.Attribute[datetime], value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidJob(attribute.name, "must carry a time zone")
+
+
+@attrs.frozen
+class ReminderJob:
+    org_id: OrgId
+    contact_id: ContactId
+    appointment_id: AppointmentId
+    message: str = attrs.field(repr=False)
+    scheduled_for: datetime = attrs.field(validator=_aware)
+    reminder_type: ReminderKind
+
+
+@attrs.frozen
+class NurtureJob:
+    org_id: OrgId
+    contact_id: ContactId
+    sequence_step: int
+    template: str
+    personalization: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
+
+
+@attrs.frozen
+class DunningJob:
+    """``amount`` stays the producer's major-unit number here; the dunning service validates it into Money."""
+
+    org_id: OrgId
+    contact_id: ContactId
+    amount: Decimal
+    days_overdue: int
+    payment_link: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class SnapshotJob:
+    org_id: OrgId
+    date: date
+
+
+@attrs.frozen
+class AppointmentScanJob:
+    """The hourly scan; carries nothing: it works from due times, not from the tick that started it."""
+
+
+@attrs.frozen
+class SnapshotFanOutJob:
+    """The snapshot fan-out; carries nothing: each org's local day is computed from the clock."""
+
+
+Job = ReminderJob | NurtureJob | DunningJob | SnapshotJob | AppointmentScanJob | SnapshotFanOutJob
+
+
+@attrs.frozen
+class JobType:
+    name: JobName
+    queue: QueueName
+    payload: type[Job]
+
+
+JOB_TYPES: Mapping[JobName, JobType] = {
+    t.name: t
+    for t in (
+        JobType(JobName.REMINDER, QueueName.REMINDERS, ReminderJob),
+        JobType(JobName.SCAN_APPOINTMENTS, QueueName.REMINDERS, AppointmentScanJob),
+        JobType(JobName.NURTURE, QueueName.NURTURE, NurtureJob),
+        JobType(JobName.DUNNING, QueueName.DUNNING, DunningJob),
+        JobType(JobName.SNAPSHOT, QueueName.SNAPSHOTS, SnapshotJob),
+        JobType(JobName.FAN_OUT_SNAPSHOTS, QueueName.SNAPSHOTS, SnapshotFanOutJob),
+    )
+}
+
+
+def job_type_of(payload: Job) -> JobType:
+    for job_type in JOB_TYPES.values():
+        if type(payload) is job_type.payload:
+            return job_type
+    raise TypeError(f"not a job payload: {type(payload).__name__}")

@@ -1,0 +1,237 @@
+"""Ports: what the domain needs from the world, as Protocols speaking domain types only.
+
+Each method's docstring is its contract; tests/contract runs the same suite against the in-memory fake and the
+real adapter. Every I/O port is async. Adapters raise ``TransientError`` for infrastructure failures (lost
+connection, timeout) and the delivery errors of ``domain.errors`` for provider answers; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from domain.errors import SuppressionReason
+from domain.jobs import Job
+from domain.messages import ClaimResult, EmailMessage, LedgerEntry, ProviderReceipt, SendClaim, SmsMessage
+from domain.models import (
+    Appointment,
+    Contact,
+    DailySnapshot,
+    Enrollment,
+    ExitReason,
+    KpiFacts,
+    Organization,
+    ReminderCandidate,
+    Template,
+)
+from domain.models import (
+    Sequence as NurtureSequence,
+)
+from domain.values import (
+    AppointmentId,
+    Channel,
+    ContactId,
+    EmailAddress,
+    EnrollmentId,
+    MessagePurpose,
+    Money,
+    OrgId,
+    PhoneNumber,
+    SequenceId,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant as an aware UTC datetime. The only source of 'now' the domain has."""
+        ...
+
+
+class SmsSender(Protocol):
+    async def send(self, message: SmsMessage) -> ProviderReceipt:
+        """Hand the message to the provider once; return its id when accepted.
+
+        Raises DeliveryRejected (permanent; ``suppress`` set for opt-outs and invalid numbers),
+        DeliveryRateLimited (not accepted; retry at ``retry_at``), DeliveryOutcomeUnknown (timeout, reset, 5xx:
+        maybe accepted), ConfigurationError (credentials refused). Never retries by itself.
+        """
+        ...
+
+    async def find_sent(self, ledger_key: str, since: datetime) -> ProviderReceipt | None:
+        """Reconciliation: the provider's record of a message sent under ``ledger_key`` since ``since``, if any.
+
+        Used before anything whose earlier send is unknown is sent again. Raises TransientError when the
+        provider cannot be asked now.
+        """
+        ...
+
+
+class EmailSender(Protocol):
+    async def send(self, message: EmailMessage) -> ProviderReceipt:
+        """Hand the email to the provider once; errors as for ``SmsSender.send``."""
+        ...
+
+
+class SendLedger(Protocol):
+    """The record of every message: claimed once before the provider call, then resolved."""
+
+    async def claim(self, claim: SendClaim, at: datetime) -> ClaimResult:
+        """Atomically: if the recipient is suppressed for the claim's channel in its org -> SUPPRESSED (nothing
+        written); else if no entry has ``claim.key`` -> write one in state CLAIMED and return CLAIMED; else
+        TAKEN with the existing entry. Of concurrent claims of one key exactly one gets CLAIMED.
+        """
+        ...
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        """The entry of ``key``, if any."""
+        ...
+
+    async def mark_sent(self, key: str, provider_message_id: str, at: datetime) -> None:
+        """CLAIMED or UNKNOWN -> SENT with the provider's id."""
+        ...
+
+    async def mark_failed(self, key: str, reason: str, code: str | None, at: datetime) -> None:
+        """CLAIMED or UNKNOWN -> FAILED (permanent). ``reason`` holds no PII."""
+        ...
+
+    async def mark_unknown(self, key: str, reason: str, at: datetime) -> None:
+        """CLAIMED -> UNKNOWN: the provider may have accepted it."""
+        ...
+
+    async def reclaim(self, key: str, at: datetime) -> bool:
+        """UNKNOWN or CLAIMED -> CLAIMED again, for a send that reconciliation proved never reached the provider.
+
+        Returns False when the entry is in another state (someone else resolved it meanwhile).
+        """
+        ...
+
+    async def release(self, key: str) -> None:
+        """Delete a CLAIMED entry whose message the provider certainly did not accept (rate limited, window
+        closed), so a later run can claim it again. Entries in any other state are left alone.
+        """
+        ...
+
+    async def suppress(
+        self,
+        org_id: OrgId,
+        channel: Channel,
+        recipient: PhoneNumber | EmailAddress,
+        reason: SuppressionReason,
+        at: datetime,
+    ) -> None:
+        """Record that ``recipient`` must get nothing more on ``channel`` in this org. Idempotent."""
+        ...
+
+    async def count_sent_since(
+        self, org_id: OrgId, contact_id: ContactId, purpose: MessagePurpose, since: datetime
+    ) -> int:
+        """How many messages of ``purpose`` to this contact are CLAIMED, SENT or UNKNOWN, claimed at or after
+        ``since`` (the marketing cap counts what may have gone out)."""
+        ...
+
+
+class Organizations(Protocol):
+    async def get(self, org_id: OrgId) -> Organization | None:
+        """The organization, or None when it does not exist."""
+        ...
+
+    async def active(self) -> Sequence[Organization]:
+        """Every active organization, ordered by id."""
+        ...
+
+
+class Contacts(Protocol):
+    async def get(self, org_id: OrgId, contact_id: ContactId) -> Contact | None:
+        """The contact of this org, or None (unknown, deleted, or another org's)."""
+        ...
+
+
+class Appointments(Protocol):
+    async def get(self, org_id: OrgId, appointment_id: AppointmentId) -> Appointment | None:
+        """The appointment of this org as it is now, or None."""
+        ...
+
+    async def upcoming_between(self, start: datetime, end: datetime) -> Sequence[ReminderCandidate]:
+        """Every upcoming (scheduled or confirmed) appointment of an active org with ``start <= starts_at < end``,
+        ordered by start time, with the contact's zone (else the org's) and names for rendering."""
+        ...
+
+    async def booked_since(self, org_id: OrgId, contact_id: ContactId, since: datetime) -> bool:
+        """Whether the contact has an appointment created at or after ``since`` that is not cancelled."""
+        ...
+
+
+class Invoices(Protocol):
+    async def outstanding_balance(self, org_id: OrgId, contact_id: ContactId, currency: str) -> Money:
+        """What the contact owes now: open invoices (not paid, void or written off) less payments on them.
+
+        Never negative; zero when nothing is owed."""
+        ...
+
+
+class Templates(Protocol):
+    async def get(self, org_id: OrgId, name: str, channel: Channel) -> Template | None:
+        """The org's template of that name for that channel, or None."""
+        ...
+
+
+class TemplateRenderer(Protocol):
+    def render(self, text: str, variables: Mapping[str, Any], *, html: bool) -> str:
+        """Substitute ``{{ name }}`` placeholders from ``variables``; no attribute access, no code.
+
+        ``html`` escapes substituted values for HTML. A missing variable raises InvalidJob naming it (never
+        its value); a malformed template raises InvalidValue.
+        """
+        ...
+
+
+class NurtureEnrollments(Protocol):
+    async def active_for_contact(self, org_id: OrgId, contact_id: ContactId) -> Sequence[Enrollment]:
+        """The contact's ACTIVE enrollments, ordered by id."""
+        ...
+
+    async def sequence(self, org_id: OrgId, sequence_id: SequenceId) -> NurtureSequence | None:
+        """The sequence with its steps, or None."""
+        ...
+
+    async def record_step(self, enrollment_id: EnrollmentId, step: int, at: datetime) -> None:
+        """Set ``last_step_done`` to ``step`` when it is higher (idempotent; never goes back)."""
+        ...
+
+    async def complete(self, enrollment_id: EnrollmentId, at: datetime) -> None:
+        """ACTIVE -> COMPLETED. Idempotent."""
+        ...
+
+    async def exit(self, enrollment_id: EnrollmentId, reason: ExitReason, at: datetime) -> None:
+        """ACTIVE -> EXITED with the reason. Idempotent; a completed enrollment stays completed."""
+        ...
+
+
+class KpiFactsSource(Protocol):
+    async def facts(self, org: Organization, start: datetime, end: datetime) -> KpiFacts:
+        """The org's raw KPI facts for the instants ``start <= t < end`` (one local day, given in UTC)."""
+        ...
+
+
+class SnapshotStore(Protocol):
+    async def upsert(self, snapshot: DailySnapshot) -> None:
+        """Store the snapshot, replacing any earlier one for the same org and date."""
+        ...
+
+    async def get(self, org_id: OrgId, day: date) -> DailySnapshot | None:
+        """The stored snapshot, or None."""
+        ...
+
+    async def dates_present(self, org_id: OrgId, first: date, last: date) -> set[date]:
+        """The dates in ``first..last`` (inclusive) that have a snapshot."""
+        ...
+
+
+class JobPublisher(Protocol):
+    async def publish(self, job: Job, job_id: str, run_at: datetime | None = None) -> bool:
+        """Enqueue ``job`` on its queue under ``job_id`` (deterministic: the same logical job, the same id),
+        delayed until ``run_at`` when given and in the future. Returns False when a job with that id exists
+        already (nothing is added). Raises TransientError when the queue cannot be reached.
+        """
+        ...

@@ -1,0 +1,1 @@
+"""Process mains and the one composition root; no business logic lives here."""
