@@ -1,0 +1,67 @@
+"""Settings read the Node worker's environment variables and refuse what cannot work."""
+
+from __future__ import annotations
+
+import pytest
+
+from entrypoints.settings import Settings, SettingsError
+
+
+def test_defaults_match_the_node_worker() -> None:
+    """With an empty environment: local Redis on 6379, prefix bull, development, outbox providers."""
+    settings = Settings.from_env({})
+    assert (settings.redis_host, settings.redis_port, settings.bullmq_prefix) == ("127.0.0.1", 6379, "bull")
+    assert settings.node_env == "development"
+    assert settings.describe()["sms"] == "outbox"
+
+
+def test_node_variable_names_are_read() -> None:
+    """REDIS_*, DATABASE_URL, LOG_LEVEL and the provider variables land in their settings."""
+    settings = Settings.from_env(
+        {
+            "REDIS_HOST": "redis.internal",
+            "REDIS_PORT": "6380",
+            "REDIS_PASSWORD": "p@ss word",
+            "DATABASE_URL": "postgresql://app@db:5432/crm",
+            "LOG_LEVEL": "WARN",
+            "TWILIO_ACCOUNT_SID": "AC123",
+            "TWILIO_AUTH_TOKEN": "tok",
+            "TWILIO_FROM_NUMBER": "+15005550006",
+        }
+    )
+    assert settings.redis_url == "redis://:p%40ss%20word@redis.internal:6380/0"
+    assert settings.log_level == "warn"
+    assert settings.twilio_configured
+
+
+def test_secrets_stay_out_of_repr_and_description() -> None:
+    """Neither repr() nor describe() shows a password, token, DSN or API key."""
+    settings = Settings.from_env(
+        {
+            "REDIS_PASSWORD": "canary-redis-secret",
+            "DATABASE_URL": "postgresql://u:canary-db-secret@db/x",
+            "SENTRY_DSN": "https://canary-sentry-key@o1.ingest.sentry.io/1",
+            "SENDGRID_API_KEY": "SG.canary-key",
+            "SENDGRID_FROM_EMAIL": "ops@example.com",
+        }
+    )
+    shown = repr(settings) + repr(settings.describe())
+    for canary in ("canary-redis-secret", "canary-db-secret", "canary-sentry-key", "SG.canary-key"):
+        assert canary not in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REDIS_PORT": "abc"}, "REDIS_PORT"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}, "TWILIO_FROM_NUMBER"),
+        ({"SENDGRID_API_KEY": "SG.x"}, "SENDGRID_FROM_EMAIL"),
+        ({"NODE_ENV": "production"}, "NODE_ENV=production"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    """A value the worker cannot use fails at start-up with a message naming the variable."""
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
