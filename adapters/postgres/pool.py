@@ -1,0 +1,99 @@
+"""The asyncpg pool behind every repository: where connections are opened and database errors translated.
+
+asyncpg replaces a pooled connection it has seen die on the next acquire; after a connection loss we also expire
+the others, so a restarted server costs one failed call (retried by the job's backoff), not one per connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import attrs
+
+from adapters.postgres.errors import is_connection_loss, translate
+
+if TYPE_CHECKING:  # generic only in the stubs
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+
+@attrs.define
+class PostgresDatabase:
+    """A pool of connections to one database, with the domain's error classes at its edge."""
+
+    _pool: asyncpg.Pool[asyncpg.Record]
+    _acquire_timeout: float
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
+        acquire_timeout: float = 10.0,
+        application_name: str = "clientflow-worker",
+    ) -> PostgresDatabase:
+        """Open the pool (``min_size`` connections at once); TransientError when the server cannot be reached."""
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout,
+                command_timeout=command_timeout,
+                max_inactive_connection_lifetime=300.0,
+                server_settings={"application_name": application_name, "timezone": "UTC"},
+            )
+        except BaseException as error:
+            translated = translate(error)
+            if translated is None:
+                raise
+            raise translated from None
+        return cls(pool, acquire_timeout)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection; any database failure inside the block leaves it as a domain error."""
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+                yield connection
+        except BaseException as error:
+            translated = translate(error)
+            if translated is None:
+                raise
+            if is_connection_loss(error):
+                await self._pool.expire_connections()
+            raise translated from None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside a transaction, committed when the block ends normally."""
+        async with self.connection() as connection, connection.transaction():
+            yield connection
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as connection:
+            return await connection.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.connection() as connection:
+            return await connection.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        """Run a statement; returns its status tag (``UPDATE 1``)."""
+        async with self.connection() as connection:
+            return await connection.execute(query, *args)
