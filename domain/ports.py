@@ -182,6 +182,8 @@ class TemplateRenderer(Protocol):
 
         ``html`` escapes substituted values for HTML. A missing variable raises InvalidJob naming it (never
         its value); a malformed template raises InvalidValue.
+        Values render as text: ``str()`` for strings and numbers, ``true``/``false`` for booleans, ``None`` counts
+        as missing, and a list or object raises InvalidJob naming the variable.
         """
         ...
 

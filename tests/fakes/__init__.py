@@ -309,7 +309,9 @@ class FakeTemplateRenderer:
             name = match.group(1)
             if name not in variables or variables[name] is None:
                 raise InvalidJob(f"personalization.{name}", "is missing")
-            value = str(variables[name])
+            if not isinstance(variables[name], str | int | float):
+                raise InvalidJob(f"personalization.{name}", "is not text or a number")
+            value = str(variables[name]).lower() if isinstance(variables[name], bool) else str(variables[name])
             return html_lib.escape(value) if html else value
 
         return _PLACEHOLDER.sub(substitute, text)
