@@ -1,0 +1,128 @@
+"""One set of redaction rules for everything that leaves the process: log lines, Sentry events, span attributes.
+
+Values under a sensitive key are removed whole; free text is searched for phone numbers, email addresses, URL
+credentials and query values, bearer tokens and provider keys, which are masked in place. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+REDACTED = "[REDACTED]"
+
+# Compared after normalisation (lower case, without "_", "-" and "."), so paymentLink, payment_link and
+# PAYMENT-LINK are one key.
+_SENSITIVE_KEYS = frozenset(
+    {
+        # contact details and message content
+        "phone", "phonenumber", "mobile", "to", "from", "email", "emailaddress", "address", "street",
+        "name", "firstname", "lastname", "fullname", "displayname", "contactname",
+        "body", "message", "text", "content", "html", "subject", "personalization", "personalizations",
+        "paymentlink", "link",
+        # credentials
+        "token", "authtoken", "accesstoken", "refreshtoken", "apikey", "key", "password", "passwd", "pwd",
+        "secret", "clientsecret", "authorization", "proxyauthorization", "cookie", "setcookie", "dsn",
+        "credentials", "privatekey", "signature",
+    }
+)  # fmt: skip
+_SENSITIVE_SUFFIXES = ("token", "secret", "password", "apikey", "privatekey", "accesskey", "dsn")
+
+
+def normalise_key(key: str) -> str:
+    return re.sub(r"[_\-.\s]", "", key).lower()
+
+
+def is_sensitive_key(key: object) -> bool:
+    """True for keys whose value is PII or a secret, in any case style (camelCase, snake_case, kebab-case)."""
+    if not isinstance(key, str):
+        return False
+    normal = normalise_key(key)
+    return normal in _SENSITIVE_KEYS or normal.endswith(_SENSITIVE_SUFFIXES)
+
+
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^\s\"'<>]+")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+# + then 7 to 15 digits, with the separators people write (spaces, dots, dashes, parentheses).
+_INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+\d(?:[\s.\-()]{0,2}\d){6,14}(?!\w)")
+# North American style without a country code: (415) 555-0123, 415-555-0123, 415.555.0123, 415 555 0123.
+_NATIONAL_PHONE = re.compile(r"(?<![\w.+\-])(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?![\w])")
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]{6,}", re.IGNORECASE)
+# SendGrid (SG.), Stripe-style (sk_live_...), Twilio account/key SIDs, long hex or base64-ish runs.
+_PROVIDER_KEY = re.compile(
+    r"\bSG\.[A-Za-z0-9_\-.]{8,}|\b(?:sk|pk|rk|tok|key)_(?:live_|test_)?[A-Za-z0-9]{6,}|\b(?:AC|SK)[0-9a-fA-F]{32}\b"
+)
+_KEY_VALUE = re.compile(
+    r"(?i)\b((?:api[_\-]?key|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|token|secret|password|passwd|"
+    r"pwd|authorization|dsn|payment[_\-]?link)\b[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;]+"
+)
+
+
+def mask_phone(text: str) -> str:
+    digits = re.sub(r"\D", "", text)
+    prefix = "+" if text.startswith("+") else ""
+    return prefix + digits[:2] + "*" * max(len(digits) - 4, 1) + digits[-2:]
+
+
+def mask_email(text: str) -> str:
+    local, _, domain = text.partition("@")
+    return f"{local[:1]}***@{domain[:1]}***"
+
+
+def _looks_like_token(segment: str) -> bool:
+    """A path segment carrying an identifier or secret: letters and digits mixed, or a long opaque run."""
+    if len(segment) >= 20:
+        return True
+    has_digit = any(c.isdigit() for c in segment)
+    has_alpha = any(c.isalpha() for c in segment)
+    return len(segment) >= 6 and has_digit and has_alpha
+
+
+def redact_url(url: str) -> str:
+    """Keep scheme, host and port and the readable path; drop credentials, query values and token-like segments."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return REDACTED
+    host = parts.hostname or ""
+    netloc = ("[REDACTED]@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
+    path = "/".join(REDACTED if _looks_like_token(segment) else segment for segment in parts.path.split("/"))
+    query = "&".join(
+        f"{pair.partition('=')[0]}={REDACTED}" if "=" in pair else REDACTED for pair in parts.query.split("&") if pair
+    )
+    fragment = REDACTED if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
+
+
+def redact_text(text: str) -> str:
+    """Mask PII and secrets inside free text; everything else is left readable."""
+    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _PROVIDER_KEY.sub(REDACTED, text)
+    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    text = _INTERNATIONAL_PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+    return _NATIONAL_PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def redact(value: object) -> object:
+    """Redact a nested structure: sensitive keys lose their value, strings are masked, other objects are
+    rendered with ``repr`` and masked (domain values mask themselves already)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {key: REDACTED if is_sensitive_key(key) else redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact(item) for item in value]
+    if isinstance(value, bytes):
+        return REDACTED
+    return redact_text(repr(value))
+
+
+def redact_mapping(mapping: Mapping[str, object]) -> dict[str, object]:
+    """``redact`` for a top-level mapping, typed as one."""
+    return {key: REDACTED if is_sensitive_key(key) else redact(item) for key, item in mapping.items()}
