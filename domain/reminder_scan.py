@@ -19,6 +19,8 @@ from domain.values import AppointmentId, Channel
 
 SCAN_INTERVAL = timedelta(hours=1)  # the scan's cron is `0 * * * *`
 SCAN_MARGIN = timedelta(minutes=15)  # so a next scan that starts a little late misses nothing
+# A late 24h reminder that would go out closer than this to the 3h one is dropped: one message is enough.
+REMINDER_SPACING = timedelta(hours=1)
 # The furthest a reminder is due before its appointment: 24h reminders on a fall-back day are 25 elapsed hours
 # early (26 where a zone shifts by two hours).
 LONGEST_LEAD = timedelta(hours=26)
@@ -60,19 +62,20 @@ def plan_reminders(starts_at: datetime, zone: ZoneInfo, window: SendWindow, now:
     """The reminders of an appointment starting at ``starts_at`` that are still worth sending as of ``now``.
 
     Each goes at the allowed instant nearest its due time (``send_windows.nearest_open``): the 3h one before the
-    appointment, the 24h one before the 3h one is due, so once the 3h reminder is due the 24h one is dropped
-    and the two never go out together. A late reminder goes at the first allowed instant from ``now``.
+    appointment, the 24h one at least ``REMINDER_SPACING`` before the 3h one is due or goes out (whichever is
+    first), so once the 3h reminder is due the 24h one is dropped and the two never go out together. A late
+    reminder goes at the first allowed instant from ``now``.
     """
     planned = []
     three_hours_due = due_at(ReminderKind.THREE_HOURS, starts_at, zone)
+    three_hours_at = nearest_open(window, three_hours_due, zone, not_before=now, before=starts_at)
     day_before_due = due_at(ReminderKind.DAY_BEFORE, starts_at, zone)
-    for kind, due, deadline in (
-        (ReminderKind.DAY_BEFORE, day_before_due, three_hours_due),
-        (ReminderKind.THREE_HOURS, three_hours_due, starts_at),
-    ):
-        send_at = nearest_open(window, due, zone, not_before=now, before=deadline)
-        if send_at is not None:
-            planned.append(PlannedReminder(kind, due, send_at))
+    day_before_deadline = min(three_hours_due, three_hours_at or three_hours_due) - REMINDER_SPACING
+    day_before_at = nearest_open(window, day_before_due, zone, not_before=now, before=day_before_deadline)
+    if day_before_at is not None:
+        planned.append(PlannedReminder(ReminderKind.DAY_BEFORE, day_before_due, day_before_at))
+    if three_hours_at is not None:
+        planned.append(PlannedReminder(ReminderKind.THREE_HOURS, three_hours_due, three_hours_at))
     return planned
 
 

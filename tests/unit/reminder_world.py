@@ -1,0 +1,115 @@
+"""A ReminderService wired to in-memory fakes, with builders for orgs, contacts and appointments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from domain.delivery import Dispatcher
+from domain.models import (
+    DEFAULT_TRANSACTIONAL_WINDOW,
+    Appointment,
+    AppointmentStatus,
+    Contact,
+    Organization,
+    SendWindow,
+)
+from domain.reminders import ReminderService
+from domain.values import AppointmentId, Channel, ContactId, EmailAddress, OrgId, PhoneNumber
+from tests.fakes import (
+    FakeClock,
+    FakeEmailSender,
+    FakeJobPublisher,
+    FakeSmsSender,
+    FakeTemplateRenderer,
+    InMemoryAppointments,
+    InMemoryContacts,
+    InMemoryOrganizations,
+    InMemorySendLedger,
+    InMemoryTemplates,
+)
+
+ORG = OrgId("org-1")
+CONTACT = ContactId("c-1")
+APPOINTMENT = AppointmentId("a-1")
+
+
+def local(zone: str, year: int, month: int, day: int, hour: int, minute: int = 0, fold: int = 0) -> datetime:
+    """The UTC instant of a wall-clock time in ``zone``."""
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(zone), fold=fold).astimezone(UTC)
+
+
+@attrs.define
+class ReminderWorld:
+    clock: FakeClock
+    orgs: InMemoryOrganizations
+    contacts: InMemoryContacts
+    appointments: InMemoryAppointments
+    templates: InMemoryTemplates
+    publisher: FakeJobPublisher
+    ledger: InMemorySendLedger
+    sms: FakeSmsSender
+    email: FakeEmailSender
+    service: ReminderService
+
+    def add_org(self, zone: str = "America/New_York", window: SendWindow = DEFAULT_TRANSACTIONAL_WINDOW) -> None:
+        self.orgs.add(Organization(ORG, "Bright Smiles", ZoneInfo(zone), "USD", transactional_window=window))
+
+    def add_contact(
+        self,
+        *,
+        zone: str | None = None,
+        phone: str | None = "+14155550100",
+        email: str | None = "ana@example.com",
+        preferred: Channel = Channel.SMS,
+        sms_consent: bool = True,
+        email_consent: bool = True,
+        contact_id: ContactId = CONTACT,
+    ) -> None:
+        self.contacts.add(
+            Contact(
+                contact_id,
+                ORG,
+                "Ana",
+                PhoneNumber(phone) if phone else None,
+                EmailAddress(email) if email else None,
+                ZoneInfo(zone) if zone else None,
+                preferred_channel=preferred,
+                sms_consent=sms_consent,
+                email_consent=email_consent,
+            )
+        )
+
+    def add_appointment(
+        self,
+        starts_at: datetime,
+        status: AppointmentStatus = AppointmentStatus.SCHEDULED,
+        appointment_id: AppointmentId = APPOINTMENT,
+    ) -> Appointment:
+        return self.appointments.add(Appointment(appointment_id, ORG, CONTACT, starts_at, status))
+
+
+def make_world(now: datetime) -> ReminderWorld:
+    """Fakes sharing one clock set to ``now``; no org, contact or appointment yet."""
+    clock = FakeClock(now)
+    orgs = InMemoryOrganizations()
+    contacts = InMemoryContacts()
+    appointments = InMemoryAppointments(orgs, contacts)
+    templates = InMemoryTemplates()
+    publisher = FakeJobPublisher()
+    ledger = InMemorySendLedger()
+    sms = FakeSmsSender(clock=clock)
+    email = FakeEmailSender()
+    service = ReminderService(
+        appointments=appointments,
+        contacts=contacts,
+        organizations=orgs,
+        templates=templates,
+        renderer=FakeTemplateRenderer(),
+        publisher=publisher,
+        dispatcher=Dispatcher(ledger, sms, email, clock),
+        clock=clock,
+    )
+    return ReminderWorld(clock, orgs, contacts, appointments, templates, publisher, ledger, sms, email, service)
