@@ -137,7 +137,8 @@ async def test_mark_unknown_only_leaves_claimed(backend: Backend) -> None:
     await backend.ledger.mark_sent("k2", "SM2", T0)
     await backend.ledger.mark_unknown("k2", "late timeout", T0)
     k1, k2 = await backend.ledger.get("k1"), await backend.ledger.get("k2")
-    assert k1 is not None and k2 is not None
+    assert k1 is not None
+    assert k2 is not None
     assert (k1.state, k1.reason) == (LedgerState.UNKNOWN, "provider 503")
     assert k2.state is LedgerState.SENT
 
