@@ -1,0 +1,112 @@
+"""The sender ports' contract, run on the in-memory fakes and on every real adapter (against local fake providers)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from adapters.outbox import OutboxEmailSender, OutboxSmsSender
+from adapters.sendgrid_email import SendGridEmailSender
+from adapters.twilio_sms import TwilioSmsSender
+from domain.messages import EmailMessage, SmsMessage
+from domain.ports import EmailSender, SmsSender
+from domain.values import EmailAddress, PhoneNumber
+from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender
+from tests.fakeservers.sendgrid import FakeSendGrid
+from tests.fakeservers.twilio import FakeTwilio
+from tests.integration.messaging.support import redis_prefix, running, scratch_database
+
+
+@pytest.fixture
+def sender_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["fake", "twilio", "outbox"])
+async def sms_sender(request: pytest.FixtureRequest, sender_clock: FakeClock) -> AsyncIterator[SmsSender]:
+    """Each SmsSender implementation, all reading the same stopped clock."""
+    if request.param == "fake":
+        yield FakeSmsSender(clock=sender_clock)
+    elif request.param == "twilio":
+        async with running(FakeTwilio(now=sender_clock.now)) as fake, redis_prefix() as (client, prefix):
+            sender = TwilioSmsSender(
+                account_sid=fake.account_sid,
+                auth_token=fake.auth_token,
+                sender="+15005550006",
+                redis=client,
+                clock=sender_clock,
+                base_url=fake.base_url,
+                record_prefix=prefix,
+            )
+            yield sender
+            await sender.close()
+    else:
+        async with scratch_database() as database:
+            yield OutboxSmsSender(database, sender_clock)
+
+
+@pytest.fixture(params=["fake", "sendgrid", "outbox"])
+async def email_sender(request: pytest.FixtureRequest, sender_clock: FakeClock) -> AsyncIterator[EmailSender]:
+    """Each EmailSender implementation."""
+    if request.param == "fake":
+        yield FakeEmailSender()
+    elif request.param == "sendgrid":
+        async with running(FakeSendGrid()) as fake:
+            yield SendGridEmailSender(
+                fake.api_key, EmailAddress("sender@clinic.example.com"), sender_clock, host=fake.base_url
+            )
+    else:
+        async with scratch_database() as database:
+            yield OutboxEmailSender(database, sender_clock)
+
+
+def sms(key: str, number: str = "+14155550100", body: str = "See you tomorrow at 10:00") -> SmsMessage:
+    return SmsMessage(key, PhoneNumber(number), body)
+
+
+def email(key: str) -> EmailMessage:
+    return EmailMessage(key, EmailAddress("patient@example.org"), "Reminder", "See you tomorrow", "<p>See you</p>")
+
+
+async def test_sms_send_returns_a_distinct_provider_id_per_message(sms_sender: SmsSender) -> None:
+    """Each accepted message gets its own non-empty provider id."""
+    first = await sms_sender.send(sms("k1"))
+    second = await sms_sender.send(sms("k2", body="Another"))
+    assert first.provider_message_id
+    assert second.provider_message_id
+    assert first != second
+
+
+async def test_find_sent_returns_the_receipt_of_a_message_sent_since(
+    sms_sender: SmsSender, sender_clock: FakeClock
+) -> None:
+    """Reconciliation finds a message sent under the key at or after ``since``."""
+    since = sender_clock.now()
+    receipt = await sms_sender.send(sms("k1"))
+    assert await sms_sender.find_sent("k1", since) == receipt
+
+
+async def test_find_sent_is_none_for_a_key_never_sent(sms_sender: SmsSender, sender_clock: FakeClock) -> None:
+    """A key never sent is not found, even when other messages to the same number were."""
+    await sms_sender.send(sms("k1"))
+    assert await sms_sender.find_sent("k2", sender_clock.now() - timedelta(days=1)) is None
+
+
+async def test_find_sent_is_none_for_a_message_sent_before_since(
+    sms_sender: SmsSender, sender_clock: FakeClock
+) -> None:
+    """A message sent before ``since`` is not the one reconciled."""
+    await sms_sender.send(sms("k1"))
+    sender_clock.advance(timedelta(minutes=5))
+    assert await sms_sender.find_sent("k1", sender_clock.now()) is None
+
+
+async def test_email_send_returns_a_distinct_provider_id_per_message(email_sender: EmailSender) -> None:
+    """Each accepted email gets its own non-empty provider id."""
+    first = await email_sender.send(email("k1"))
+    second = await email_sender.send(email("k2"))
+    assert first.provider_message_id
+    assert second.provider_message_id
+    assert first != second
