@@ -130,6 +130,13 @@ class SendLedger(Protocol):
         ``since`` (the marketing cap counts what may have gone out)."""
         ...
 
+    async def claim_times_since(
+        self, org_id: OrgId, contact_id: ContactId, purpose: MessagePurpose, since: datetime
+    ) -> Sequence[datetime]:
+        """The ``claimed_at`` of exactly the entries ``count_sent_since`` counts, oldest first (to tell when the
+        marketing cap reopens)."""
+        ...
+
 
 class Organizations(Protocol):
     async def get(self, org_id: OrgId) -> Organization | None:
@@ -191,6 +198,10 @@ class TemplateRenderer(Protocol):
 class NurtureEnrollments(Protocol):
     async def active_for_contact(self, org_id: OrgId, contact_id: ContactId) -> Sequence[Enrollment]:
         """The contact's ACTIVE enrollments, ordered by id."""
+        ...
+
+    async def ended_for_contact(self, org_id: OrgId, contact_id: ContactId) -> Sequence[Enrollment]:
+        """The contact's COMPLETED and EXITED enrollments, ordered by id."""
         ...
 
     async def sequence(self, org_id: OrgId, sequence_id: SequenceId) -> NurtureSequence | None:

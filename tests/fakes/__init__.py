@@ -205,6 +205,20 @@ class InMemorySendLedger:
             and r.entry.claimed_at >= since
         )
 
+    async def claim_times_since(
+        self, org_id: OrgId, contact_id: ContactId, purpose: MessagePurpose, since: datetime
+    ) -> Sequence[datetime]:
+        counted = {LedgerState.CLAIMED, LedgerState.SENT, LedgerState.UNKNOWN}
+        return sorted(
+            r.entry.claimed_at
+            for r in self.rows.values()
+            if r.org_id == org_id
+            and r.contact_id == contact_id
+            and r.purpose is purpose
+            and r.entry.state in counted
+            and r.entry.claimed_at >= since
+        )
+
 
 @attrs.define
 class InMemoryOrganizations:
@@ -335,6 +349,13 @@ class InMemoryNurtureEnrollments:
             e
             for _, e in sorted(self.enrollments.items())
             if e.org_id == org_id and e.contact_id == contact_id and e.status is EnrollmentStatus.ACTIVE
+        ]
+
+    async def ended_for_contact(self, org_id: OrgId, contact_id: ContactId) -> Sequence[Enrollment]:
+        return [
+            e
+            for _, e in sorted(self.enrollments.items())
+            if e.org_id == org_id and e.contact_id == contact_id and e.status is not EnrollmentStatus.ACTIVE
         ]
 
     async def sequence(self, org_id: OrgId, sequence_id: SequenceId) -> NurtureSequence | None:
