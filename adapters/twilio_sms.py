@@ -7,10 +7,11 @@ reaches an exception message.
 
 Reconciliation: Twilio's message resource does not return the ``StatusCallback`` URL that carries our ledger key,
 so before each request the sender records the key's recipient and body digest in Redis (``record_ttl``, default a
-week). ``find_sent`` lists Twilio's newest messages to that recipient (from our sender) created since ``since`` and
-matches the body digest. Its limits: records older than the TTL are forgotten (then None); an account with Twilio's
-message-body redaction enabled returns no bodies, so nothing matches; and two messages with the same key, recipient
-and body cannot be told apart (which is what the key is for anyway).
+week). ``find_sent`` lists the 50 newest messages to that recipient (from our sender) and matches one created since
+``since`` (less ``CLOCK_SKEW_MARGIN``) with the same body digest. Limits: a record older than its TTL is forgotten
+(then None); an account with Twilio's message-body redaction returns no bodies, so nothing matches; another key's
+message with the same body to the same number in that window is taken for this one (the message is then not sent:
+at most once still holds).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ from domain.ports import Clock
 
 TWILIO_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_RATE_LIMIT_BACKOFF = timedelta(seconds=30)
+# Twilio's date_created has whole seconds and its own clock; ours may run ahead. A message created this long before
+# ``since`` still counts: matching also needs this key's recipient and body digest, so the margin costs little.
+CLOCK_SKEW_MARGIN = timedelta(minutes=2)
 _RECONCILE_LOOKBACK = 50  # newest messages to one recipient examined; a contact gets far fewer per claim window
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors) -> what the domain does with them.
@@ -256,7 +260,7 @@ class TwilioSmsSender:
             ) from None
         for found in listed:
             created_at = found.date_created
-            if created_at is None or created_at < since:
+            if created_at is None or created_at < since - CLOCK_SKEW_MARGIN:
                 continue
             if self.sender.startswith("MG") and found.messaging_service_sid != self.sender:
                 continue

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters.rate_limit import RedisRateLimiter
-from adapters.twilio_sms import DEFAULT_RATE_LIMIT_BACKOFF, TwilioSmsSender
+from adapters.twilio_sms import CLOCK_SKEW_MARGIN, DEFAULT_RATE_LIMIT_BACKOFF, TwilioSmsSender
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,
@@ -272,12 +272,23 @@ async def test_find_sent_ignores_another_message_to_the_same_recipient(
     assert await sender.find_sent("nurture:step-1", since) is not None
 
 
-async def test_find_sent_ignores_messages_created_before_since(
+async def test_find_sent_ignores_messages_created_before_since_beyond_the_skew_margin(
     sender: TwilioSmsSender, fake_twilio: FakeTwilio, clock: FakeClock
 ) -> None:
-    """A matching message created before ``since`` is not the one being reconciled."""
+    """A matching message created well before ``since`` is not the one being reconciled."""
     await sender.send(canary_sms())
-    assert await sender.find_sent("reminder:appt-1:24h:sms", clock.now() + timedelta(seconds=1)) is None
+    later = clock.now() + CLOCK_SKEW_MARGIN + timedelta(seconds=1)
+    assert await sender.find_sent("reminder:appt-1:24h:sms", later) is None
+
+
+async def test_find_sent_tolerates_whole_second_dates_and_clock_skew(
+    sender: TwilioSmsSender, fake_twilio: FakeTwilio, clock: FakeClock
+) -> None:
+    """Twilio's date_created drops the fraction and its clock may lag ours: a claim at .9 s still finds it."""
+    clock.set(datetime(2026, 1, 15, 12, 0, 0, 900_000, tzinfo=UTC))
+    since = clock.now() + timedelta(seconds=30)
+    receipt = await sender.send(canary_sms())
+    assert await sender.find_sent("reminder:appt-1:24h:sms", since) == receipt
 
 
 async def test_find_sent_of_a_key_never_sent_asks_twilio_nothing(
