@@ -242,6 +242,16 @@ async def test_scan_moves_a_3h_reminder_into_the_window() -> None:
     assert [(job.reminder_type, run_at) for job, run_at in _queued(world)] == [(THREE, local(NEW_YORK, 2026, 1, 21, 7))]
 
 
+async def test_scan_queues_a_night_reminder_for_the_evening_before() -> None:
+    """At 20:00 the scan queues the 3h reminder of a 06:30 appointment (due 03:30) for 20:59, its last chance."""
+    world = _world(local(NEW_YORK, 2026, 1, 20, 20))
+    world.add_appointment(local(NEW_YORK, 2026, 1, 21, 6, 30))
+    assert await _scan(world) == Published(1, 0)
+    assert [(job.reminder_type, run_at) for job, run_at in _queued(world)] == [
+        (THREE, local(NEW_YORK, 2026, 1, 20, 20, 59))
+    ]
+
+
 async def test_scan_uses_the_orgs_window_in_the_contacts_zone() -> None:
     """A 09:00-17:00 org window read on a London contact's clock moves a 08:00 London due time to 09:00."""
     world = make_world(local(LONDON, 2026, 1, 21, 8, 30))
