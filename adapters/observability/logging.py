@@ -1,0 +1,126 @@
+"""Structured logging: structlog and every standard-library logger through one redacting pipeline.
+
+JSON lines in production, readable lines otherwise. Inside a job each line carries the queue, job name, job id,
+org id and the current trace id. Levels use the Node worker's pino names (``LOG_LEVEL``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from opentelemetry import trace
+
+from adapters.observability.redaction import redact_mapping
+from domain.errors import ConfigurationError
+
+_SILENT = logging.CRITICAL + 10
+PINO_LEVELS = {
+    "trace": logging.DEBUG,  # pino's finest level; nothing here logs below DEBUG
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "silent": _SILENT,
+}
+
+# These libraries log request headers and bodies (credentials, recipients, message text) at DEBUG.
+PINNED_TO_WARNING = ("twilio.http_client", "python_http_client")
+
+
+def level_number(name: str) -> int:
+    """The logging level for a pino level name; a ConfigurationError names the accepted ones otherwise."""
+    try:
+        return PINO_LEVELS[name.strip().lower()]
+    except KeyError:
+        raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(PINO_LEVELS)}") from None
+
+
+def add_trace_context(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Add the active OpenTelemetry trace and span ids, so a log line leads to its trace."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
+
+
+def redact_event(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The redaction processor: sensitive keys lose their values, free text is masked."""
+    return redact_mapping(event)
+
+
+def _shared_processors() -> list[structlog.typing.Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
+class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler on the root logger; marked so a second ``configure_logging`` replaces it."""
+
+
+def configure_logging(level: str, production: bool, stream: TextIO | None = None) -> None:
+    """Route structlog and the standard library through the redacting pipeline, writing to ``stream``.
+
+    Idempotent: calling it again replaces the previous configuration (tests capture output this way).
+    """
+    root_level = level_number(level)
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if production
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_event,
+            renderer,
+        ],
+    )
+    handler = _RedactingHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _RedactingHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(root_level)
+    for name in PINNED_TO_WARNING:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root_level))
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A structlog logger named like a standard-library logger (``__name__``)."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
+
+
+@contextlib.contextmanager
+def job_log_context(queue: str, job_name: str, job_id: str | None, org_id: str | None) -> Iterator[None]:
+    """Every log line written inside the block (structlog or standard library) carries these job fields."""
+    with structlog.contextvars.bound_contextvars(queue=queue, job_name=job_name, job_id=job_id, org_id=org_id):
+        yield

@@ -1,0 +1,192 @@
+"""OpenTelemetry tracing: one CONSUMER span per job, continuing the Node producer's trace, and child spans.
+
+npm ``bullmq`` with ``bullmq-otel`` stores the producer's W3C context in the job option ``tm`` as a JSON string of a
+propagation carrier (``{"traceparent": "00-...", "tracestate": ...}``); ``job_span`` extracts it so our span's
+parent is the producer's ``add`` span. Spans leave through a BatchSpanProcessor: a slow collector delays nothing.
+Attributes pass through the redaction rules, so no PII reaches a span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import traceback
+from collections.abc import Iterator, Mapping
+
+import attrs
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from adapters.observability.redaction import is_sensitive_key, redact_text
+
+INSTRUMENTATION_NAME = "clientflow.worker"
+MESSAGING_SYSTEM = "bullmq"  # not in the conventions' list of well-known systems: the library's own name
+_PROPAGATOR = TraceContextTextMapPropagator()
+# Convention keys whose last segment reads like PII ("name", "address") but names a system, not a person.
+_CONVENTION_KEYS = frozenset(
+    {
+        "db.system.name", "db.operation.name", "db.collection.name", "db.namespace", "db.query.summary",
+        "server.address", "network.peer.address", "messaging.destination.name", "messaging.operation.name",
+        "rpc.service", "rpc.method", "http.request.method", "url.scheme", "url.path", "error.type",
+    }
+)  # fmt: skip
+
+
+@attrs.define
+class _TracingState:
+    provider: TracerProvider | None = None
+
+
+_state = _TracingState()
+
+
+def init_tracing(
+    service_name: str,
+    *,
+    endpoint: str | None = None,
+    exporter: SpanExporter | None = None,
+    service_version: str | None = None,
+    environment: str | None = None,
+    export_timeout_seconds: float = 10.0,
+    set_global: bool = True,
+) -> TracerProvider:
+    """Start exporting spans in batches to ``exporter``, or to OTLP/HTTP at ``endpoint`` + ``/v1/traces``.
+
+    ``endpoint`` is ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector's base URL). With ``set_global`` the provider
+    also becomes OpenTelemetry's global one, for libraries that trace through the API.
+    """
+    if exporter is None:
+        if not endpoint:
+            raise ValueError("init_tracing needs an endpoint or an exporter")
+        exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=export_timeout_seconds)
+    resource_attributes: dict[str, str] = {"service.name": service_name}
+    if service_version:
+        resource_attributes["service.version"] = service_version
+    if environment:
+        resource_attributes["deployment.environment.name"] = environment
+    provider = TracerProvider(resource=Resource.create(resource_attributes))
+    provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=export_timeout_seconds * 1000))
+    _state.provider = provider
+    if set_global:
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
+    """Export what is buffered (bounded by ``timeout_seconds``) and stop; call on shutdown."""
+    provider, _state.provider = _state.provider, None
+    if provider is not None:
+        provider.force_flush(int(timeout_seconds * 1000))
+        provider.shutdown()
+
+
+def _tracer() -> trace.Tracer:
+    if _state.provider is not None:
+        return _state.provider.get_tracer(INSTRUMENTATION_NAME)
+    return trace.get_tracer(INSTRUMENTATION_NAME)
+
+
+def safe_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue]:
+    """Drop sensitive keys and mask PII inside string values."""
+    safe: dict[str, AttributeValue] = {}
+    for key, value in (attributes or {}).items():
+        if key not in _CONVENTION_KEYS and (is_sensitive_key(key) or is_sensitive_key(key.rsplit(".", 1)[-1])):
+            continue
+        if isinstance(value, str):
+            safe[key] = redact_text(value)
+        elif isinstance(value, list | tuple):
+            safe[key] = [redact_text(item) if isinstance(item, str) else item for item in value]
+        else:
+            safe[key] = value
+    return safe
+
+
+def set_span_attributes(span: Span, attributes: Mapping[str, AttributeValue]) -> None:
+    """Add attributes (an outcome, a count) to a span through the redaction rules."""
+    span.set_attributes(safe_attributes(attributes))
+
+
+def producer_context(opts_tm: str | None) -> otel_context.Context | None:
+    """The producer's context from a job's ``tm`` option; None when absent or unreadable."""
+    if not opts_tm:
+        return None
+    try:
+        carrier = json.loads(opts_tm)
+    except ValueError:
+        return None
+    if not isinstance(carrier, dict):
+        return None
+    carrier = {str(k): str(v) for k, v in carrier.items() if isinstance(v, str)}
+    extracted = _PROPAGATOR.extract(carrier, context=otel_context.Context())
+    return extracted if trace.get_current_span(extracted).get_span_context().is_valid else None
+
+
+def _record_failure(span: Span, exc: BaseException) -> None:
+    """``Span.record_exception`` without PII: the message and traceback are masked first."""
+    span.add_event(
+        "exception",
+        {
+            "exception.type": type(exc).__qualname__,
+            "exception.message": redact_text(str(exc)),
+            "exception.stacktrace": redact_text("".join(traceback.format_exception(exc))),
+        },
+    )
+    span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+
+
+@contextlib.contextmanager
+def _run_span(
+    name: str, kind: SpanKind, attributes: dict[str, AttributeValue], parent: otel_context.Context | None
+) -> Iterator[Span]:
+    with _tracer().start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:
+            _record_failure(span, exc)
+            raise
+
+
+@contextlib.contextmanager
+def job_span(
+    queue: str, job_name: str, job_id: str | None, opts_tm: str | None = None, attempt: int | None = None
+) -> Iterator[Span]:
+    """The CONSUMER span of one job attempt ("process <queue>"), child of the producer's span when ``opts_tm``
+    carries its context. Exceptions are recorded (masked) and re-raised."""
+    attributes: dict[str, AttributeValue] = {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.destination.name": queue,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "bullmq.job.name": job_name,
+    }
+    if job_id is not None:
+        attributes["messaging.message.id"] = job_id
+    if attempt is not None:
+        attributes["bullmq.job.attempt"] = attempt
+    with _run_span(f"process {queue}", SpanKind.CONSUMER, attributes, producer_context(opts_tm)) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def child_span(
+    name: str, kind: SpanKind = SpanKind.CLIENT, attributes: Mapping[str, AttributeValue] | None = None
+) -> Iterator[Span]:
+    """A span under the current one for a Postgres, Redis or provider call (use the conventions' names:
+    ``db.system.name``, ``db.operation.name``, ``server.address``, ...). Attributes are redacted."""
+    with _run_span(name, kind, safe_attributes(attributes), None) as span:
+        yield span
+
+
+def current_trace_id() -> str | None:
+    """The active trace id as 32 hex digits, for a job's return value or a log line; None outside a span."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None

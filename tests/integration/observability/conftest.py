@@ -1,0 +1,52 @@
+"""Fixtures of the observability tests: logging and tracing state restored after each test."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import attrs
+import pytest
+import structlog
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from adapters.observability import tracing
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo ``configure_logging``: the root logger's handlers and level, pinned loggers and structlog's config."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    pinned = {name: logging.getLogger(name).level for name in ("twilio.http_client", "python_http_client")}
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, pinned_level in pinned.items():
+            logging.getLogger(name).setLevel(pinned_level)
+        structlog.reset_defaults()
+
+
+@attrs.frozen
+class SpanCapture:
+    exporter: InMemorySpanExporter
+    provider: TracerProvider
+
+    def finished(self) -> list[ReadableSpan]:
+        """Flush the batch processor, then the spans it exported."""
+        self.provider.force_flush()
+        return list(self.exporter.get_finished_spans())
+
+
+@pytest.fixture
+def spans() -> Iterator[SpanCapture]:
+    """Tracing through the production code path (batch processor) into memory; shut down afterwards."""
+    exporter = InMemorySpanExporter()
+    provider = tracing.init_tracing("clientflow-worker-test", exporter=exporter, set_global=False)
+    try:
+        yield SpanCapture(exporter, provider)
+    finally:
+        tracing.shutdown_tracing()

@@ -1,0 +1,123 @@
+"""structlog and standard-library loggers through the one redacting pipeline, with job context on every line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from adapters.observability.logging import configure_logging, get_logger, job_log_context
+from adapters.observability.tracing import job_span
+from domain.errors import ConfigurationError
+from tests.integration.observability.canaries import API_KEY, AUTH_TOKEN, EMAIL, JOB_DATA, PAYMENT_LINK, PHONE, leaked
+from tests.integration.observability.conftest import SpanCapture
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+
+def _log_everything_inside_a_job() -> None:
+    """What a job attempt logs: our structlog lines and dependency loggers, all carrying canary PII."""
+    log = get_logger("adapters.bullmq.runtime")
+    with (
+        job_log_context("reminders", "process-reminder", "42", "org_canary"),
+        job_span("reminders", "process-reminder", "42"),
+    ):
+        log.info("job started", data=JOB_DATA)
+        log.info("sending sms", to=PHONE, body=f"pay {PAYMENT_LINK}", note=f"contact {EMAIL} at {PHONE}")
+        logging.getLogger("asyncio").warning("connection to %s lost while sending to %s", "redis", PHONE)
+        logging.getLogger("bullmq").error("job failed: could not reach %s", EMAIL)
+        logging.getLogger("twilio.http_client").debug("-- BEGIN Twilio API Request -- auth %s", AUTH_TOKEN)
+        logging.getLogger("python_http_client").debug("Authorization: Bearer %s", API_KEY)
+        logging.getLogger("sentry_sdk.errors").warning(
+            "sending to https://k@o1.ingest.sentry.io/1?token=%s", AUTH_TOKEN
+        )
+        try:
+            raise RuntimeError(f"provider refused {PHONE}, see {PAYMENT_LINK}")
+        except RuntimeError:
+            log.exception("attempt failed")
+
+
+def test_production_lines_are_json_with_job_context_and_no_pii(spans: SpanCapture) -> None:
+    """In production every line is JSON, lines inside a job carry queue/job/org/trace ids, no canary survives."""
+    stream = io.StringIO()
+    configure_logging("debug", production=True, stream=stream)
+    _log_everything_inside_a_job()
+    get_logger("entrypoints.worker").info("outside any job")
+
+    output = stream.getvalue()
+    assert leaked(output) == []
+    lines = [json.loads(line) for line in output.splitlines()]
+    events = [line["event"] for line in lines]
+    assert events[:2] == ["job started", "sending sms"]
+    assert any("connection to redis lost" in e for e in events)
+    assert any("job failed" in e for e in events)
+    assert not any("BEGIN Twilio" in e or "Authorization" in e for e in events)  # pinned to WARNING
+    trace_id = spans.finished()[0].context.trace_id
+    for line in lines[:-1]:
+        assert line["queue"] == "reminders"
+        assert line["job_name"] == "process-reminder"
+        assert line["job_id"] == "42"
+        assert line["org_id"] == "org_canary"
+        assert line["trace_id"] == format(trace_id, "032x")
+        assert {"timestamp", "level", "logger"} <= line.keys()
+    assert "queue" not in lines[-1]
+    assert "trace_id" not in lines[-1]
+    failure = next(line for line in lines if line["event"] == "attempt failed")
+    assert "RuntimeError: provider refused +14*" in failure["exception"]
+    assert lines[0]["data"]["orgId"] == "org_canary"
+    assert lines[0]["data"]["paymentLink"] == "[REDACTED]"
+
+
+def test_development_lines_are_readable_and_redacted(spans: SpanCapture) -> None:
+    """Outside production the lines are plain key=value text, redacted the same way."""
+    stream = io.StringIO()
+    configure_logging("info", production=False, stream=stream)
+    _log_everything_inside_a_job()
+
+    output = stream.getvalue()
+    assert leaked(output) == []
+    first = output.splitlines()[0]
+    assert "job started" in first
+    assert "job_name=process-reminder" in first
+    assert "queue=reminders" in first
+    assert not first.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize(
+    ("level", "logged"),
+    [
+        ("trace", {"debug", "info", "warn"}),
+        ("debug", {"debug", "info", "warn"}),
+        ("info", {"info", "warn"}),
+        ("warn", {"warn"}),
+        ("fatal", set()),
+    ],
+)
+def test_pino_level_names_filter(level: str, logged: set[str]) -> None:
+    """LOG_LEVEL takes pino's names; lines below the level are dropped."""
+    stream = io.StringIO()
+    configure_logging(level, production=True, stream=stream)
+    log = get_logger("tests.levels")
+    log.debug("debug")
+    log.info("info")
+    logging.getLogger("tests.levels.stdlib").warning("warn")
+    assert {json.loads(line)["event"] for line in stream.getvalue().splitlines()} == logged
+
+
+def test_unknown_level_is_a_configuration_error() -> None:
+    """A misspelt LOG_LEVEL stops start-up with a message listing the accepted names."""
+    with pytest.raises(ConfigurationError, match="LOG_LEVEL must be one of trace"):
+        configure_logging("verbose", production=True)
+
+
+def test_reconfiguring_replaces_the_handler() -> None:
+    """A second configure_logging writes to the new stream only (one handler, no duplicate lines)."""
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("info", production=True, stream=first)
+    configure_logging("info", production=True, stream=second)
+    structlog.get_logger("tests.again").info("once")
+    assert first.getvalue() == ""
+    assert len(second.getvalue().splitlines()) == 1
