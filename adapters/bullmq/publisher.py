@@ -1,0 +1,98 @@
+"""Jobs our own code enqueues (scan results, next nurture steps, snapshot fan-out), shaped as the Node producer's.
+
+Defaults match the Node CRM's: 3 attempts with exponential backoff from 1 s. Ids are the caller's deterministic
+ids, so publishing the same logical job twice adds it once. Retention limits keep finished jobs from growing
+Redis without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+import redis.asyncio as redis_asyncio
+from bullmq import Job as BullJob
+from bullmq import Queue
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from adapters.bullmq.options import job_options
+from adapters.wire import encode_job
+from domain.errors import TransientError
+from domain.jobs import Job, QueueName, job_type_of
+from domain.ports import Clock
+
+DEFAULT_ATTEMPTS = 3
+DEFAULT_BACKOFF: Mapping[str, Any] = {"type": "exponential", "delay": 1000}
+
+
+@attrs.frozen
+class Retention:
+    """How many finished jobs Redis keeps, by age (seconds) and count, as bullmq's ``KeepJobs``."""
+
+    completed_age_s: int = 24 * 3600
+    completed_count: int = 10_000
+    failed_age_s: int = 14 * 24 * 3600
+    failed_count: int = 50_000
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "removeOnComplete": {"age": self.completed_age_s, "count": self.completed_count},
+            "removeOnFail": {"age": self.failed_age_s, "count": self.failed_count},
+        }
+
+
+def check_custom_job_id(job_id: str) -> None:
+    """npm bullmq refuses integer-looking custom ids and ``:`` (unless the id has exactly three parts)."""
+    if not job_id or job_id.isdigit() or (":" in job_id and len(job_id.split(":")) != 3):
+        raise ValueError("a custom job id must be non-empty, not an integer, and use ':' only as a-b-c triples")
+
+
+async def add_job_once(queue: Queue, name: str, data: object, options: Mapping[str, Any]) -> bool:
+    """Add a job under ``options['jobId']`` unless a job with that id exists; True when this call added it.
+
+    The existence check and bullmq's add script run in one MULTI transaction, so two processes adding the same
+    id at once get one True and one False (the add script itself ignores a duplicate id).
+    """
+    job = BullJob(queue, name, data, job_options(options))
+    job_key = queue.toKey(job.id)
+    client = queue.backend.conn
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.exists(job_key)
+            await queue.backend.scripts.addJob(job, pipe)
+            existed, _ = await pipe.execute()
+    except (RedisConnectionError, RedisTimeoutError) as error:
+        raise TransientError(f"job queue {queue.name} unreachable ({type(error).__name__})") from None
+    return not existed
+
+
+class BullmqJobPublisher:
+    """The JobPublisher port on BullMQ: one bullmq ``Queue`` per domain queue, all on the given client."""
+
+    def __init__(
+        self, client: redis_asyncio.Redis, prefix: str, clock: Clock, retention: Retention | None = None
+    ) -> None:
+        self._clock = clock
+        self._defaults: dict[str, Any] = {
+            "attempts": DEFAULT_ATTEMPTS,
+            "backoff": dict(DEFAULT_BACKOFF),
+            **(retention or Retention()).options(),
+        }
+        self._queues: dict[QueueName, Queue] = {
+            name: Queue(name.value, {"prefix": prefix, "connection": client})
+            for name in QueueName
+            if name is not QueueName.DEAD_LETTER
+        }
+
+    async def publish(self, job: Job, job_id: str, run_at: datetime | None = None) -> bool:
+        check_custom_job_id(job_id)
+        job_type = job_type_of(job)
+        options = {**self._defaults, "jobId": job_id}
+        if run_at is not None:
+            delay_ms = int((run_at - self._clock.now()).total_seconds() * 1000)
+            if delay_ms > 0:
+                options["delay"] = delay_ms
+        return await add_job_once(self._queues[job_type.queue], job_type.name.value, encode_job(job), options)

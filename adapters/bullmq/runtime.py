@@ -1,0 +1,407 @@
+"""One queue's worker: bullmq's ``Worker`` plus the outcome mapping, dead-lettering and a clean drain.
+
+Outcome mapping (what bullmq does with the job):
+- a handler's outcome -> completed; the return value is ``outcome.summary()``, made JSON-safe here.
+- ``InvalidJob`` (unknown name, malformed data, data that is not JSON), ``DeliveryRejected`` -> failed at once
+  through bullmq's ``UnrecoverableError``, then copied to ``dead-letter``.
+- ``TransientError``, ``DeliveryOutcomeUnknown`` -> thrown, so the job's own ``attempts``/``backoff`` apply;
+  dead-lettered once the attempts are spent. Any other exception is treated the same and logged as a bug.
+- ``Deferred``, ``DeliveryRateLimited`` -> moved to delayed until the given time WITHOUT spending an attempt
+  (``job.moveToDelayed`` with ``skipAttempt`` then ``DelayedError``: ``attemptsMade`` is not incremented).
+- ``ConfigurationError`` -> the job is put back, delayed, without spending an attempt, and the worker stops
+  with a non-zero exit so the supervisor retries and then alerts.
+
+``failedReason`` is ``str(exception)`` and lands in Redis: our reasons name the kind of failure and never carry
+an exception text that is not ours (domain errors are PII-free by contract), and ``from None`` keeps foreign
+exception texts out of the stored stack trace.
+
+Shutdown (``drain``): stop fetching, let active jobs finish within the grace period, then close. bullmq's own
+``close()`` waits only for the tasks it sees when called: a job whose fetch was in flight is processed after the
+connections close and is left ``active``. Here jobs fetched after closing began are processed too, and the
+connections stay open until every job has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import math
+import time
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, NoReturn
+
+import attrs
+import redis.asyncio as redis_asyncio
+import structlog
+from bullmq import Job as BullJob
+from bullmq import Worker
+from bullmq.custom_errors import DelayedError, UnrecoverableError
+
+from adapters.bullmq.connection import RedisSettings
+from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
+from adapters.bullmq.options import worker_options
+from adapters.bullmq.router import JobRouter
+from domain.errors import (
+    ConfigurationError,
+    DeliveryOutcomeUnknown,
+    DeliveryRateLimited,
+    DeliveryRejected,
+    InvalidJob,
+    TransientError,
+)
+from domain.jobs import QueueName
+from domain.outcomes import Deferred
+
+log = structlog.get_logger()
+
+EXIT_OK = 0
+EXIT_CRASHED = 70  # EX_SOFTWARE: the runtime itself failed
+EXIT_CONFIGURATION = 78  # EX_CONFIG: misconfigured; the supervisor retries, then marks the program FATAL
+
+NOT_JSON_REASON = "invalid job: data is not JSON"
+LOOP_LAG_WARNING_S = 1.0
+
+
+@attrs.frozen
+class WorkerConfig:
+    """Everything one queue's worker process needs; built by entrypoints/settings.py from the environment."""
+
+    queue: QueueName
+    redis: RedisSettings = attrs.field(factory=RedisSettings)
+    prefix: str = "bull"
+    concurrency: int = 10
+    lock_duration_ms: int = 30_000
+    stalled_interval_ms: int = 30_000
+    max_stalled_count: int = 1
+    grace_period_s: float = 10.0
+    """Below supervisord's ``stopwaitsecs`` and below half the lock duration (locks are not renewed while
+    draining: bullmq stops its renewal loop with its fetch loop)."""
+    configuration_error_delay_s: float = 60.0
+    """How long a job that met a ConfigurationError waits before another worker may try it."""
+    fetch_retry_delay_ms: int = 1_000
+    """Pause of the fetch loop after a connection error (bullmq's ``runRetryDelay``; its default is 15 s)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.queue is QueueName.DEAD_LETTER:
+            raise ConfigurationError("nothing consumes the dead-letter queue")
+        if not 0 < self.grace_period_s * 1000 < self.lock_duration_ms / 2:
+            raise ConfigurationError("grace period must be positive and below half the lock duration")
+        self.bullmq_options(None)  # validate now, not when the worker starts
+
+    def bullmq_options(self, client: redis_asyncio.Redis | None) -> dict[str, Any]:
+        return worker_options(
+            {
+                "prefix": self.prefix,
+                "concurrency": self.concurrency,
+                "lockDuration": self.lock_duration_ms,
+                "stalledInterval": self.stalled_interval_ms,
+                "maxStalledCount": self.max_stalled_count,
+                "runRetryDelay": self.fetch_retry_delay_ms,
+                "autorun": False,
+                "connection": client,
+            }
+        )
+
+
+def json_safe(value: object) -> Any:
+    """``value`` as plain JSON types: aware datetimes become ``Date.toJSON`` strings, dates ISO dates, enums
+    their values. bullmq serialises return values with ``json.dumps``, and a ``datetime`` there fails the job."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, enum.Enum):
+        return json_safe(value.value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("a return value must not hold NaN or infinity")
+        return value
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise ValueError("a return value must not hold a naive datetime")
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    raise TypeError(f"{type(value).__name__} is not JSON-safe")
+
+
+class RetryableFailure(Exception):
+    """Thrown to bullmq so the job's attempts and backoff apply; its text becomes ``failedReason``."""
+
+
+class _Worker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
+    """bullmq's Worker with two repairs: undecodable job data is failed instead of stalling for ever, and jobs
+    fetched while closing are handed to the drain instead of being dropped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.late_jobs: list[BullJob] = []
+
+    async def getNextJob(self, token: str) -> BullJob | None:
+        if self.closing:
+            return None
+        job: BullJob | None = await super().getNextJob(token)
+        if job is not None and self.closing:
+            self.late_jobs.append(job)
+            return None
+        return job
+
+    async def nextJobFromJobData(
+        self,
+        job_data: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        limit_until: int = 0,
+        delay_until: int = 0,
+        token: str | None = None,
+    ) -> BullJob | None:
+        try:
+            return await super().nextJobFromJobData(job_data, job_id, limit_until, delay_until, token)
+        except ValueError:
+            if not job_data or _is_json(job_data.get("data", "{}")):
+                raise
+        # bullmq fails a job carrying a deferred failure ("defa") before calling the processor, as unrecoverable;
+        # the raw text travels on as a JSON string so the dead-letter copy keeps it.
+        parked = {**job_data, "data": json.dumps(job_data["data"]), "defa": NOT_JSON_REASON}
+        job: BullJob | None = await super().nextJobFromJobData(parked, job_id, limit_until, delay_until, token)
+        return job
+
+
+def _is_json(text: object) -> bool:
+    try:
+        json.loads(text)  # type: ignore[arg-type]  # anything json.loads refuses is not JSON
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _attempts_allowed(job: BullJob) -> int:
+    attempts = job.opts.get("attempts") or 1
+    return max(int(attempts), 1)
+
+
+class QueueWorker:
+    """Consumes one queue until ``stop`` is set (then drains) or ``force`` is set (then leaves at once)."""
+
+    def __init__(self, config: WorkerConfig, router: JobRouter, client: redis_asyncio.Redis) -> None:
+        self._config = config
+        self._router = router
+        self._client = client
+        self._dead_letter = BullmqDeadLetter(client, config.prefix)
+        self._queue = str(config.queue)
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._late_tasks: set[asyncio.Task[Any]] = set()
+        self._configuration_error: ConfigurationError | None = None
+        self._stop = asyncio.Event()
+
+    async def serve(self, stop: asyncio.Event, force: asyncio.Event) -> int:
+        """Run until stopped; return the process exit code."""
+        worker = _Worker(self._queue, self._process, self._config.bullmq_options(self._client))
+        worker.on("failed", self._on_failed)
+        worker.on("error", self._on_error)
+        self._worker = worker
+        run_task = asyncio.ensure_future(worker.run())
+        stop_task = asyncio.ensure_future(self._wait_either(stop))
+        lag_task = asyncio.ensure_future(self._watch_loop_lag())
+        log.info("worker_started", queue=self._queue, concurrency=self._config.concurrency)
+        try:
+            await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop_task.done():
+                return await self._crashed(worker, run_task)
+            drained = await self._drain(worker, run_task, force)
+            if drained:
+                await worker.close()
+            else:
+                await self._force_close(worker)
+            await self._finish_side_tasks()
+        finally:
+            stop_task.cancel()
+            lag_task.cancel()
+        if self._configuration_error is not None:
+            return EXIT_CONFIGURATION
+        log.info("worker_stopped", queue=self._queue, drained=drained)
+        return EXIT_OK
+
+    async def _wait_either(self, stop: asyncio.Event) -> None:
+        """Wait for the caller's stop or our own (a ConfigurationError met by a job)."""
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._stop.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def _crashed(self, worker: _Worker, run_task: asyncio.Future[Any]) -> int:
+        error = run_task.exception() if not run_task.cancelled() else None
+        log.critical(
+            "worker_crashed",
+            queue=self._queue,
+            error_type=type(error).__name__ if error else "fetch loop ended",
+            exc_info=error,
+        )
+        await self._force_close(worker)
+        return EXIT_CRASHED
+
+    async def _drain(self, worker: _Worker, run_task: asyncio.Future[Any], force: asyncio.Event) -> bool:
+        """Stop fetching and wait for every active job; False when the grace period ran out or ``force`` was set."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.grace_period_s
+        worker.closing = True
+        if worker.waiting is not None:
+            worker.waiting.cancel()
+        log.info("worker_draining", queue=self._queue, active=len(worker.jobs) + len(worker.late_jobs))
+        force_task = asyncio.ensure_future(force.wait())
+        try:
+            while True:
+                while worker.late_jobs:
+                    job = worker.late_jobs.pop()
+                    task = asyncio.ensure_future(worker.processJob(job, job.token))
+                    self._late_tasks.add(task)
+                    task.add_done_callback(self._late_tasks.discard)
+                pending = {t for t in (run_task, *worker.processing, *self._late_tasks) if not t.done()}
+                if not pending and not worker.late_jobs:
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0 or force.is_set():
+                    return False
+                await asyncio.wait({*pending, force_task}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            force_task.cancel()
+
+    async def _force_close(self, worker: _Worker) -> None:
+        left = len(worker.jobs) + len(self._late_tasks)
+        log.warning("worker_forced_close", queue=self._queue, jobs_left_active=left)
+        for task in self._late_tasks:
+            task.cancel()
+        await worker.close(force=True)
+
+    async def _finish_side_tasks(self) -> None:
+        if self._side_tasks:
+            await asyncio.wait(self._side_tasks, timeout=5.0)
+
+    async def _watch_loop_lag(self) -> None:
+        """Warn when the loop was blocked: lock renewal runs on it, and a blocked loop lets locks expire."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(1.0)
+            lag = loop.time() - before - 1.0
+            if lag > LOOP_LAG_WARNING_S:
+                log.warning("event_loop_blocked", queue=self._queue, lag_ms=round(lag * 1000))
+
+    # -- the processor bullmq calls ------------------------------------------------------------------------------
+
+    async def _process(self, job: BullJob, token: str) -> Any:
+        try:
+            routed = self._router.route(job.name, job.data)
+        except InvalidJob as error:
+            raise UnrecoverableError(str(error)) from None
+        try:
+            outcome = await routed.handler(routed.payload)
+        except (InvalidJob, DeliveryRejected) as error:
+            raise UnrecoverableError(f"{type(error).__name__}: {error}") from None
+        except DeliveryRateLimited as error:
+            await self._defer(job, token, error.retry_at, "provider_rate_limited")
+        except ConfigurationError as error:
+            await self._stop_for_configuration(job, token, error)
+        except (TransientError, DeliveryOutcomeUnknown) as error:
+            raise RetryableFailure(f"{type(error).__name__}: {error}") from None
+        except Exception as error:
+            log.error(
+                "job_handler_bug",
+                queue=self._queue,
+                job_name=job.name,
+                job_id=job.id,
+                error_type=type(error).__name__,
+                stack="".join(traceback.format_tb(error.__traceback__)),  # frames only: the message may hold PII
+            )
+            raise RetryableFailure(f"unexpected {type(error).__name__} in the handler (see the worker log)") from None
+        if isinstance(outcome, Deferred):
+            await self._defer(job, token, outcome.until, outcome.reason)
+        summary = json_safe(outcome.summary())
+        log.info(
+            "job_completed",
+            queue=self._queue,
+            job_name=job.name,
+            job_id=job.id,
+            org_id=getattr(routed.payload, "org_id", None),
+            outcome=summary.get("outcome"),
+            attempts_made=job.attemptsMade,
+        )
+        return summary
+
+    async def _defer(self, job: BullJob, token: str, until: datetime, reason: str) -> NoReturn:
+        await job.moveToDelayed(int(until.timestamp() * 1000), token)
+        log.info(
+            "job_deferred", queue=self._queue, job_name=job.name, job_id=job.id, reason=reason, until=json_safe(until)
+        )
+        raise DelayedError()
+
+    async def _stop_for_configuration(self, job: BullJob, token: str, error: ConfigurationError) -> NoReturn:
+        due = int((time.time() + self._config.configuration_error_delay_s) * 1000)
+        await job.moveToDelayed(due, token)
+        if self._configuration_error is None:
+            self._configuration_error = error
+            log.critical(
+                "worker_configuration_error", queue=self._queue, job_name=job.name, job_id=job.id, error=str(error)
+            )
+            self._stop.set()
+        raise DelayedError()
+
+    # -- events ---------------------------------------------------------------------------------------------------
+
+    def _on_failed(self, job: BullJob, error: BaseException) -> None:
+        """bullmq emits ``failed`` on every failed attempt; only the last one is dead-lettered."""
+        if self._worker.forceClosing:
+            return  # the job was not moved to failed; another worker's stalled check recovers it
+        final = isinstance(error, UnrecoverableError) or job.attemptsMade >= _attempts_allowed(job)
+        log.warning(
+            "job_failed" if final else "job_attempt_failed",
+            queue=self._queue,
+            job_name=job.name,
+            job_id=job.id,
+            attempts_made=job.attemptsMade,
+            reason=job.failedReason,
+        )
+        if final:
+            task = asyncio.ensure_future(self._record_dead_letter(job))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _record_dead_letter(self, job: BullJob) -> None:
+        failed = FailedJob(
+            source_queue=self._queue,
+            job_name=job.name,
+            job_id=job.id,
+            data=job.data,
+            failed_reason=job.failedReason or "",
+            attempts_made=job.attemptsMade,
+            attempts_allowed=_attempts_allowed(job),
+            created_at=job.timestamp,
+            processed_on=job.processedOn or None,
+            finished_on=job.finishedOn or None,
+            stalled_counter=job.stalledCounter,
+        )
+        try:
+            added = await self._dead_letter.record(failed)
+        except Exception as error:
+            log.error("dead_letter_failed", queue=self._queue, job_id=job.id, error_type=type(error).__name__)
+            return
+        if added:
+            log.warning("job_dead_lettered", queue=self._queue, job_name=job.name, job_id=job.id)
+
+    def _on_error(self, error: BaseException, job: BullJob | None = None) -> None:
+        log.error(
+            "worker_error",
+            queue=self._queue,
+            job_id=job.id if job is not None else None,
+            error_type=type(error).__name__,
+            error=str(error),
+        )
