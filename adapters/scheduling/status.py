@@ -1,0 +1,118 @@
+"""Each schedule's status: written around its handler, read by the health endpoint and the CLI.
+
+The hash ``<prefix>:cf:schedule:<name>`` follows the contract in adapters/health/schedules.py (pattern, tz,
+next_run, last_started, last_finished, last_outcome ``ok``/``failed``, jobs_queued). The handler wrapper records a
+run however it was started (a tick or :func:`adapters.scheduling.schedules.run_now`). Status is advisory: a failure
+to write it is logged, never turned into a failure of the job it describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis.asyncio as redis_asyncio
+import structlog
+from redis.exceptions import RedisError
+
+from adapters.health.schedules import FIELDS, record_schedule_status, schedule_key
+from adapters.scheduling.schedules import Schedule, scheduler_queue
+from domain.outcomes import Outcome, Published
+from domain.ports import Clock
+
+log = structlog.get_logger()
+
+J = TypeVar("J")
+R = TypeVar("R", bound=Outcome)
+
+OUTCOME_OK = "ok"
+OUTCOME_FAILED = "failed"
+
+
+async def _next_run(client: redis_asyncio.Redis, prefix: str, schedule: Schedule) -> datetime | None:
+    record = await scheduler_queue(client, prefix, schedule.queue).getJobScheduler(schedule.id)
+    if not record or record.get("next") is None:
+        return None
+    return datetime.fromtimestamp(int(record["next"]) / 1000, tz=UTC)
+
+
+class ScheduleRunRecorder:
+    """Wraps the scan and fan-out handlers so that each run leaves its start, end, outcome and count in Redis."""
+
+    def __init__(self, client: redis_asyncio.Redis, prefix: str, clock: Clock) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._clock = clock
+
+    def wrap(self, schedule: Schedule, handler: Callable[[J], Awaitable[R]]) -> Callable[[J], Awaitable[R]]:
+        """The same handler, recording each run under ``schedule``; exceptions pass through unchanged."""
+
+        async def recorded(job: J) -> R:
+            await self._write(schedule, {"last_started": self._clock.now()})
+            try:
+                outcome = await handler(job)
+            except BaseException:
+                await self._finished(schedule, OUTCOME_FAILED, 0)
+                raise
+            await self._finished(schedule, OUTCOME_OK, outcome.count if isinstance(outcome, Published) else 0)
+            return outcome
+
+        return recorded
+
+    async def _finished(self, schedule: Schedule, outcome: str, queued: int) -> None:
+        fields: dict[str, str | int | datetime] = {
+            "last_finished": self._clock.now(),
+            "last_outcome": outcome,
+            "jobs_queued": queued,
+        }
+        try:
+            next_run = await _next_run(self._client, self._prefix, schedule)
+        except RedisError:
+            next_run = None
+        if next_run is not None:
+            fields["next_run"] = next_run
+        await self._write(schedule, fields)
+
+    async def _write(self, schedule: Schedule, fields: Mapping[str, str | int | datetime]) -> None:
+        try:
+            await record_schedule_status(self._client, self._prefix, schedule.name, fields)
+        except RedisError as error:
+            log.warning("schedule_status_not_recorded", schedule=schedule.name, error_type=type(error).__name__)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def schedule_status(
+    client: redis_asyncio.Redis, prefix: str, schedules: Sequence[Schedule]
+) -> list[dict[str, Any]]:
+    """For each schedule: name, scheduler id, queue, job name, pattern, zone, next run (live from its scheduler
+    record), last run start and end, last outcome and jobs queued (from the status hash; None if never run)."""
+    statuses = []
+    for schedule in schedules:
+        raw = await client.hmget(schedule_key(prefix, schedule.name), list(FIELDS))
+        recorded = {field: _text(value) for field, value in zip(FIELDS, raw, strict=True)}
+        next_run = await _next_run(client, prefix, schedule)
+        jobs_queued = recorded["jobs_queued"]
+        statuses.append(
+            {
+                "name": schedule.name,
+                "id": schedule.id,
+                "queue": str(schedule.queue),
+                "job_name": str(schedule.job_name),
+                "pattern": schedule.pattern,
+                "every_ms": schedule.every_ms,
+                "tz": schedule.tz,
+                "next_run": next_run.isoformat() if next_run else None,
+                "last_started": recorded["last_started"],
+                "last_finished": recorded["last_finished"],
+                "last_outcome": recorded["last_outcome"],
+                "jobs_queued": int(jobs_queued) if jobs_queued is not None else None,
+                "registered": next_run is not None,
+            }
+        )
+    return statuses
