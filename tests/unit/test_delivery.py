@@ -1,0 +1,229 @@
+"""The Dispatcher's at-most-once rules, one test per rule of domain/delivery.py's docstring and per outcome."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import pytest
+
+from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppressed, Unconfirmed
+from domain.errors import (
+    ConfigurationError,
+    DeliveryOutcomeUnknown,
+    DeliveryRateLimited,
+    DeliveryRejected,
+    SuppressionReason,
+)
+from domain.messages import EmailMessage, LedgerState, SendClaim, SmsMessage
+from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
+from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender, InMemorySendLedger
+
+T0 = datetime(2026, 1, 21, 15, 0, tzinfo=UTC)
+ORG = OrgId("org-1")
+CONTACT = ContactId("c-1")
+PHONE = PhoneNumber("+14155550100")
+ADDRESS = EmailAddress("ana@example.com")
+SETTLE = timedelta(seconds=60)
+
+
+@attrs.define
+class _LostReclaimLedger(InMemorySendLedger):
+    """A ledger where someone else resolves the entry between our look and our reclaim."""
+
+    async def reclaim(self, key: str, at: datetime) -> bool:
+        return False
+
+
+@attrs.define
+class Setup:
+    clock: FakeClock
+    ledger: InMemorySendLedger
+    sms: FakeSmsSender
+    email: FakeEmailSender
+    dispatcher: Dispatcher
+
+
+def _setup(ledger: InMemorySendLedger | None = None) -> Setup:
+    clock = FakeClock(T0)
+    ledger = ledger if ledger is not None else InMemorySendLedger()
+    sms = FakeSmsSender(clock=clock)
+    email = FakeEmailSender()
+    return Setup(clock, ledger, sms, email, Dispatcher(ledger, sms, email, clock, settle=SETTLE))
+
+
+def _sms(key: str = "k:sms") -> tuple[SendClaim, SmsMessage]:
+    claim = SendClaim(key, ORG, CONTACT, Channel.SMS, MessagePurpose.TRANSACTIONAL, PHONE)
+    return claim, SmsMessage(key, PHONE, "hello")
+
+
+def _email(key: str = "k:email") -> tuple[SendClaim, EmailMessage]:
+    claim = SendClaim(key, ORG, CONTACT, Channel.EMAIL, MessagePurpose.TRANSACTIONAL, ADDRESS)
+    return claim, EmailMessage(key, ADDRESS, "subject", "hello")
+
+
+async def test_sms_is_sent_and_recorded() -> None:
+    """A fresh message is claimed, sent, and its entry marked SENT with the provider's id."""
+    s = _setup()
+    result = await s.dispatcher.deliver(*_sms())
+    assert result == Delivered(f"SM{1:032d}")
+    entry = await s.ledger.get("k:sms")
+    assert entry is not None
+    assert (entry.state, entry.provider_message_id) == (LedgerState.SENT, f"SM{1:032d}")
+
+
+async def test_email_is_sent_and_recorded() -> None:
+    """A fresh email goes to the email sender and its entry is marked SENT."""
+    s = _setup()
+    assert await s.dispatcher.deliver(*_email()) == Delivered("sg-1")
+    assert len(s.email.sent) == 1
+    assert s.sms.sent == []
+
+
+async def test_suppressed_recipient_gets_nothing_and_nothing_is_claimed() -> None:
+    """A suppressed address gets nothing: no provider call and no ledger entry."""
+    s = _setup()
+    await s.ledger.suppress(ORG, Channel.SMS, PHONE, SuppressionReason.OPTED_OUT, T0)
+    assert await s.dispatcher.deliver(*_sms()) == Suppressed(SuppressionReason.OPTED_OUT)
+    assert s.sms.sent == []
+    assert await s.ledger.get("k:sms") is None
+
+
+async def test_sent_entry_is_final() -> None:
+    """A message already SENT is reported as delivered earlier and not sent again."""
+    s = _setup()
+    await s.dispatcher.deliver(*_sms())
+    s.clock.advance(timedelta(hours=1))
+    assert await s.dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}", earlier=True)
+    assert len(s.sms.sent) == 1
+
+
+async def test_failed_entry_is_final() -> None:
+    """A message the provider refused is refused again from the ledger, without a second provider call."""
+    s = _setup()
+    s.sms.fail_with.append(DeliveryRejected("unreachable carrier", "30003"))
+    assert await s.dispatcher.deliver(*_sms()) == Rejected("unreachable carrier", "30003")
+    result = await s.dispatcher.deliver(*_sms())
+    assert isinstance(result, Rejected)
+    assert s.sms.sent == []
+
+
+async def test_claimed_entry_is_left_alone_until_settled() -> None:
+    """An entry someone else is still sending is postponed until ``settle`` after it last changed."""
+    s = _setup()
+    claim, message = _sms()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(timedelta(seconds=30))
+    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + SETTLE, "earlier_send_unsettled")
+    assert s.sms.sent == []
+
+
+async def test_unknown_entry_is_left_alone_until_settled() -> None:
+    """After an ambiguous answer an immediate retry waits until the entry has settled."""
+    s = _setup()
+    s.sms.accepted_but_lost = True
+    with pytest.raises(DeliveryOutcomeUnknown):
+        await s.dispatcher.deliver(*_sms())
+    assert await s.dispatcher.deliver(*_sms()) == Postponed(T0 + SETTLE, "earlier_send_unsettled")
+    assert len(s.sms.sent) == 1
+
+
+async def test_settled_sms_the_provider_has_is_not_resent() -> None:
+    """Once settled, an SMS the provider reports as sent is marked SENT and not sent again."""
+    s = _setup()
+    s.sms.accepted_but_lost = True
+    with pytest.raises(DeliveryOutcomeUnknown):
+        await s.dispatcher.deliver(*_sms())
+    s.clock.advance(SETTLE)
+    assert await s.dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}", earlier=True)
+    entry = await s.ledger.get("k:sms")
+    assert entry is not None
+    assert entry.state is LedgerState.SENT
+    assert len(s.sms.sent) == 1
+
+
+async def test_settled_sms_the_provider_never_got_is_sent_again() -> None:
+    """A claim left by a sender that died before calling the provider is re-sent once reconciliation finds nothing."""
+    s = _setup()
+    claim, message = _sms()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(SETTLE)
+    assert await s.dispatcher.deliver(claim, message) == Delivered(f"SM{1:032d}")
+    assert len(s.sms.sent) == 1
+
+
+async def test_settled_sms_whose_entry_changed_meanwhile_is_postponed() -> None:
+    """When another run resolves the entry between our look and our reclaim, nothing is sent now."""
+    s = _setup(_LostReclaimLedger())
+    claim, message = _sms()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(SETTLE)
+    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + 2 * SETTLE, "ledger_entry_changed")
+    assert s.sms.sent == []
+
+
+async def test_settled_claimed_email_becomes_unknown_and_is_not_resent() -> None:
+    """Email has no provider look-up: a settled claim turns UNKNOWN for an operator and nothing is sent."""
+    s = _setup()
+    claim, message = _email()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(SETTLE)
+    assert await s.dispatcher.deliver(claim, message) == Unconfirmed("email_outcome_unknown")
+    entry = await s.ledger.get("k:email")
+    assert entry is not None
+    assert entry.state is LedgerState.UNKNOWN
+    s.clock.advance(SETTLE)
+    assert await s.dispatcher.deliver(claim, message) == Unconfirmed("email_outcome_unknown")
+    assert s.email.sent == []
+
+
+async def test_rate_limited_send_releases_its_claim_and_is_postponed() -> None:
+    """A rate-limited message was not accepted: its claim is released and a later run sends it."""
+    s = _setup()
+    retry_at = T0 + timedelta(seconds=5)
+    s.sms.fail_with.append(DeliveryRateLimited(retry_at, "20429"))
+    assert await s.dispatcher.deliver(*_sms()) == Postponed(retry_at, "provider_rate_limited")
+    assert await s.ledger.get("k:sms") is None
+    assert await s.dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}")
+
+
+async def test_ambiguous_answer_marks_unknown_and_raises() -> None:
+    """A timeout leaves the entry UNKNOWN and raises, so the job's backoff applies."""
+    s = _setup()
+    s.sms.fail_with.append(DeliveryOutcomeUnknown("provider did not answer in time"))
+    with pytest.raises(DeliveryOutcomeUnknown):
+        await s.dispatcher.deliver(*_sms())
+    entry = await s.ledger.get("k:sms")
+    assert entry is not None
+    assert entry.state is LedgerState.UNKNOWN
+
+
+async def test_rejection_with_suppression_records_it() -> None:
+    """An opt-out refusal fails the entry and suppresses the number, so later messages to it are suppressed."""
+    s = _setup()
+    s.sms.fail_with.append(DeliveryRejected("recipient opted out", "21610", SuppressionReason.OPTED_OUT))
+    assert await s.dispatcher.deliver(*_sms()) == Rejected("recipient opted out", "21610", SuppressionReason.OPTED_OUT)
+    entry = await s.ledger.get("k:sms")
+    assert entry is not None
+    assert entry.state is LedgerState.FAILED
+    assert await s.dispatcher.deliver(*_sms("other:sms")) == Suppressed(SuppressionReason.OPTED_OUT)
+
+
+async def test_configuration_error_releases_the_claim_and_raises() -> None:
+    """Refused credentials release the claim (nothing went out) and propagate."""
+    s = _setup()
+    s.email.fail_with.append(ConfigurationError("credentials refused"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        await s.dispatcher.deliver(*_email())
+    assert await s.ledger.get("k:email") is None
+
+
+async def test_message_must_match_its_claim() -> None:
+    """A message under another key, or of the other channel, is a programming error."""
+    s = _setup()
+    claim, _ = _sms("a:sms")
+    with pytest.raises(ValueError, match="ledger key"):
+        await s.dispatcher.deliver(claim, SmsMessage("b:sms", PHONE, "hello"))
+    with pytest.raises(ValueError, match="channel"):
+        await s.dispatcher.deliver(claim, EmailMessage("a:sms", ADDRESS, "subject", "hello"))
+    assert await s.ledger.get("a:sms") is None
