@@ -16,13 +16,17 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,  # 57P01 pg_terminate_backend, fast shutdown
     asyncpg.CrashShutdownError,  # 57P02
     asyncpg.CannotConnectNowError,  # 57P03 starting up or shutting down
+    # asyncpg's protocol state broke, seen when a query starts on a connection the server has just killed
+    # ("cannot switch to state ...; another operation is in progress"): that connection is unusable.
+    asyncpg.InternalClientError,
     ConnectionError,  # refused, reset, broken pipe
     OSError,  # unreachable host, DNS failure
 )
 
 
 def is_connection_loss(error: BaseException) -> bool:
-    return isinstance(error, CONNECTION_LOST)
+    """A lost connection; a timeout (an OSError too) is not one: asyncpg cancels the query and keeps it."""
+    return isinstance(error, CONNECTION_LOST) and not isinstance(error, TimeoutError)
 
 
 def translate(error: BaseException) -> ClientFlowError | None:
@@ -30,10 +34,10 @@ def translate(error: BaseException) -> ClientFlowError | None:
     error raised inside a transaction): those propagate unchanged."""
     if isinstance(error, ClientFlowError):
         return None
-    if is_connection_loss(error):
-        return TransientError(f"postgres connection lost ({type(error).__name__})")
     if isinstance(error, TimeoutError | asyncpg.QueryCanceledError):
         return TransientError("postgres did not answer in time")
+    if is_connection_loss(error):
+        return TransientError(f"postgres connection lost ({type(error).__name__})")
     if isinstance(error, asyncpg.InsufficientResourcesError):  # 53xxx: too many connections, disk full
         return TransientError(f"postgres is out of resources ({type(error).__name__})")
     if isinstance(error, asyncpg.TransactionRollbackError | asyncpg.LockNotAvailableError):  # 40001, 40P01, 55P03

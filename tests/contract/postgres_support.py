@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -60,3 +60,16 @@ def temporary_database(purpose: str, *, migrated: bool = True) -> Iterator[str]:
         yield dsn
     finally:
         asyncio.run(drop_database(name))
+
+
+@asynccontextmanager
+async def fresh_database(purpose: str, *, migrated: bool = True) -> AsyncIterator[str]:
+    """``temporary_database`` for code already inside an event loop."""
+    name = await create_database(purpose)
+    try:
+        dsn = dsn_for(name)
+        if migrated:
+            await migrate(dsn)
+        yield dsn
+    finally:
+        await drop_database(name)
