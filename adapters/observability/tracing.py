@@ -33,8 +33,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _CONVENTION_KEYS = frozenset(
     {
         "db.system.name", "db.operation.name", "db.collection.name", "db.namespace", "db.query.summary",
-        "server.address", "network.peer.address", "messaging.destination.name", "messaging.operation.name",
-        "rpc.service", "rpc.method", "http.request.method", "url.scheme", "url.path", "error.type",
+        "db.query.text", "server.address", "network.peer.address", "messaging.destination.name",
+        "messaging.operation.name", "rpc.service", "rpc.method", "http.request.method", "url.scheme", "url.path",
+        "error.type",
     }
 )  # fmt: skip
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import attrs
 import pytest
 import structlog
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from redis.asyncio import Redis
 
 from adapters.observability import tracing
 
@@ -50,3 +52,16 @@ def spans() -> Iterator[SpanCapture]:
         yield SpanCapture(exporter, provider)
     finally:
         tracing.shutdown_tracing()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
+    """A client of the shared Redis and a key prefix of our own, whose keys are deleted afterwards."""
+    client = Redis(host="127.0.0.1", port=6379)
+    prefix = f"test-{uuid.uuid4().hex}"
+    try:
+        yield client, prefix
+    finally:
+        async for key in client.scan_iter(match=f"{prefix}:*"):
+            await client.delete(key)
+        await client.aclose()

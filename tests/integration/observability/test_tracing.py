@@ -1,0 +1,158 @@
+"""OpenTelemetry: the consumer span continues the trace a real Node producer (bullmq-otel) started; no PII."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+from typing import Any
+
+import pytest
+from bullmq import Job, Worker
+from opentelemetry.trace import SpanKind, StatusCode
+from redis.asyncio import Redis
+
+from adapters.observability import tracing
+from adapters.observability.tracing import child_span, current_trace_id, job_span, set_span_attributes
+from tests.fakeservers.otlp import FakeOtlpCollector
+from tests.integration.observability.canaries import EMAIL, JOB_DATA, PAYMENT_LINK, PHONE, leaked
+from tests.integration.observability.conftest import SpanCapture
+
+NODE_DIR = pathlib.Path(__file__).resolve().parents[2] / "node"
+
+
+async def _node_add_with_telemetry(prefix: str, queue: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Add one job from Node with BullMQ telemetry on; the producer span's ids and the stored ``tm``."""
+    command = {"redis": {"host": "127.0.0.1", "port": 6379}, "prefix": prefix, "queue": queue, "name": name}
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        "otel_producer.js",
+        json.dumps({**command, "data": data}),
+        cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    produced: dict[str, Any] = json.loads(stdout)
+    return produced
+
+
+async def _consume_one(prefix: str, queue: str, handle: Any) -> None:
+    """Run a real PyPI bullmq Worker until it has processed one job with ``handle(job)``."""
+    done = asyncio.Event()
+
+    async def process(job: Job, _token: str) -> dict[str, bool]:
+        try:
+            handle(job)
+        finally:
+            done.set()
+        return {"ok": True}
+
+    worker = Worker(queue, process, {"connection": "redis://127.0.0.1:6379", "prefix": prefix})
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await worker.close()
+
+
+async def test_consumer_span_continues_the_node_producer_trace(
+    spans: SpanCapture, redis_prefix: tuple[Redis, str]
+) -> None:
+    """A job added by Node with bullmq-otel is processed under a CONSUMER span in the producer's trace,
+    whose parent is the producer's span; child spans nest under it and carry no PII."""
+    _, prefix = redis_prefix
+    produced = await _node_add_with_telemetry(prefix, "reminders", "process-reminder", JOB_DATA)
+    assert json.loads(produced["tm"])["traceparent"].startswith(f"00-{produced['traceId']}-{produced['spanId']}-")
+    seen: dict[str, Any] = {}
+
+    def handle(job: Job) -> None:
+        seen["tm"] = job.opts.get("tm")
+        with job_span("reminders", job.name, job.id, job.opts.get("tm"), attempt=job.attemptsMade + 1) as span:
+            seen["trace_id"] = current_trace_id()
+            with child_span(
+                "SELECT appointments",
+                attributes={
+                    "db.system.name": "postgresql",
+                    "db.query.text": f"select * from contacts where phone = '{PHONE}' or email = '{EMAIL}'",  # noqa: S608 -- never executed: canaries in text
+                    "contact.phone": PHONE,
+                    "paymentLink": PAYMENT_LINK,
+                },
+            ):
+                pass
+            set_span_attributes(span, {"clientflow.outcome": "sent", "clientflow.to": PHONE})
+
+    await _consume_one(prefix, "reminders", handle)
+
+    finished = spans.finished()
+    consumer = next(s for s in finished if s.kind is SpanKind.CONSUMER)
+    child = next(s for s in finished if s.name == "SELECT appointments")
+    assert seen["tm"] == produced["tm"]
+    assert seen["trace_id"] == produced["traceId"]
+    assert consumer.context is not None
+    assert consumer.parent is not None
+    assert format(consumer.context.trace_id, "032x") == produced["traceId"]
+    assert format(consumer.parent.span_id, "016x") == produced["spanId"]
+    assert consumer.parent.is_remote
+    assert consumer.name == "process reminders"
+    assert dict(consumer.attributes or {}) == {
+        "messaging.system": "bullmq",
+        "messaging.destination.name": "reminders",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.message.id": produced["jobId"],
+        "bullmq.job.name": "process-reminder",
+        "bullmq.job.attempt": 1,
+        "clientflow.outcome": "sent",
+    }
+    assert child.parent is not None
+    assert child.parent.span_id == consumer.context.span_id
+    assert child.kind is SpanKind.CLIENT
+    child_attributes = dict(child.attributes or {})
+    assert child_attributes["db.system.name"] == "postgresql"
+    assert set(child_attributes) == {"db.system.name", "db.query.text"}
+    assert leaked(repr([dict(s.attributes or {}) for s in finished])) == []
+
+
+def test_failure_is_recorded_without_pii(spans: SpanCapture) -> None:
+    """An exception inside the job span marks it as an error with a masked message and traceback."""
+    with pytest.raises(RuntimeError), job_span("dunning", "process-dunning", "7"):
+        raise RuntimeError(f"refused {PHONE} for {PAYMENT_LINK}")
+    (span,) = spans.finished()
+    assert span.status.status_code is StatusCode.ERROR
+    (event,) = span.events
+    assert event.name == "exception"
+    attributes = dict(event.attributes or {})
+    assert attributes["exception.type"] == "RuntimeError"
+    assert str(attributes["exception.message"]).startswith("refused +14*")
+    assert leaked(repr(attributes)) == []
+
+
+@pytest.mark.parametrize("tm", [None, "", "not json", "[1, 2]", '{"traceparent": "00-zz-yy-01"}'])
+def test_missing_or_unreadable_context_starts_a_new_trace(spans: SpanCapture, tm: str | None) -> None:
+    """A job without (or with a broken) ``tm`` is processed under a root span of a new trace."""
+    with job_span("snapshots", "process-snapshots", "1", tm):
+        pass
+    (span,) = spans.finished()
+    assert span.parent is None
+
+
+async def test_spans_reach_an_otlp_http_collector() -> None:
+    """Wiring: init_tracing with an endpoint exports protobuf spans to <endpoint>/v1/traces in batches."""
+    collector = FakeOtlpCollector()
+    await collector.start()
+    try:
+        tracing.init_tracing("clientflow-worker", endpoint=collector.base_url, environment="test", set_global=False)
+        with job_span("nurture", "process-nurture", "n-1"):
+            pass
+        assert collector.exports == []  # batched: nothing is sent while the job runs
+        await asyncio.to_thread(tracing.shutdown_tracing, 10.0)
+    finally:
+        await collector.close()
+
+    ((resource, span),) = collector.spans()
+    assert resource["service.name"] == "clientflow-worker"
+    assert resource["deployment.environment.name"] == "test"
+    assert span.name == "process nurture"
+    assert span.kind == span.SPAN_KIND_CONSUMER
+    assert collector.requests[0].headers["Content-Type"] == "application/x-protobuf"
