@@ -217,6 +217,18 @@ async def test_retry_after_a_crash_between_send_and_record_moves_on_without_rese
     assert [p.job_id for p in world.publisher.published] == ["nurture_enr-1_2"]
 
 
+async def test_a_retry_at_the_cap_is_not_held_back_by_its_own_earlier_send(world: World) -> None:
+    """A step already sent by a crashed run moves on even when that very send fills the contact's cap."""
+    await _marketing_claims(world, timedelta(hours=3), timedelta(hours=2))
+    key = nurture_ledger_key(ENROLLMENT, 1, Channel.EMAIL)
+    claim = SendClaim(key, ORG, CONTACT, Channel.EMAIL, MessagePurpose.MARKETING, EmailAddress("dana@example.com"))
+    await world.ledger.claim(claim, NOW - timedelta(minutes=5))
+    await world.ledger.mark_sent(key, "sg-earlier", NOW - timedelta(minutes=5))
+
+    assert await world.service.process(job()) == Sent((Channel.EMAIL,))
+    assert [p.job_id for p in world.publisher.published] == ["nurture_enr-1_2"]
+
+
 async def test_two_active_enrollments_at_the_step_are_ambiguous(world: World) -> None:
     """Two active enrollments both due for a step of that number and template make the job invalid."""
     world.enrollments.add_sequence(Sequence(SequenceId("seq-2"), ORG, STEPS))
