@@ -13,7 +13,7 @@ from domain.delivery import Dispatcher
 from domain.dunning import DunningService, dunning_ledger_key, stage_for
 from domain.errors import DeliveryRateLimited, DeliveryRejected, InvalidJob, SuppressionReason
 from domain.jobs import DunningJob
-from domain.messages import LedgerState
+from domain.messages import LedgerState, SendClaim
 from domain.models import (
     DEFAULT_DUNNING_POLICY,
     Contact,
@@ -23,7 +23,7 @@ from domain.models import (
     Template,
 )
 from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
-from domain.values import Channel, ContactId, EmailAddress, OrgId, PhoneNumber, zone
+from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber, zone
 from tests.fakes import (
     FakeClock,
     FakeEmailSender,
@@ -316,6 +316,25 @@ async def test_one_refused_channel_does_not_hide_the_other_sent_one(world: World
     world.email.fail_with.append(DeliveryRejected("mailbox does not exist", "550", SuppressionReason.BOUNCED))
 
     assert await world.service.process(job(7)) == Sent((Channel.SMS,))
+
+
+async def test_a_suppressed_address_is_undeliverable(world: World) -> None:
+    """An email address suppressed after a bounce gets nothing and the job says why."""
+    await world.ledger.suppress(ORG, Channel.EMAIL, EmailAddress("dana@example.com"), SuppressionReason.BOUNCED, NOW)
+
+    assert await world.service.process(job(3)) == Undeliverable("suppressed_bounced")
+    assert world.email.sent == []
+
+
+async def test_an_unconfirmed_send_is_not_repeated(world: World) -> None:
+    """An email whose earlier send never resolved is not sent again; the job reports it unconfirmed."""
+    stage = DEFAULT_DUNNING_POLICY[0]
+    key = dunning_ledger_key(ORG, CONTACT, stage, Channel.EMAIL)
+    claim = SendClaim(key, ORG, CONTACT, Channel.EMAIL, MessagePurpose.TRANSACTIONAL, EmailAddress("dana@example.com"))
+    await world.ledger.claim(claim, NOW - timedelta(minutes=10))
+
+    assert await world.service.process(job(3)) == Skipped("delivery_unconfirmed")
+    assert world.email.sent == []
 
 
 async def test_an_unknown_contact_is_skipped(world: World) -> None:
