@@ -1,7 +1,8 @@
 """Send a message at most once: claim it in the ledger, call the provider, record what the provider said.
 
 Every capability sends through ``Dispatcher.deliver``. The rules, in the order they apply:
-- the claim and the recipient's suppressions are checked together; a suppressed recipient gets nothing;
+- the claim and the recipient's suppressions are checked together; a suppressed recipient gets nothing (a message
+  sent before the suppression still reports as delivered earlier, so callers do not fall back to another channel);
 - an entry already SENT or FAILED is final: nothing is sent again;
 - an entry still CLAIMED (someone is mid-send, or died mid-send) or UNKNOWN (the provider may have it) is left
   alone until ``settle`` has passed since it last changed, so no request still in flight can land after ours;
@@ -90,6 +91,9 @@ class Dispatcher:
         result = await self.ledger.claim(claim, now)
         if result.status is ClaimStatus.SUPPRESSED:
             assert result.suppression is not None
+            earlier_entry = await self.ledger.get(claim.key)
+            if earlier_entry is not None and earlier_entry.state is LedgerState.SENT:
+                return Delivered(earlier_entry.provider_message_id, earlier=True)
             return Suppressed(result.suppression)
         if result.status is ClaimStatus.TAKEN:
             assert result.existing is not None

@@ -89,6 +89,16 @@ async def test_suppressed_recipient_gets_nothing_and_nothing_is_claimed() -> Non
     assert await s.ledger.get("k:sms") is None
 
 
+async def test_message_sent_before_a_suppression_still_reports_delivered() -> None:
+    """A retry of a message sent before the recipient opted out is delivered earlier, not suppressed."""
+    s = _setup()
+    await s.dispatcher.deliver(*_sms())
+    await s.ledger.suppress(ORG, Channel.SMS, PHONE, SuppressionReason.OPTED_OUT, T0)
+    assert await s.dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}", earlier=True)
+    assert await s.dispatcher.deliver(*_sms("other:sms")) == Suppressed(SuppressionReason.OPTED_OUT)
+    assert len(s.sms.sent) == 1
+
+
 async def test_sent_entry_is_final() -> None:
     """A message already SENT is reported as delivered earlier and not sent again."""
     s = _setup()

@@ -155,6 +155,15 @@ async def test_suppressed_sms_falls_back_to_email() -> None:
     assert world.sms.sent == []
 
 
+async def test_retry_after_an_opt_out_does_not_add_an_email() -> None:
+    """A job re-run after its SMS went out and the contact then opted out sends no email on top."""
+    world = _world()
+    assert await world.service.process(_job()) == Sent((Channel.SMS,))
+    await world.ledger.suppress(ORG, Channel.SMS, PhoneNumber("+14155550100"), SuppressionReason.OPTED_OUT, NOW)
+    assert await world.service.process(_job()) == Sent((Channel.SMS,))
+    assert world.email.sent == []
+
+
 async def test_suppressed_sms_without_email_is_skipped() -> None:
     """A suppressed phone number and no email address: skipped as suppressed."""
     world = _world(email=None)
