@@ -108,6 +108,19 @@ def scheduler_queue(client: redis_asyncio.Redis, prefix: str, queue: QueueName) 
     return bull_queue
 
 
+async def scheduler_record(queue: Queue, scheduler_id: str) -> dict[str, Any] | None:
+    """The scheduler's record (``Queue.getJobScheduler``), or None when there is none.
+
+    bullmq 3.4.4's ``getJobScheduler`` raises ValueError for an unknown id instead of returning None (its script
+    returns an empty reply the backend cannot unpack); tests/integration/scheduling/test_sync.py shows it.
+    """
+    try:
+        record: dict[str, Any] | None = await queue.getJobScheduler(scheduler_id)
+    except ValueError:
+        return None
+    return record
+
+
 def _epoch_ms_to_datetime(millis: object) -> datetime | None:
     if millis is None:
         return None
@@ -143,7 +156,7 @@ async def _has_pending_tick(queue: Queue, schedule: Schedule, record: Mapping[st
 
 
 async def _sync_one(queue: Queue, schedule: Schedule, options: Mapping[str, Any]) -> str:
-    record = await queue.getJobScheduler(schedule.id)
+    record = await scheduler_record(queue, schedule.id)
     if record is not None and _matches(record, schedule, options):
         if await _has_pending_tick(queue, schedule, record):
             return "unchanged"
@@ -157,7 +170,7 @@ async def _sync_one(queue: Queue, schedule: Schedule, options: Mapping[str, Any]
 async def _record_definition(client: redis_asyncio.Redis, prefix: str, queue: Queue, schedule: Schedule) -> None:
     fields: dict[str, str | int | datetime] = {"pattern": schedule.pattern or f"every {schedule.every_ms} ms"}
     fields["tz"] = schedule.tz
-    record = await queue.getJobScheduler(schedule.id)
+    record = await scheduler_record(queue, schedule.id)
     next_run = _epoch_ms_to_datetime(record.get("next")) if record else None
     if next_run is not None:
         fields["next_run"] = next_run

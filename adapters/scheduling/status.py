@@ -17,7 +17,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from adapters.health.schedules import FIELDS, record_schedule_status, schedule_key
-from adapters.scheduling.schedules import Schedule, scheduler_queue
+from adapters.scheduling.schedules import Schedule, scheduler_queue, scheduler_record
 from domain.outcomes import Outcome, Published
 from domain.ports import Clock
 
@@ -31,7 +31,7 @@ OUTCOME_FAILED = "failed"
 
 
 async def _next_run(client: redis_asyncio.Redis, prefix: str, schedule: Schedule) -> datetime | None:
-    record = await scheduler_queue(client, prefix, schedule.queue).getJobScheduler(schedule.id)
+    record = await scheduler_record(scheduler_queue(client, prefix, schedule.queue), schedule.id)
     if not record or record.get("next") is None:
         return None
     return datetime.fromtimestamp(int(record["next"]) / 1000, tz=UTC)
