@@ -1,0 +1,298 @@
+"""Metrics: recorded in each worker process, shared through Redis, exposed by the health server.
+
+Workers run one process per queue (and may run on several hosts), so counters cannot live in one process: each
+process counts in memory and ``MetricsRecorder.run`` adds the deltas to one Redis hash every few seconds (one
+pipelined round trip, never per job). The health server reads that hash plus BullMQ's own keys and renders a
+``MetricsSnapshot`` as Prometheus text or JSON. Labels are bounded: queue, job name, outcome, provider, channel,
+error code, schedule, state; never anything per contact. A SIGKILLed process loses its last unflushed seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+
+import attrs
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from adapters.observability.redaction import redact_text
+
+_log = logging.getLogger(__name__)
+
+NAMESPACE = "clientflow"
+WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+RUN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_HISTOGRAM_BUCKETS = {"job_wait_seconds": WAIT_BUCKETS, "job_run_seconds": RUN_BUCKETS}
+_MAX_LABEL_LENGTH = 64
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def recorded_metrics_key(prefix: str) -> str:
+    """The Redis hash every process adds its deltas to."""
+    return f"{prefix}:cf:metrics"
+
+
+def _label_value(value: str | None) -> str:
+    return redact_text(value or "none")[:_MAX_LABEL_LENGTH]
+
+
+def _field(metric: str, labels: Mapping[str, str]) -> str:
+    return json.dumps([metric, dict(sorted(labels.items()))], separators=(",", ":"))
+
+
+@attrs.define
+class MetricsRecorder:
+    """In-process counters of one worker process; ``run`` flushes them to Redis."""
+
+    prefix: str
+    _pending: defaultdict[str, float] = attrs.field(factory=lambda: defaultdict(float), init=False)
+
+    def _add(self, metric: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
+        self._pending[_field(metric, labels)] += amount
+
+    def _observe(self, metric: str, labels: Mapping[str, str], seconds: float) -> None:
+        buckets = _HISTOGRAM_BUCKETS[metric]
+        index = bisect.bisect_left(buckets, seconds)
+        bound = "+Inf" if index == len(buckets) else repr(buckets[index])
+        self._add(f"{metric}_bucket", {**labels, "le": bound})
+        self._add(f"{metric}_sum", labels, max(seconds, 0.0))
+        self._add(f"{metric}_count", labels)
+
+    def job_finished(
+        self, queue: str, job_name: str, outcome: str, wait_seconds: float | None, run_seconds: float
+    ) -> None:
+        """One job attempt ended. ``outcome``: completed, retried, deferred or failed (the last attempt).
+
+        ``wait_seconds`` is the job's time from added (plus its delay) to started (``processedOn``), for first
+        attempts only (None otherwise); ``run_seconds`` the attempt's own duration.
+        """
+        labels = {"queue": _label_value(queue), "job_name": _label_value(job_name)}
+        self._add("jobs_total", {**labels, "outcome": _label_value(outcome)})
+        if wait_seconds is not None:
+            self._observe("job_wait_seconds", labels, wait_seconds)
+        self._observe("job_run_seconds", labels, run_seconds)
+
+    def provider_message(self, provider: str, channel: str, outcome: str, error_code: str | None) -> None:
+        """One message handed to a provider. ``outcome``: sent, rejected, rate_limited, unknown; ``error_code``
+        the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
+        labels = {"provider": provider, "channel": channel, "outcome": outcome, "error_code": error_code}
+        self._add("provider_messages_total", {key: _label_value(value) for key, value in labels.items()})
+
+    async def flush(self, client: aioredis.Redis) -> None:
+        """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
+        pending, self._pending = self._pending, defaultdict(float)
+        if not pending:
+            return
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for field, amount in pending.items():
+                    pipe.hincrbyfloat(recorded_metrics_key(self.prefix), field, amount)
+                await pipe.execute()
+        except Exception:
+            for field, amount in pending.items():
+                self._pending[field] += amount
+            raise
+
+    async def run(self, client: aioredis.Redis, stop: asyncio.Event, interval_seconds: float = 5.0) -> None:
+        """Flush every ``interval_seconds`` until ``stop`` is set, then once more."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_seconds)
+            await self._flush_or_log(client)
+        await self._flush_or_log(client)
+
+    async def _flush_or_log(self, client: aioredis.Redis) -> None:
+        try:
+            await self.flush(client)
+        except Exception as exc:  # Redis down: keep counting, try again next time
+            _log.warning("metrics flush failed: %s", type(exc).__name__)
+
+
+@attrs.frozen
+class RecordedSample:
+    metric: str
+    labels: Labels
+    value: float
+
+
+async def read_recorded(client: aioredis.Redis, prefix: str) -> list[RecordedSample]:
+    """Every sample the workers have flushed, from the shared hash."""
+    raw: dict[bytes | str, bytes | str] = await client.hgetall(recorded_metrics_key(prefix))
+    samples = []
+    for field, value in raw.items():
+        metric, labels = json.loads(field)
+        samples.append(RecordedSample(metric, tuple(sorted(labels.items())), float(value)))
+    return sorted(samples, key=lambda s: (s.metric, s.labels))
+
+
+@attrs.frozen
+class QueueStats:
+    """One BullMQ queue as the health server sees it."""
+
+    name: str
+    counts: Mapping[str, int]
+    oldest_waiting_age_seconds: float | None
+    workers: int
+    completed_per_minute: float | None
+    failed_per_minute: float | None
+
+
+@attrs.frozen
+class ScheduleStatus:
+    """A schedule's state as the scheduler records it (see adapters.health.schedules)."""
+
+    name: str
+    pattern: str | None
+    tz: str | None
+    next_run: str | None
+    last_started: str | None
+    last_finished: str | None
+    last_outcome: str | None
+    jobs_queued: int | None
+
+
+@attrs.frozen
+class MetricsSnapshot:
+    queues: Sequence[QueueStats]
+    dead_letter_size: int | None
+    schedules: Sequence[ScheduleStatus]
+    recorded: Sequence[RecordedSample]
+    dependencies: Mapping[str, bool]
+
+    def as_json(self) -> dict[str, object]:
+        """The same facts as the Prometheus text, shaped for people and scripts."""
+        return {
+            "dependencies": {name: "up" if up else "down" for name, up in self.dependencies.items()},
+            "queues": [attrs.asdict(q) for q in self.queues],
+            "dead_letter_size": self.dead_letter_size,
+            "schedules": [attrs.asdict(s) for s in self.schedules],
+            "recorded": [{"metric": s.metric, "labels": dict(s.labels), "value": s.value} for s in self.recorded],
+        }
+
+
+def _epoch_seconds(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snapshot: MetricsSnapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._dependency_metrics()
+        yield from self._queue_metrics()
+        yield from self._schedule_metrics()
+        yield from self._recorded_metrics()
+
+    def _dependency_metrics(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(f"{NAMESPACE}_dependency_up", "1 when the dependency answers", labels=["dependency"])
+        for name, is_up in sorted(self._snapshot.dependencies.items()):
+            up.add_metric([name], 1.0 if is_up else 0.0)
+        yield up
+
+    def _queue_metrics(self) -> Iterator[Metric]:
+        snapshot = self._snapshot
+        jobs = GaugeMetricFamily(f"{NAMESPACE}_queue_jobs", "Jobs per queue and state", labels=["queue", "state"])
+        oldest = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_oldest_waiting_age_seconds", "Age of the oldest waiting job", labels=["queue"]
+        )
+        workers = GaugeMetricFamily(f"{NAMESPACE}_queue_workers", "Workers heartbeating", labels=["queue"])
+        rate = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_finished_per_minute",
+            "Jobs finished per minute over the last minutes (BullMQ metrics)",
+            labels=["queue", "state"],
+        )
+        for queue in snapshot.queues:
+            for state, count in sorted(queue.counts.items()):
+                jobs.add_metric([queue.name, state], count)
+            if queue.oldest_waiting_age_seconds is not None:
+                oldest.add_metric([queue.name], queue.oldest_waiting_age_seconds)
+            workers.add_metric([queue.name], queue.workers)
+            for state, per_minute in (("completed", queue.completed_per_minute), ("failed", queue.failed_per_minute)):
+                if per_minute is not None:
+                    rate.add_metric([queue.name, state], per_minute)
+        yield from (jobs, oldest, workers, rate)
+        if snapshot.dead_letter_size is not None:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_dead_letter_jobs", "Jobs in the dead-letter queue", value=snapshot.dead_letter_size
+            )
+
+    def _schedule_metrics(self) -> Iterator[Metric]:
+        last_run = GaugeMetricFamily(
+            f"{NAMESPACE}_schedule_last_run_timestamp_seconds", "When the schedule last finished", labels=["schedule"]
+        )
+        next_run = GaugeMetricFamily(
+            f"{NAMESPACE}_schedule_next_run_timestamp_seconds", "When the schedule fires next", labels=["schedule"]
+        )
+        succeeded = GaugeMetricFamily(
+            f"{NAMESPACE}_schedule_last_run_succeeded", "1 when the last run's outcome was ok", labels=["schedule"]
+        )
+        for schedule in self._snapshot.schedules:
+            if (finished := _epoch_seconds(schedule.last_finished)) is not None:
+                last_run.add_metric([schedule.name], finished)
+            if (upcoming := _epoch_seconds(schedule.next_run)) is not None:
+                next_run.add_metric([schedule.name], upcoming)
+            if schedule.last_outcome is not None:
+                succeeded.add_metric([schedule.name], 1.0 if schedule.last_outcome == "ok" else 0.0)
+        yield from (last_run, next_run, succeeded)
+
+    def _recorded_metrics(self) -> Iterator[Metric]:
+        by_metric: dict[str, list[RecordedSample]] = defaultdict(list)
+        for sample in self._snapshot.recorded:
+            by_metric[sample.metric].append(sample)
+        for counter, help_text in (
+            ("jobs_total", "Job attempts by outcome"),
+            ("provider_messages_total", "Messages handed to providers by outcome and error code"),
+        ):
+            samples = by_metric.get(counter, [])
+            label_names = [name for name, _ in samples[0].labels] if samples else []
+            family = CounterMetricFamily(f"{NAMESPACE}_{counter.removesuffix('_total')}", help_text, labels=label_names)
+            for sample in samples:
+                family.add_metric([value for _, value in sample.labels], sample.value)
+            yield family
+        for histogram, help_text in (
+            ("job_wait_seconds", "Time from added to started"),
+            ("job_run_seconds", "Time an attempt ran"),
+        ):
+            yield _histogram(histogram, help_text, by_metric)
+
+
+def _histogram(metric: str, help_text: str, by_metric: Mapping[str, list[RecordedSample]]) -> Metric:
+    bounds = [*(repr(b) for b in _HISTOGRAM_BUCKETS[metric]), "+Inf"]
+    per_series: dict[Labels, dict[str, float]] = defaultdict(lambda: dict.fromkeys(bounds, 0.0))
+    sums: dict[Labels, float] = defaultdict(float)
+    for sample in by_metric.get(f"{metric}_bucket", []):
+        labels = tuple((k, v) for k, v in sample.labels if k != "le")
+        per_series[labels][dict(sample.labels)["le"]] += sample.value
+    for sample in by_metric.get(f"{metric}_sum", []):
+        sums[sample.labels] += sample.value
+    family = HistogramMetricFamily(f"{NAMESPACE}_{metric}", help_text, labels=["job_name", "queue"])
+    for labels, counts in sorted(per_series.items()):
+        cumulative, running = [], 0.0
+        for bound in bounds:
+            running += counts[bound]
+            cumulative.append((bound, running))
+        family.add_metric([value for _, value in labels], cumulative, sums[labels])
+    return family
+
+
+def render_prometheus(snapshot: MetricsSnapshot) -> bytes:
+    """The snapshot in the Prometheus text exposition format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))
+    return generate_latest(registry)
