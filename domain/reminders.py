@@ -146,6 +146,10 @@ class ReminderService:
             return Undeliverable("no_reachable_channel")
         zone = contact.zone or org.zone
         window = org.transactional_window
+        if job.reminder_type is ReminderKind.DAY_BEFORE and not any(
+            p.kind is ReminderKind.DAY_BEFORE for p in plan_reminders(appointment.starts_at, zone, window, now)
+        ):
+            return Skipped("superseded_by_3h_reminder")  # delayed jobs released together after downtime
         if not is_open(window, now, zone):
             later = nearest_open(window, now, zone, not_before=now, before=appointment.starts_at)
             return Skipped("send_window_closed") if later is None else Deferred(later, "send_window_closed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any
 
+import attrs
 import pytest
 
 from domain.errors import DeliveryRateLimited, DeliveryRejected, InvalidJob, SuppressionReason
@@ -67,6 +68,23 @@ async def test_appointment_changed_since_enqueue_is_skipped(change: dict[str, An
     world.add_appointment(**{"starts_at": STARTS_AT, "status": AppointmentStatus.SCHEDULED, **change})
     assert await world.service.process(_job()) == Skipped(reason)
     assert world.sms.sent == []
+
+
+async def test_late_24h_job_is_dropped_once_the_3h_one_is_due() -> None:
+    """Delayed 24h and 3h jobs released together after downtime send only the 3h reminder."""
+    world = _world(local(NEW_YORK, 2026, 1, 21, 10, 5))
+    day_before = attrs.evolve(_job(), reminder_type=ReminderKind.DAY_BEFORE)
+    assert await world.service.process(day_before) == Skipped("superseded_by_3h_reminder")
+    assert await world.service.process(_job()) == Sent((Channel.SMS,))
+    assert len(world.sms.sent) == 1
+
+
+async def test_24h_job_on_time_is_sent() -> None:
+    """A 24h reminder processed at its due time goes out."""
+    world = _world(local(NEW_YORK, 2026, 1, 20, 13))
+    day_before = attrs.evolve(_job(), reminder_type=ReminderKind.DAY_BEFORE)
+    assert await world.service.process(day_before) == Sent((Channel.SMS,))
+    assert world.sms.sent[0].ledger_key == "reminder:a-1:24h:20260121T180000Z:sms"
 
 
 async def test_missing_appointment_is_skipped() -> None:
