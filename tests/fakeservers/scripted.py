@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -28,11 +28,18 @@ class Delay:
 
 
 @attrs.frozen
+class Stall:
+    """Behave normally (the request takes effect at once), but hold the answer back this long."""
+
+    seconds: float
+
+
+@attrs.frozen
 class Reset:
     """Close the connection without answering (after the request has been read)."""
 
 
-Step = Reply | Delay | Reset
+Step = Reply | Delay | Stall | Reset
 
 
 @attrs.frozen
@@ -45,6 +52,9 @@ class RecordedRequest:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+Handler = Callable[[web.Request, RecordedRequest], Awaitable[web.StreamResponse]]
 
 
 @attrs.define
@@ -66,26 +76,35 @@ class ScriptedServer:
         self.requests.append(recorded)
         return recorded
 
-    async def _scripted(self, request: web.Request) -> web.StreamResponse | None:
-        """The scripted answer to this request, or None to handle it normally."""
-        if not self._steps:
-            return None
-        step = self._steps.pop(0)
-        if isinstance(step, Delay):
-            await asyncio.sleep(step.seconds)
-            return None
-        if isinstance(step, Reset):
-            assert request.transport is not None
-            request.transport.abort()
-            return web.Response(status=500)  # never written: the socket is gone
-        body = "" if step.body is None else json.dumps(step.body)
-        return web.Response(status=step.status, text=body, headers=step.headers, content_type="application/json")
+    def _serve(self, handle: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """An aiohttp handler: record the request, apply the next scripted step, else answer normally."""
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            recorded = await self._record(request)
+            step = self._steps.pop(0) if self._steps else None
+            if isinstance(step, Reset):
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response(status=500)  # never written: the socket is gone
+            if isinstance(step, Reply):
+                body = "" if step.body is None else json.dumps(step.body)
+                return web.Response(
+                    status=step.status, text=body, headers=step.headers, content_type="application/json"
+                )
+            if isinstance(step, Delay):
+                await asyncio.sleep(step.seconds)
+            answer = await handle(request, recorded)
+            if isinstance(step, Stall):
+                await asyncio.sleep(step.seconds)
+            return answer
+
+        return serve
 
     def app(self) -> web.Application:
         raise NotImplementedError
 
     async def start(self) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)  # stalled handlers: cancel
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

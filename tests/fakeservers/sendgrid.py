@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from tests.fakeservers.scripted import Reply, ScriptedServer
+from tests.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
 
 
 def sendgrid_error(
@@ -33,14 +33,10 @@ class FakeSendGrid(ScriptedServer):
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/v3/mail/send", self._send)
+        app.router.add_post("/v3/mail/send", self._serve(self._send))
         return app
 
-    async def _send(self, request: web.Request) -> web.StreamResponse:
-        recorded = await self._record(request)
-        scripted = await self._scripted(request)
-        if scripted is not None:
-            return scripted
+    async def _send(self, request: web.Request, recorded: RecordedRequest) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _json(sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked"))
         payload = recorded.json()

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from tests.fakeservers.scripted import Reply, ScriptedServer
+from tests.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
 
 
 def twilio_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Reply:
@@ -47,8 +47,8 @@ class FakeTwilio(ScriptedServer):
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
-        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._list)
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._serve(self._create))
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._serve(self._list))
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -57,19 +57,9 @@ class FakeTwilio(ScriptedServer):
             self.account_sid
         )
 
-    async def _refusal(self, request: web.Request) -> web.StreamResponse | None:
-        await self._record(request)
-        scripted = await self._scripted(request)
-        if scripted is not None:
-            return scripted
+    async def _create(self, request: web.Request, _recorded: RecordedRequest) -> web.StreamResponse:
         if not self._authorized(request):
             return _json(twilio_error(401, 20003, "Authenticate"))
-        return None
-
-    async def _create(self, request: web.Request) -> web.StreamResponse:
-        refusal = await self._refusal(request)
-        if refusal is not None:
-            return refusal
         form = await request.post()
         to, body = str(form.get("To", "")), str(form.get("Body", ""))
         if not to:
@@ -109,10 +99,9 @@ class FakeTwilio(ScriptedServer):
             self.status_callbacks[sid] = str(form["StatusCallback"])
         return web.json_response(message, status=201)
 
-    async def _list(self, request: web.Request) -> web.StreamResponse:
-        refusal = await self._refusal(request)
-        if refusal is not None:
-            return refusal
+    async def _list(self, request: web.Request, _recorded: RecordedRequest) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _json(twilio_error(401, 20003, "Authenticate"))
         query = request.query
         page_size = int(query.get("PageSize", "50"))
         found = [m for m in reversed(self.messages) if _matches(m, query)][:page_size]

@@ -45,7 +45,7 @@ async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
 
 
 @asynccontextmanager
-async def scratch_database() -> AsyncIterator[PostgresDatabase]:
+async def scratch_dsn() -> AsyncIterator[str]:
     """A fresh database with every migration applied (the postgres adapter's runner), dropped afterwards."""
     name = f"cf_messaging_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(ADMIN_DSN)
@@ -53,14 +53,21 @@ async def scratch_database() -> AsyncIterator[PostgresDatabase]:
         await admin.execute(f'create database "{name}"')
         dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
         await migrate(dsn)
+        yield dsn
+    finally:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def scratch_database() -> AsyncIterator[PostgresDatabase]:
+    """A pool on a fresh migrated database."""
+    async with scratch_dsn() as dsn:
         database = await PostgresDatabase.connect(dsn, min_size=1, max_size=4)
         try:
             yield database
         finally:
             await database.close()
-    finally:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-        await admin.close()
 
 
 @asynccontextmanager
