@@ -333,7 +333,7 @@ class QueueWorker:
             job_id=job.id,
             org_id=getattr(routed.payload, "org_id", None),
             outcome=summary.get("outcome"),
-            attempts_made=job.attemptsMade,
+            attempt=job.attemptsMade + 1,
         )
         return summary
 

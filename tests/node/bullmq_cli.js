@@ -43,7 +43,7 @@ async function main() {
             id: job.id, name: job.name, data: job.data, state: await job.getState(),
             returnvalue: job.returnvalue, failedReason: job.failedReason, attemptsMade: job.attemptsMade,
             attemptsStarted: job.attemptsStarted, stacktrace: job.stacktrace, timestamp: job.timestamp,
-            processedOn: job.processedOn, finishedOn: job.finishedOn, delay: job.delay,
+            processedOn: job.processedOn, finishedOn: job.finishedOn, delay: job.delay, opts: job.opts,
           } : null);
         }
         out = { jobs };
