@@ -23,17 +23,20 @@ CANARIES = (
     FIRST_NAME,
 )
 
-# What a reminder job's data looks like when it carries everything sensitive at once.
-JOB_DATA = {
-    "orgId": "org_canary",
-    "contactId": "contact_1",
-    "phone": PHONE,
-    "email": EMAIL,
-    "address": STREET_ADDRESS,
-    "paymentLink": PAYMENT_LINK,
-    "personalization": {"firstName": FIRST_NAME},
-    "message": f"Hi {FIRST_NAME}, pay at {PAYMENT_LINK}",
-}
+
+def job_data() -> dict[str, object]:
+    """A job's data carrying everything sensitive at once; a fresh copy each call (Sentry's scrubber edits
+    the objects it is given in place)."""
+    return {
+        "orgId": "org_canary",
+        "contactId": "contact_1",
+        "phone": PHONE,
+        "email": EMAIL,
+        "address": STREET_ADDRESS,
+        "paymentLink": PAYMENT_LINK,
+        "personalization": {"firstName": FIRST_NAME},
+        "message": f"Hi {FIRST_NAME}, pay at {PAYMENT_LINK}",
+    }
 
 
 def leaked(text: str | bytes) -> list[str]:

@@ -12,7 +12,7 @@ import structlog
 from adapters.observability.logging import configure_logging, get_logger, job_log_context
 from adapters.observability.tracing import job_span
 from domain.errors import ConfigurationError
-from tests.integration.observability.canaries import API_KEY, AUTH_TOKEN, EMAIL, JOB_DATA, PAYMENT_LINK, PHONE, leaked
+from tests.integration.observability.canaries import API_KEY, AUTH_TOKEN, EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 from tests.integration.observability.conftest import SpanCapture
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -25,7 +25,7 @@ def _log_everything_inside_a_job() -> None:
         job_log_context("reminders", "process-reminder", "42", "org_canary"),
         job_span("reminders", "process-reminder", "42"),
     ):
-        log.info("job started", data=JOB_DATA)
+        log.info("job started", data=job_data())
         log.info("sending sms", to=PHONE, body=f"pay {PAYMENT_LINK}", note=f"contact {EMAIL} at {PHONE}")
         logging.getLogger("asyncio").warning("connection to %s lost while sending to %s", "redis", PHONE)
         logging.getLogger("bullmq").error("job failed: could not reach %s", EMAIL)

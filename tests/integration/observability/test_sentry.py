@@ -13,7 +13,7 @@ from adapters.observability.logging import configure_logging, get_logger, job_lo
 from adapters.observability.sentry import close_sentry, init_sentry, report_alert, report_final_failure
 from domain.errors import TransientError
 from tests.fakeservers.sentry import FakeSentry
-from tests.integration.observability.canaries import AUTH_TOKEN, EMAIL, JOB_DATA, PAYMENT_LINK, PHONE, leaked
+from tests.integration.observability.canaries import AUTH_TOKEN, EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -56,7 +56,7 @@ def _process_attempt(attempt: int, data: dict[str, object]) -> None:
 async def test_final_failure_sends_exactly_one_tagged_event(sentry: FakeSentry) -> None:
     """Three failing attempts (two retried, one final) log three errors but produce exactly one Sentry event."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        _process_attempt(attempt, JOB_DATA)
+        _process_attempt(attempt, job_data())
     await _delivered()
 
     events = sentry.events()
@@ -79,7 +79,7 @@ async def test_final_failure_sends_exactly_one_tagged_event(sentry: FakeSentry) 
 async def test_retried_attempts_send_nothing(sentry: FakeSentry) -> None:
     """Attempts that will be retried are logged at error level, and no error event reaches Sentry."""
     for attempt in range(1, MAX_ATTEMPTS):
-        _process_attempt(attempt, JOB_DATA)
+        _process_attempt(attempt, job_data())
     await _delivered()
     assert sentry.events() == []
 
@@ -87,8 +87,8 @@ async def test_retried_attempts_send_nothing(sentry: FakeSentry) -> None:
 async def test_no_canary_reaches_sentry(sentry: FakeSentry) -> None:
     """Neither the exception text, tags, breadcrumbs nor extras carry the canaries in any envelope."""
     sentry_sdk.add_breadcrumb(category="http", message=f"POST {PAYMENT_LINK}?email={EMAIL}", data={"to": PHONE})
-    sentry_sdk.set_extra("job_data", JOB_DATA)
-    _process_attempt(MAX_ATTEMPTS, JOB_DATA)
+    sentry_sdk.set_extra("job_data", job_data())
+    _process_attempt(MAX_ATTEMPTS, job_data())
     report_alert(f"worker for queue dunning gave up; last recipient {PHONE}", program="worker-dunning")
     await _delivered()
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from adapters.observability import tracing
 from adapters.observability.tracing import child_span, current_trace_id, job_span, set_span_attributes
 from tests.fakeservers.otlp import FakeOtlpCollector
-from tests.integration.observability.canaries import EMAIL, JOB_DATA, PAYMENT_LINK, PHONE, leaked
+from tests.integration.observability.canaries import EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 from tests.integration.observability.conftest import SpanCapture
 
 NODE_DIR = pathlib.Path(__file__).resolve().parents[2] / "node"
@@ -62,7 +62,7 @@ async def test_consumer_span_continues_the_node_producer_trace(
     """A job added by Node with bullmq-otel is processed under a CONSUMER span in the producer's trace,
     whose parent is the producer's span; child spans nest under it and carry no PII."""
     _, prefix = redis_prefix
-    produced = await _node_add_with_telemetry(prefix, "reminders", "process-reminder", JOB_DATA)
+    produced = await _node_add_with_telemetry(prefix, "reminders", "process-reminder", job_data())
     assert json.loads(produced["tm"])["traceparent"].startswith(f"00-{produced['traceId']}-{produced['spanId']}-")
     seen: dict[str, Any] = {}
 

@@ -1,0 +1,132 @@
+"""What the health server checks and reads: Redis, PostgreSQL, worker heartbeats, queues and schedules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import attrs
+import redis.asyncio as aioredis
+
+from adapters.health.heartbeat import live_workers
+from adapters.health.queues import all_queue_stats, dead_letter_size, redis_now_ms
+from adapters.health.schedules import read_schedules
+from adapters.observability.metrics import MetricsSnapshot, QueueStats, ScheduleStatus, read_recorded
+
+
+class Unhealthy(Exception):
+    """A check failed; ``reason`` names what, without secrets (no URLs, no passwords)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@attrs.frozen
+class Readiness:
+    ok: bool
+    reasons: Sequence[str]
+    checks: dict[str, object]
+
+
+@attrs.frozen
+class ScheduleHealth:
+    status: ScheduleStatus
+    problem: str | None
+
+
+@attrs.define
+class HealthProbe:
+    """``redis`` is a client for BullMQ's Redis (the health server's own, with short timeouts); ``database_dsn``
+    PostgreSQL's DSN; ``queues`` the queues to report and ``required_queues`` those that need a live worker."""
+
+    redis: aioredis.Redis
+    database_dsn: str
+    prefix: str
+    queues: Sequence[str]
+    required_queues: Sequence[str]
+    dead_letter_queue: str = "dead-letter"
+    timeout_seconds: float = 2.0
+    schedule_grace: timedelta = timedelta(minutes=5)
+
+    async def check_redis(self) -> None:
+        try:
+            await asyncio.wait_for(self.redis.ping(), self.timeout_seconds)
+        except Exception:
+            raise Unhealthy("redis unreachable") from None
+
+    async def check_postgres(self) -> None:
+        try:
+            connection = await asyncpg.connect(self.database_dsn, timeout=self.timeout_seconds)
+            try:
+                await asyncio.wait_for(connection.fetchval("select 1"), self.timeout_seconds)
+            finally:
+                await connection.close(timeout=self.timeout_seconds)
+        except Exception:
+            raise Unhealthy("postgres unreachable") from None
+
+    async def _guarded(self, check: str) -> str | None:
+        try:
+            await (self.check_redis() if check == "redis" else self.check_postgres())
+        except Unhealthy as unhealthy:
+            return unhealthy.reason
+        return None
+
+    async def readiness(self) -> Readiness:
+        """Redis and PostgreSQL answer, and every required queue has at least one heartbeating worker."""
+        redis_problem, postgres_problem = await asyncio.gather(self._guarded("redis"), self._guarded("postgres"))
+        reasons = [p for p in (redis_problem, postgres_problem) if p]
+        checks: dict[str, object] = {"redis": redis_problem or "ok", "postgres": postgres_problem or "ok"}
+        if redis_problem is None:
+            workers = {q: len(await live_workers(self.redis, self.prefix, q)) for q in self.queues}
+            checks["workers"] = workers
+            reasons += [f"no worker heartbeating for queue {q}" for q in self.required_queues if not workers.get(q)]
+        return Readiness(ok=not reasons, reasons=reasons, checks=checks)
+
+    async def queue_stats(self) -> tuple[list[QueueStats], int]:
+        await self.check_redis()
+        return (
+            await all_queue_stats(self.redis, self.prefix, self.queues),
+            await dead_letter_size(self.redis, self.prefix, self.dead_letter_queue),
+        )
+
+    async def schedules(self) -> list[ScheduleHealth]:
+        """Each schedule with its problem, if any: overdue (next run passed by more than the grace) or failed."""
+        await self.check_redis()
+        now = datetime.fromtimestamp(await redis_now_ms(self.redis) / 1000, tz=UTC)
+        return [
+            ScheduleHealth(s, _schedule_problem(s, now - self.schedule_grace))
+            for s in await read_schedules(self.redis, self.prefix)
+        ]
+
+    async def snapshot(self) -> MetricsSnapshot:
+        """Everything ``/metrics`` exposes; with Redis down, only the dependency gauges."""
+        redis_problem, postgres_problem = await asyncio.gather(self._guarded("redis"), self._guarded("postgres"))
+        dependencies = {"redis": redis_problem is None, "postgres": postgres_problem is None}
+        if redis_problem is not None:
+            return MetricsSnapshot(
+                queues=[], dead_letter_size=None, schedules=[], recorded=[], dependencies=dependencies
+            )
+        queues, dead_letters = await self.queue_stats()
+        return MetricsSnapshot(
+            queues=queues,
+            dead_letter_size=dead_letters,
+            schedules=await read_schedules(self.redis, self.prefix),
+            recorded=await read_recorded(self.redis, self.prefix),
+            dependencies=dependencies,
+        )
+
+
+def _schedule_problem(status: ScheduleStatus, overdue_before: datetime) -> str | None:
+    if status.last_outcome not in (None, "ok"):
+        return f"schedule {status.name} last run {status.last_outcome}"
+    if status.next_run:
+        try:
+            next_run = datetime.fromisoformat(status.next_run)
+        except ValueError:
+            return f"schedule {status.name} has an unreadable next_run"
+        if next_run.tzinfo is not None and next_run < overdue_before:
+            return f"schedule {status.name} overdue"
+    return None

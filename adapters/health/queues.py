@@ -1,0 +1,86 @@
+"""Queue statistics read straight from BullMQ's Redis keys (the same keys Bull Board reads).
+
+Counts per state, the oldest waiting job's age (from the FIFO ``wait`` list; prioritized jobs are not
+considered), and finished-per-minute rates from BullMQ's own ``metrics`` keys, which exist when the workers run
+with the ``metrics`` option (``{"maxDataPoints": ...}``); without it the rates are None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from adapters.health.heartbeat import live_workers
+from adapters.observability.metrics import QueueStats
+
+LIST_STATES = ("wait", "paused", "active")
+SET_STATES = ("prioritized", "delayed", "waiting-children", "completed", "failed")
+RATE_WINDOW_MINUTES = 5
+
+
+async def redis_now_ms(client: aioredis.Redis) -> int:
+    """Redis' clock, the one BullMQ's scripts compare job timestamps with across hosts."""
+    seconds, microseconds = await client.time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+async def job_counts(client: aioredis.Redis, prefix: str, queue: str) -> dict[str, int]:
+    """Jobs per state, as BullMQ's ``getJobCounts`` reports them."""
+    async with client.pipeline(transaction=False) as pipe:
+        for state in LIST_STATES:
+            pipe.llen(f"{prefix}:{queue}:{state}")
+        for state in SET_STATES:
+            pipe.zcard(f"{prefix}:{queue}:{state}")
+        results = await pipe.execute()
+    return {state: int(count) for state, count in zip((*LIST_STATES, *SET_STATES), results, strict=True)}
+
+
+async def oldest_waiting_age_seconds(client: aioredis.Redis, prefix: str, queue: str, now_ms: int) -> float | None:
+    """Seconds the next job to be taken has been waiting (since added, plus its delay); None when none waits."""
+    job_id = await client.lindex(f"{prefix}:{queue}:wait", -1)
+    if job_id is None:
+        return None
+    job_key = f"{prefix}:{queue}:{job_id.decode() if isinstance(job_id, bytes) else job_id}"
+    timestamp, delay = await client.hmget(job_key, ["timestamp", "delay"])
+    if timestamp is None:
+        return None
+    ready_at = int(timestamp) + int(delay or 0)
+    return max(now_ms - ready_at, 0) / 1000
+
+
+async def finished_per_minute(client: aioredis.Redis, prefix: str, queue: str, state: str, now_ms: int) -> float | None:
+    """Jobs finished in ``state`` (completed or failed) per minute over the last few minutes, from BullMQ's
+    metrics: ``count``/``prevCount`` cover the minute of ``prevTS``, the ``data`` list the minutes before it."""
+    key = f"{prefix}:{queue}:metrics:{state}"
+    count, prev_ts, prev_count = await client.hmget(key, ["count", "prevTS", "prevCount"])
+    if count is None or prev_ts is None:
+        return None
+    now_minute = now_ms // 60000
+    first_minute_in_window = now_minute - RATE_WINDOW_MINUTES + 1
+    prev_minute = int(prev_ts) // 60000
+    total = int(count) - int(prev_count or 0) if prev_minute >= first_minute_in_window else 0
+    points = await client.lrange(f"{key}:data", 0, RATE_WINDOW_MINUTES - 1)
+    total += sum(int(p) for i, p in enumerate(points) if prev_minute - 1 - i >= first_minute_in_window)
+    return total / RATE_WINDOW_MINUTES
+
+
+async def queue_stats(client: aioredis.Redis, prefix: str, queue: str, now_ms: int) -> QueueStats:
+    return QueueStats(
+        name=queue,
+        counts=await job_counts(client, prefix, queue),
+        oldest_waiting_age_seconds=await oldest_waiting_age_seconds(client, prefix, queue, now_ms),
+        workers=len(await live_workers(client, prefix, queue)),
+        completed_per_minute=await finished_per_minute(client, prefix, queue, "completed", now_ms),
+        failed_per_minute=await finished_per_minute(client, prefix, queue, "failed", now_ms),
+    )
+
+
+async def all_queue_stats(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> list[QueueStats]:
+    now_ms = await redis_now_ms(client)
+    return [await queue_stats(client, prefix, queue, now_ms) for queue in queues]
+
+
+async def dead_letter_size(client: aioredis.Redis, prefix: str, dead_letter_queue: str) -> int:
+    """Every job held by the dead-letter queue, whatever its state (nothing consumes it)."""
+    return sum((await job_counts(client, prefix, dead_letter_queue)).values())

@@ -1,0 +1,73 @@
+"""The schedule status contract: what the scheduler records about each schedule, for ``/health/scheduler``.
+
+One hash per schedule, ``<prefix>:cf:schedule:<name>``, with string fields ``pattern`` (cron), ``tz`` (IANA zone),
+``next_run``, ``last_started``, ``last_finished`` (ISO 8601 with offset, UTC), ``last_outcome`` (``ok``, or a
+short PII-free word such as ``failed``) and ``jobs_queued`` (an integer); names are listed in the set
+``<prefix>:cf:schedules``. The scheduler writes with ``record_schedule_status``; the health server reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import redis.asyncio as aioredis
+
+from adapters.observability.metrics import ScheduleStatus
+
+FIELDS = ("pattern", "tz", "next_run", "last_started", "last_finished", "last_outcome", "jobs_queued")
+
+
+def schedule_key(prefix: str, name: str) -> str:
+    return f"{prefix}:cf:schedule:{name}"
+
+
+def schedules_index_key(prefix: str) -> str:
+    return f"{prefix}:cf:schedules"
+
+
+def _encode(value: str | int | datetime) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("schedule times must be aware datetimes")
+        return value.isoformat()
+    return str(value)
+
+
+async def record_schedule_status(
+    client: aioredis.Redis, prefix: str, name: str, fields: Mapping[str, str | int | datetime]
+) -> None:
+    """Set some of a schedule's fields (the others keep their values); unknown field names are refused."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown schedule status fields: {', '.join(sorted(unknown))}")
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.hset(schedule_key(prefix, name), mapping={k: _encode(v) for k, v in fields.items()})
+        pipe.sadd(schedules_index_key(prefix), name)
+        await pipe.execute()
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def read_schedules(client: aioredis.Redis, prefix: str) -> Sequence[ScheduleStatus]:
+    """Every recorded schedule, by name."""
+    names = sorted(_str(n) for n in await client.smembers(schedules_index_key(prefix)))
+    statuses = []
+    for name in names:
+        raw = {_str(k): _str(v) for k, v in (await client.hgetall(schedule_key(prefix, name))).items()}
+        jobs_queued = raw.get("jobs_queued")
+        statuses.append(
+            ScheduleStatus(
+                name=name,
+                pattern=raw.get("pattern"),
+                tz=raw.get("tz"),
+                next_run=raw.get("next_run"),
+                last_started=raw.get("last_started"),
+                last_finished=raw.get("last_finished"),
+                last_outcome=raw.get("last_outcome"),
+                jobs_queued=int(jobs_queued) if jobs_queued and jobs_queued.isdigit() else None,
+            )
+        )
+    return statuses

@@ -1,0 +1,114 @@
+"""Process main of the health and metrics server: ``python -m entrypoints.health``.
+
+Serves ``/health/live``, ``/health/ready``, ``/health/queues``, ``/health/scheduler``, ``/metrics`` and
+``/metrics.json`` on loopback by default. Configuration comes from arguments (``serve`` takes them as
+``HealthServerOptions``); SIGTERM/SIGINT stop it with exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+import attrs
+import redis.asyncio as aioredis
+import structlog
+
+from adapters.health.probe import HealthProbe
+from adapters.health.server import build_health_app, running_health_server
+from adapters.observability.logging import configure_logging
+
+QUEUES = ("reminders", "nurture", "dunning", "snapshots")
+log = structlog.get_logger("entrypoints.health")
+
+
+@attrs.frozen
+class HealthServerOptions:
+    redis_url: str = attrs.field(repr=False)
+    database_url: str = attrs.field(repr=False)
+    prefix: str = "bull"
+    queues: Sequence[str] = QUEUES
+    required_queues: Sequence[str] = QUEUES
+    dead_letter_queue: str = "dead-letter"
+    host: str = "127.0.0.1"
+    port: int = 9464
+    check_timeout_seconds: float = 2.0
+
+
+def open_probe_redis(url: str, timeout_seconds: float) -> aioredis.Redis:
+    """The health server's own Redis client: short timeouts, so a dead Redis answers 503 quickly."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, health_check_interval=10
+    )
+
+
+async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set."""
+    client = open_probe_redis(options.redis_url, options.check_timeout_seconds)
+    probe = HealthProbe(
+        redis=client,
+        database_dsn=options.database_url,
+        prefix=options.prefix,
+        queues=options.queues,
+        required_queues=options.required_queues,
+        dead_letter_queue=options.dead_letter_queue,
+        timeout_seconds=options.check_timeout_seconds,
+    )
+    try:
+        async with running_health_server(build_health_app(probe), options.host, options.port) as port:
+            log.info("health server listening", host=options.host, port=port)
+            await stop.wait()
+    finally:
+        await client.aclose()
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool]:
+    parser = argparse.ArgumentParser(prog="python -m entrypoints.health", description=__doc__)
+    parser.add_argument("--redis-url", required=True, help="BullMQ's Redis, redis://[:password@]host:port/db")
+    parser.add_argument("--database-url", required=True, help="postgresql://user@host:port/db")
+    parser.add_argument("--prefix", default="bull", help="BullMQ key prefix")
+    parser.add_argument("--queues", type=_csv, default=QUEUES, help="queues to report, comma-separated")
+    parser.add_argument("--required-queues", type=_csv, default=None, help="queues that need a live worker")
+    parser.add_argument("--dead-letter-queue", default="dead-letter")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9464)
+    parser.add_argument("--log-level", default="info", help="pino level name: trace debug info warn error fatal")
+    parser.add_argument("--production", action="store_true", help="JSON log lines")
+    args = parser.parse_args(argv)
+    options = HealthServerOptions(
+        redis_url=args.redis_url,
+        database_url=args.database_url,
+        prefix=args.prefix,
+        queues=args.queues,
+        required_queues=args.queues if args.required_queues is None else args.required_queues,
+        dead_letter_queue=args.dead_letter_queue,
+        host=args.host,
+        port=args.port,
+    )
+    return options, args.log_level, args.production
+
+
+async def _main(options: HealthServerOptions) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(options, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, log_level, production = parse_arguments(sys.argv[1:] if argv is None else argv)
+    configure_logging(log_level, production)
+    asyncio.run(_main(options))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
