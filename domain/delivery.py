@@ -8,7 +8,8 @@ Every capability sends through ``Dispatcher.deliver``. The rules, in the order t
   alone until ``settle`` has passed since it last changed, so no request still in flight can land after ours;
   then, for SMS, the provider is asked whether the message went out (reconciliation) and it is re-sent only when
   the provider has no record of it; email has no such look-up, so it stays UNKNOWN for an operator to decide;
-- a rate-limited send released its claim (the provider certainly did not accept it) and is postponed;
+- a rate-limited send releases its claim (the provider certainly did not accept it) and is postponed; a send the
+  provider certainly never received (credentials or connection refused) releases it and raises;
 - an ambiguous answer (timeout, reset, 5xx) marks the entry UNKNOWN and raises, so the job's backoff applies.
 """
 
@@ -24,6 +25,7 @@ from domain.errors import (
     DeliveryRateLimited,
     DeliveryRejected,
     SuppressionReason,
+    TransientError,
 )
 from domain.messages import (
     ClaimStatus,
@@ -139,7 +141,8 @@ class Dispatcher:
         except DeliveryRateLimited as limited:
             await self.ledger.release(claim.key)
             return Postponed(limited.retry_at, "provider_rate_limited")
-        except ConfigurationError:
+        except (ConfigurationError, TransientError):
+            # The provider certainly did not get the request (credentials refused, connection refused).
             await self.ledger.release(claim.key)
             raise
         except DeliveryOutcomeUnknown as unknown:

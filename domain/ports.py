@@ -54,7 +54,8 @@ class SmsSender(Protocol):
 
         Raises DeliveryRejected (permanent; ``suppress`` set for opt-outs and invalid numbers),
         DeliveryRateLimited (not accepted; retry at ``retry_at``), DeliveryOutcomeUnknown (timeout, reset, 5xx:
-        maybe accepted), ConfigurationError (credentials refused). Never retries by itself.
+        maybe accepted), ConfigurationError (credentials refused), TransientError (only when the provider
+        certainly never received the request, e.g. connection refused). Never retries by itself.
         """
         ...
 

@@ -11,7 +11,6 @@ from typing import Any
 import attrs
 
 from domain.errors import (
-    DeliveryError,
     DeliveryOutcomeUnknown,
     InvalidJob,
     InvalidValue,
@@ -80,7 +79,7 @@ class FakeSmsSender:
     """Records accepted messages; ``fail_with`` makes the next sends raise that error instead."""
 
     sent: list[SmsMessage] = attrs.Factory(list)
-    fail_with: list[DeliveryError] = attrs.Factory(list)
+    fail_with: list[Exception] = attrs.Factory(list)
     provider_log: dict[str, tuple[datetime, ProviderReceipt]] = attrs.Factory(dict)
     accepted_but_lost: bool = False  # the provider accepts, but the answer never reaches us
     clock: FakeClock = attrs.Factory(FakeClock)
@@ -106,7 +105,7 @@ class FakeSmsSender:
 @attrs.define
 class FakeEmailSender:
     sent: list[EmailMessage] = attrs.Factory(list)
-    fail_with: list[DeliveryError] = attrs.Factory(list)
+    fail_with: list[Exception] = attrs.Factory(list)
 
     async def send(self, message: EmailMessage) -> ProviderReceipt:
         if self.fail_with:

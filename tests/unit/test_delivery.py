@@ -14,6 +14,7 @@ from domain.errors import (
     DeliveryRateLimited,
     DeliveryRejected,
     SuppressionReason,
+    TransientError,
 )
 from domain.messages import EmailMessage, LedgerState, SendClaim, SmsMessage
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
@@ -237,3 +238,14 @@ async def test_message_must_match_its_claim() -> None:
     with pytest.raises(ValueError, match="channel"):
         await s.dispatcher.deliver(claim, EmailMessage("a:sms", ADDRESS, "subject", "hello"))
     assert await s.ledger.get("a:sms") is None
+
+
+async def test_a_send_the_provider_never_received_releases_its_claim() -> None:
+    """A TransientError from the sender (connection refused) frees the key, so the retry sends the message."""
+    s = _setup()
+    s.sms.fail_with.append(TransientError("provider unreachable"))
+    with pytest.raises(TransientError):
+        await s.dispatcher.deliver(*_sms())
+    assert await s.ledger.get("k:sms") is None
+    assert isinstance(await s.dispatcher.deliver(*_sms()), Delivered)
+    assert len(s.sms.sent) == 1
