@@ -51,9 +51,14 @@ def add_trace_context(_logger: object, _method: str, event: MutableMapping[str, 
     return event
 
 
+# Always overwritten by the processors above from the record itself, never from data: not worth scanning.
+_PIPELINE_FIELDS = frozenset({"timestamp", "level", "logger"})
+
+
 def redact_event(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """The redaction processor: sensitive keys lose their values, free text is masked."""
-    return redact_mapping(event)
+    kept = {key: event.pop(key) for key in _PIPELINE_FIELDS if key in event}
+    return {**redact_mapping(event), **kept}
 
 
 def _shared_processors() -> list[structlog.typing.Processor]:

@@ -6,6 +6,7 @@ credentials and query values, bearer tokens and provider keys, which are masked 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -34,12 +35,15 @@ def normalise_key(key: str) -> str:
     return re.sub(r"[_\-.\s]", "", key).lower()
 
 
-def is_sensitive_key(key: object) -> bool:
-    """True for keys whose value is PII or a secret, in any case style (camelCase, snake_case, kebab-case)."""
-    if not isinstance(key, str):
-        return False
+@functools.lru_cache(maxsize=2048)  # keys are field names, a small vocabulary (never values)
+def _is_sensitive_name(key: str) -> bool:
     normal = normalise_key(key)
     return normal in _SENSITIVE_KEYS or normal.endswith(_SENSITIVE_SUFFIXES)
+
+
+def is_sensitive_key(key: object) -> bool:
+    """True for keys whose value is PII or a secret, in any case style (camelCase, snake_case, kebab-case)."""
+    return isinstance(key, str) and _is_sensitive_name(key)
 
 
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^\s\"'<>]+")
@@ -57,6 +61,16 @@ _KEY_VALUE = re.compile(
     r"(?i)\b((?:api[_\-]?key|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|token|secret|password|passwd|"
     r"pwd|authorization|dsn|payment[_\-]?link)\b[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;]+"
 )
+
+
+# A cheap first look: text showing none of these signs cannot match any rule above and is returned as it is
+# (most log values: queue names, outcomes, ids). Keep them a superset of the rules when adding one.
+_SIGNS = re.compile(r"[@+:(]|AC|SK|\d{3}")
+_SIGN_WORDS = re.compile(r"bearer|basic|token|secret|passw|pwd|authoriz|dsn|key|payment|sg\.|sk_|pk_|rk_|tok_")
+
+
+def _may_hold_sensitive_text(text: str) -> bool:
+    return _SIGNS.search(text) is not None or _SIGN_WORDS.search(text.lower()) is not None
 
 
 def mask_phone(text: str) -> str:
@@ -98,6 +112,10 @@ def redact_url(url: str) -> str:
 
 def redact_text(text: str) -> str:
     """Mask PII and secrets inside free text; everything else is left readable."""
+    return _mask_all(text) if _may_hold_sensitive_text(text) else text
+
+
+def _mask_all(text: str) -> str:
     text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, text)

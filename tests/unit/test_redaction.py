@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.observability import redaction
 from adapters.observability.redaction import REDACTED, is_sensitive_key, redact, redact_mapping, redact_text
 from domain.values import EmailAddress, PhoneNumber
 
@@ -137,3 +138,16 @@ def test_redaction_is_idempotent() -> None:
 def test_any_e164_number_in_text_is_masked(number: str, before: str, after: str) -> None:
     """Whatever E.164 number appears in a sentence, its digits after the country code do not survive."""
     assert number[3:] not in redact_text(f"{before}{number}{after}")
+
+
+@pytest.mark.parametrize(
+    "minimal",
+    [
+        "a@b.co", "+1234567", "(415) 555-0123", "415-555-0123", "ab://h/abc123def", "Bearer abcdef", "basic abcdef",
+        "token=abc", "pwd:x", "dsn=x", "paymentLink=x", "SG.abcdefgh", "sk_abcdef", "tok_abcdef", "AC" + "a" * 32,
+    ],
+)  # fmt: skip
+def test_the_quick_look_sees_every_rule(minimal: str) -> None:
+    """The cheap first look that skips most text lets through no shortest example of any masking rule."""
+    assert redaction._mask_all(minimal) != minimal
+    assert redaction.redact_text(minimal) == redaction._mask_all(minimal)
