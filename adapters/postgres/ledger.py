@@ -7,6 +7,7 @@ names the states it may leave, which makes the state machine of the port hold un
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -150,3 +151,16 @@ class PostgresSendLedger:
             since,
         )
         return count
+
+    async def claim_times_since(
+        self, org_id: OrgId, contact_id: ContactId, purpose: MessagePurpose, since: datetime
+    ) -> Sequence[datetime]:
+        found = await self.db.fetch(
+            "select claimed_at from send_ledger where org_id = $1 and contact_id = $2 and purpose = $3"
+            " and state in ('claimed', 'sent', 'unknown') and claimed_at >= $4 order by claimed_at",
+            org_id,
+            contact_id,
+            purpose.value,
+            since,
+        )
+        return [row["claimed_at"] for row in found]

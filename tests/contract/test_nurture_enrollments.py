@@ -87,3 +87,16 @@ async def test_exit_leaves_the_active_list_and_cannot_be_completed(backend: Back
     await backend.enrollments.exit(EnrollmentId("e-1"), ExitReason.APPOINTMENT_BOOKED, T0)
     await backend.enrollments.complete(EnrollmentId("e-1"), T0)
     assert [e.id for e in await backend.enrollments.active_for_contact(ORG, C1)] == ["e-2"]
+
+
+async def test_ended_for_contact_lists_completed_and_exited_by_id(backend: Backend) -> None:
+    """Completed and exited enrollments come back in id order; active ones and other orgs' do not."""
+    await _setup(backend, enrollment("e-b"), enrollment("e-a"), enrollment("e-active"))
+    await backend.enrollments.complete(EnrollmentId("e-b"), T0)
+    await backend.enrollments.exit(EnrollmentId("e-a"), ExitReason.UNSUBSCRIBED, T0)
+    ended = await backend.enrollments.ended_for_contact(ORG, C1)
+    assert [(e.id, e.status) for e in ended] == [
+        ("e-a", EnrollmentStatus.EXITED),
+        ("e-b", EnrollmentStatus.COMPLETED),
+    ]
+    assert await backend.enrollments.ended_for_contact(OrgId("org-2"), C1) == []

@@ -188,3 +188,19 @@ async def test_count_sent_since_counts_what_may_have_gone_out(backend: Backend) 
     assert await ledger.count_sent_since(ORG, ContactId("c-1"), marketing, since) == 3
     assert await ledger.count_sent_since(ORG, ContactId("c-1"), marketing, T0) == 3
     assert await ledger.count_sent_since(ORG, ContactId("c-1"), marketing, T0 + timedelta(seconds=1)) == 0
+
+
+async def test_claim_times_since_lists_what_count_sent_since_counts(backend: Backend) -> None:
+    """The claim times of exactly the entries count_sent_since counts, oldest first."""
+    ledger = backend.ledger
+    marketing = MessagePurpose.MARKETING
+    await ledger.claim(sms_claim("m-late", purpose=marketing), T0 + timedelta(hours=2))
+    await ledger.claim(sms_claim("m-early", purpose=marketing), T0)
+    await ledger.claim(sms_claim("m-failed", purpose=marketing), T0 + timedelta(hours=1))
+    await ledger.mark_failed("m-failed", "rejected", None, T0)
+    await ledger.claim(sms_claim("m-old", purpose=marketing), T0 - timedelta(days=2))
+    await ledger.claim(sms_claim("t-sent"), T0)
+    since = T0 - timedelta(hours=24)
+    times = await ledger.claim_times_since(ORG, ContactId("c-1"), marketing, since)
+    assert list(times) == [T0, T0 + timedelta(hours=2)]
+    assert len(times) == await ledger.count_sent_since(ORG, ContactId("c-1"), marketing, since)
