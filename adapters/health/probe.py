@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import attrs
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from adapters.health.heartbeat import live_workers
 from adapters.health.queues import all_queue_stats, dead_letter_size, redis_now_ms
@@ -22,6 +24,15 @@ class Unhealthy(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+@contextlib.contextmanager
+def _redis_answers() -> Iterator[None]:
+    """Redis lost between the ping and the reads is still "redis unreachable", never a 500."""
+    try:
+        yield
+    except (RedisError, OSError, TimeoutError):
+        raise Unhealthy("redis unreachable") from None
 
 
 @attrs.frozen
@@ -80,26 +91,33 @@ class HealthProbe:
         reasons = [p for p in (redis_problem, postgres_problem) if p]
         checks: dict[str, object] = {"redis": redis_problem or "ok", "postgres": postgres_problem or "ok"}
         if redis_problem is None:
-            workers = {q: len(await live_workers(self.redis, self.prefix, q)) for q in self.queues}
-            checks["workers"] = workers
-            reasons += [f"no worker heartbeating for queue {q}" for q in self.required_queues if not workers.get(q)]
+            try:
+                with _redis_answers():
+                    workers = {q: len(await live_workers(self.redis, self.prefix, q)) for q in self.queues}
+            except Unhealthy as unhealthy:
+                reasons.insert(0, unhealthy.reason)
+                checks["redis"] = unhealthy.reason
+            else:
+                checks["workers"] = workers
+                reasons += [f"no worker heartbeating for queue {q}" for q in self.required_queues if not workers.get(q)]
         return Readiness(ok=not reasons, reasons=reasons, checks=checks)
 
     async def queue_stats(self) -> tuple[list[QueueStats], int]:
         await self.check_redis()
-        return (
-            await all_queue_stats(self.redis, self.prefix, self.queues),
-            await dead_letter_size(self.redis, self.prefix, self.dead_letter_queue),
-        )
+        with _redis_answers():
+            return (
+                await all_queue_stats(self.redis, self.prefix, self.queues),
+                await dead_letter_size(self.redis, self.prefix, self.dead_letter_queue),
+            )
 
     async def schedules(self) -> list[ScheduleHealth]:
         """Each schedule with its problem, if any: overdue (next run passed by more than the grace) or failed."""
         await self.check_redis()
-        now = datetime.fromtimestamp(await redis_now_ms(self.redis) / 1000, tz=UTC)
-        return [
-            ScheduleHealth(s, _schedule_problem(s, now - self.schedule_grace))
-            for s in await read_schedules(self.redis, self.prefix)
-        ]
+        with _redis_answers():
+            now = datetime.fromtimestamp(await redis_now_ms(self.redis) / 1000, tz=UTC)
+            statuses = await read_schedules(self.redis, self.prefix)
+        overdue_before = now - self.schedule_grace
+        return [ScheduleHealth(s, _schedule_problem(s, overdue_before)) for s in statuses]
 
     async def snapshot(self) -> MetricsSnapshot:
         """Everything ``/metrics`` exposes; with Redis down, only the dependency gauges."""
