@@ -47,14 +47,3 @@ create table daily_snapshots (
     computed_at                timestamptz not null,
     primary key (org_id, date)
 );
-
--- One row per run of a schedule (hourly scan, daily fan-out), written by the scheduler.
-create table scheduler_runs (
-    id           bigint generated always as identity primary key,
-    schedule     text not null,
-    started_at   timestamptz not null,
-    finished_at  timestamptz,
-    outcome      text,                                -- null while running; 'ok' or an error class name
-    jobs_queued  integer check (jobs_queued >= 0)
-);
-create index scheduler_runs_schedule_started_at on scheduler_runs (schedule, started_at desc);
