@@ -80,7 +80,7 @@ class Settings:
     email_per_second: float = 50.0
 
     worker_concurrency: int = 10
-    worker_grace_seconds: float = 25.0
+    worker_grace_seconds: float = 12.0
     lock_duration_ms: int = 30_000
 
     health_host: str = "127.0.0.1"
@@ -151,7 +151,7 @@ class Settings:
             sms_per_second=_float(env, "SMS_PER_SECOND", 10.0, minimum=0.1),
             email_per_second=_float(env, "EMAIL_PER_SECOND", 50.0, minimum=0.1),
             worker_concurrency=_int(env, "WORKER_CONCURRENCY", 10, minimum=1),
-            worker_grace_seconds=_float(env, "WORKER_GRACE_SECONDS", 25.0),
+            worker_grace_seconds=_float(env, "WORKER_GRACE_SECONDS", 12.0, minimum=0.1),
             lock_duration_ms=_int(env, "LOCK_DURATION_MS", 30_000, minimum=1000),
             health_host=_opt(env, "HEALTH_HOST") or "127.0.0.1",
             health_port=_int(env, "HEALTH_PORT", 9464, minimum=1),
