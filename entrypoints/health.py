@@ -1,8 +1,9 @@
 """Process main of the health and metrics server: ``python -m entrypoints.health``.
 
 Serves ``/health/live``, ``/health/ready``, ``/health/queues``, ``/health/scheduler``, ``/metrics`` and
-``/metrics.json`` on loopback by default. Configuration comes from arguments (``serve`` takes them as
-``HealthServerOptions``); SIGTERM/SIGINT stop it with exit code 0.
+``/metrics.json`` on loopback by default. Configuration comes from the environment (entrypoints/settings.py: the
+same variables as the workers, so no password appears on a command line); arguments override it for tests.
+SIGTERM/SIGINT stop it with exit code 0.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import structlog
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.logging import configure_logging
+from entrypoints.settings import Settings
 
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")
 log = structlog.get_logger("entrypoints.health")
@@ -71,16 +73,17 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool]:
     parser = argparse.ArgumentParser(prog="python -m entrypoints.health", description=__doc__)
-    parser.add_argument("--redis-url", required=True, help="BullMQ's Redis, redis://[:password@]host:port/db")
-    parser.add_argument("--database-url", required=True, help="postgresql://user@host:port/db")
-    parser.add_argument("--prefix", default="bull", help="BullMQ key prefix")
+    settings = Settings.from_env()
+    parser.add_argument("--redis-url", default=settings.redis_url, help="default: from REDIS_HOST/PORT/PASSWORD")
+    parser.add_argument("--database-url", default=settings.database_url, help="default: DATABASE_URL")
+    parser.add_argument("--prefix", default=settings.bullmq_prefix, help="BullMQ key prefix")
     parser.add_argument("--queues", type=_csv, default=QUEUES, help="queues to report, comma-separated")
     parser.add_argument("--required-queues", type=_csv, default=None, help="queues that need a live worker")
     parser.add_argument("--dead-letter-queue", default="dead-letter")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9464)
-    parser.add_argument("--log-level", default="info", help="pino level name: trace debug info warn error fatal")
-    parser.add_argument("--production", action="store_true", help="JSON log lines")
+    parser.add_argument("--host", default=settings.health_host)
+    parser.add_argument("--port", type=int, default=settings.health_port)
+    parser.add_argument("--log-level", default=settings.log_level, help="pino level: trace debug info warn error fatal")
+    parser.add_argument("--production", action="store_true", default=settings.production, help="JSON log lines")
     args = parser.parse_args(argv)
     options = HealthServerOptions(
         redis_url=args.redis_url,
