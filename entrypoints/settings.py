@@ -117,8 +117,8 @@ class Settings:
             "database": f"{db.hostname}:{db.port or 5432}{db.path}",
             "sentry": self.sentry_dsn is not None,
             "otel": self.otel_endpoint is not None,
-            "sms": "twilio" if self.twilio_configured else "outbox",
-            "email": "sendgrid" if self.sendgrid_configured else "outbox",
+            "sms_provider": "twilio" if self.twilio_configured else "outbox",
+            "email_provider": "sendgrid" if self.sendgrid_configured else "outbox",
         }
 
     @classmethod

@@ -12,7 +12,7 @@ def test_defaults_match_the_node_worker() -> None:
     settings = Settings.from_env({})
     assert (settings.redis_host, settings.redis_port, settings.bullmq_prefix) == ("127.0.0.1", 6379, "bull")
     assert settings.node_env == "development"
-    assert settings.describe()["sms"] == "outbox"
+    assert settings.describe()["sms_provider"] == "outbox"
 
 
 def test_node_variable_names_are_read() -> None:
