@@ -22,22 +22,25 @@ from domain.values import Channel, ContactId, EnrollmentId, OrgId, SequenceId
 class PostgresNurtureEnrollments:
     db: PostgresDatabase
 
-    async def _for_contact(self, org_id: OrgId, contact_id: ContactId, *, active: bool) -> Sequence[Enrollment]:
+    async def active_for_contact(self, org_id: OrgId, contact_id: ContactId) -> Sequence[Enrollment]:
         found = await self.db.fetch(
             "select id, org_id, contact_id, sequence_id, status, last_step_done, enrolled_at, exit_reason"
-            " from nurture_enrollments where org_id = $1 and contact_id = $2 and (status = 'active') = $3"
+            " from nurture_enrollments where org_id = $1 and contact_id = $2 and status = 'active'"
             ' order by id collate "C"',
             org_id,
             contact_id,
-            active,
         )
         return [rows.enrollment(row) for row in found]
 
-    async def active_for_contact(self, org_id: OrgId, contact_id: ContactId) -> Sequence[Enrollment]:
-        return await self._for_contact(org_id, contact_id, active=True)
-
     async def ended_for_contact(self, org_id: OrgId, contact_id: ContactId) -> Sequence[Enrollment]:
-        return await self._for_contact(org_id, contact_id, active=False)
+        found = await self.db.fetch(
+            "select id, org_id, contact_id, sequence_id, status, last_step_done, enrolled_at, exit_reason"
+            " from nurture_enrollments where org_id = $1 and contact_id = $2 and status <> 'active'"
+            ' order by id collate "C"',
+            org_id,
+            contact_id,
+        )
+        return [rows.enrollment(row) for row in found]
 
     async def sequence(self, org_id: OrgId, sequence_id: SequenceId) -> NurtureSequence | None:
         async with self.db.connection() as connection:
