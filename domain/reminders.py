@@ -83,6 +83,7 @@ class ReminderService:
         now = self.clock.now()
         horizon = now + SCAN_INTERVAL + SCAN_MARGIN
         orgs: dict[OrgId, Organization | None] = {}
+        templates: dict[tuple[OrgId, ReminderKind], Template | None] = {}  # one look-up per org and kind a scan
         published = already_queued = 0
         for candidate in await self.appointments.upcoming_between(now, horizon + LONGEST_LEAD):
             appointment = candidate.appointment
@@ -94,11 +95,16 @@ class ReminderService:
             for reminder in plan_reminders(appointment.starts_at, candidate.zone, org.transactional_window, now):
                 if reminder.send_at > horizon:
                     continue
+                template_key = (appointment.org_id, reminder.kind)
+                if template_key not in templates:
+                    templates[template_key] = await self.templates.get(
+                        appointment.org_id, reminder_template_name(reminder.kind), Channel.SMS
+                    )
                 reminder_job = ReminderJob(
                     org_id=appointment.org_id,
                     contact_id=appointment.contact_id,
                     appointment_id=appointment.id,
-                    message=await self._render_text(candidate, reminder.kind),
+                    message=self._render_text(candidate, templates[template_key]),
                     scheduled_for=appointment.starts_at,
                     reminder_type=reminder.kind,
                 )
@@ -109,14 +115,13 @@ class ReminderService:
                     already_queued += 1
         return Published(published, already_queued)
 
-    async def _render_text(self, candidate: ReminderCandidate, kind: ReminderKind) -> str:
+    def _render_text(self, candidate: ReminderCandidate, template: Template | None) -> str:
         """The org's SMS reminder template rendered for this appointment; the built-in text when the org has none
         or its template cannot be rendered (a broken template must not cost the contact the reminder)."""
         appointment = candidate.appointment
         variables = reminder_variables(
             candidate.contact_first_name, candidate.org_name, appointment.starts_at, candidate.zone
         )
-        template = await self.templates.get(appointment.org_id, reminder_template_name(kind), Channel.SMS)
         if template is not None:
             try:
                 return self.renderer.render(template.body, variables, html=False)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 
 from domain.jobs import AppointmentScanJob, ReminderJob, ReminderKind
 from domain.models import DEFAULT_TRANSACTIONAL_WINDOW, AppointmentStatus, SendWindow, Template
 from domain.outcomes import Published
 from domain.reminder_scan import due_at, plan_reminders, reminder_job_id
-from domain.values import AppointmentId, Channel
+from domain.values import AppointmentId, Channel, OrgId
+from tests.fakes import InMemoryTemplates
 from tests.unit.reminder_world import APPOINTMENT, CONTACT, ORG, ReminderWorld, local, make_world
 
 DAY = ReminderKind.DAY_BEFORE
@@ -297,3 +299,23 @@ def test_job_ids_are_colon_free_and_never_a_plain_integer() -> None:
     assert len(ids) == 6
     assert all(":" not in i and not i.isdigit() for i in ids)
     assert reminder_job_id(AppointmentId("crm:42"), THREE, starts_at) == "reminder_crm%3A42_3h_20260121T143000Z"
+
+
+@attrs.define
+class _CountingTemplates(InMemoryTemplates):
+    asked: list[tuple[OrgId, str]] = attrs.Factory(list)
+
+    async def get(self, org_id: OrgId, name: str, channel: Channel) -> Template | None:
+        self.asked.append((org_id, name))
+        return await super().get(org_id, name, channel)
+
+
+async def test_scan_looks_up_each_orgs_template_once_per_kind() -> None:
+    """Many appointments of one org cost one template look-up per reminder kind, not one per appointment."""
+    world = _world(local(NEW_YORK, 2026, 1, 21, 6, 30))
+    world.service.templates = templates = _CountingTemplates()
+    for n in range(5):
+        world.add_appointment(local(NEW_YORK, 2026, 1, 21, 9, 30 + n), appointment_id=AppointmentId(f"a{n}"))
+    await _scan(world)
+    assert len(_queued(world)) == 5
+    assert templates.asked == [(ORG, "reminder_3h")]
