@@ -114,6 +114,15 @@ JOB_TYPES: Mapping[JobName, JobType] = {
 }
 
 
+def custom_job_id(kind: str, *parts: str) -> str:
+    """A deterministic BullMQ job id ``<kind>_<part>_<part>...``.
+
+    npm bullmq refuses ``:`` in custom ids and ids that parse as integers; each part is percent-escaped (``%`` and
+    ``:``), so the id has no ``:`` and distinct parts give distinct ids, and the kind prefix keeps it non-numeric.
+    """
+    return "_".join([kind, *(part.replace("%", "%25").replace(":", "%3A") for part in parts)])
+
+
 def job_type_of(payload: Job) -> JobType:
     for job_type in JOB_TYPES.values():
         if type(payload) is job_type.payload:

@@ -36,7 +36,7 @@ import attrs
 from domain.compose import reachable_address, render_email, render_sms
 from domain.delivery import Delivered, DeliveryResult, Dispatcher, Postponed, Rejected, Suppressed, Unconfirmed
 from domain.errors import InvalidJob, SuppressionReason
-from domain.jobs import NurtureJob
+from domain.jobs import NurtureJob, custom_job_id
 from domain.messages import EmailMessage, SendClaim, SmsMessage
 from domain.models import Contact, Enrollment, ExitReason, Organization, Sequence, SequenceStep
 from domain.outcomes import Deferred, Outcome, Sent, Skipped, Undeliverable
@@ -61,9 +61,8 @@ _JUST_AFTER = timedelta(seconds=1)
 
 
 def nurture_job_id(enrollment_id: EnrollmentId, step: int) -> str:
-    """``nurture_<enrollmentId>_<step>``; BullMQ refuses ':' in custom ids, so it (and '%') is percent-encoded."""
-    safe = enrollment_id.replace("%", "%25").replace(":", "%3A")
-    return f"nurture_{safe}_{step}"
+    """``nurture_<enrollmentId>_<step>``."""
+    return custom_job_id("nurture", enrollment_id, str(step))
 
 
 def nurture_ledger_key(enrollment_id: EnrollmentId, step: int, channel: Channel) -> str:

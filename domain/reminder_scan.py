@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from domain.jobs import ReminderKind
+from domain.jobs import ReminderKind, custom_job_id
 from domain.models import SendWindow
 from domain.send_windows import nearest_open
 from domain.values import AppointmentId, Channel
@@ -83,18 +83,13 @@ def _instant_tag(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _escape_colons(text: str) -> str:
-    """Percent-escape ``%`` and ``:`` so the result has no ``:`` (BullMQ refuses it in custom ids), injectively."""
-    return text.replace("%", "%25").replace(":", "%3A")
-
-
 def reminder_job_id(appointment_id: AppointmentId, kind: ReminderKind, starts_at: datetime) -> str:
     """The one BullMQ job id of this reminder for this start time (``reminder_a1_24h_20261128T190000Z``).
 
     The start time is part of it: a rescheduled appointment gets its reminders again (the old job skips itself
     as moved) instead of colliding with the old job's id.
     """
-    return f"reminder_{_escape_colons(appointment_id)}_{kind}_{_instant_tag(starts_at)}"
+    return custom_job_id("reminder", appointment_id, kind, _instant_tag(starts_at))
 
 
 def reminder_ledger_key(

@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 import attrs
 
 from domain.errors import InvalidJob, InvalidValue
-from domain.jobs import SnapshotFanOutJob, SnapshotJob
+from domain.jobs import SnapshotFanOutJob, SnapshotJob, custom_job_id
 from domain.local_days import day_window
 from domain.models import DailySnapshot, KpiFacts, Organization
 from domain.outcomes import Published, Skipped, SnapshotStored
@@ -43,9 +43,8 @@ def show_rate(facts: KpiFacts) -> float | None:
 
 
 def snapshot_job_id(org_id: OrgId, day: date) -> str:
-    """``snapshot_<orgId>_<YYYY-MM-DD>``; BullMQ refuses ':' in custom ids, so it (and '%') is percent-encoded."""
-    safe_org = org_id.replace("%", "%25").replace(":", "%3A")
-    return f"snapshot_{safe_org}_{day.isoformat()}"
+    """``snapshot_<orgId>_<YYYY-MM-DD>``."""
+    return custom_job_id("snapshot", org_id, day.isoformat())
 
 
 def latest_due_day(org: Organization, now: datetime) -> date:
