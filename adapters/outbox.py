@@ -11,6 +11,8 @@ from datetime import datetime
 import attrs
 import structlog
 
+from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.provider_calls import provider_call
 from adapters.postgres.pool import PostgresDatabase
 from domain.messages import EmailMessage, ProviderReceipt, SmsMessage
 from domain.ports import Clock
@@ -48,11 +50,20 @@ async def _record(database: PostgresDatabase, channel: Channel, ledger_key: str,
 class OutboxSmsSender:
     database: PostgresDatabase
     clock: Clock
+    recorder: MetricsRecorder | None = None
 
     async def send(self, message: SmsMessage) -> ProviderReceipt:
-        receipt = await _record(
-            self.database, Channel.SMS, message.ledger_key, message.to.e164, None, message.body, None, self.clock.now()
-        )
+        with provider_call("outbox", "sms", self.recorder):
+            receipt = await _record(
+                self.database,
+                Channel.SMS,
+                message.ledger_key,
+                message.to.e164,
+                None,
+                message.body,
+                None,
+                self.clock.now(),
+            )
         _log.info("outbox.sms_recorded", ledger_key=message.ledger_key, recipient=message.to.masked)
         return receipt
 
@@ -69,17 +80,19 @@ class OutboxSmsSender:
 class OutboxEmailSender:
     database: PostgresDatabase
     clock: Clock
+    recorder: MetricsRecorder | None = None
 
     async def send(self, message: EmailMessage) -> ProviderReceipt:
-        receipt = await _record(
-            self.database,
-            Channel.EMAIL,
-            message.ledger_key,
-            message.to.address,
-            message.subject,
-            message.text,
-            message.html,
-            self.clock.now(),
-        )
+        with provider_call("outbox", "email", self.recorder):
+            receipt = await _record(
+                self.database,
+                Channel.EMAIL,
+                message.ledger_key,
+                message.to.address,
+                message.subject,
+                message.text,
+                message.html,
+                self.clock.now(),
+            )
         _log.info("outbox.email_recorded", ledger_key=message.ledger_key, recipient=message.to.masked)
         return receipt

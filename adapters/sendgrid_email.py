@@ -20,6 +20,8 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, From, Mail, To
 
+from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.provider_calls import provider_call
 from adapters.rate_limit import RedisRateLimiter
 from domain.errors import (
     ConfigurationError,
@@ -101,6 +103,8 @@ class SendGridEmailSender:
     rate_limiter: RedisRateLimiter | None = None
     host: str = SENDGRID_API_HOST
     timeout: timedelta = timedelta(seconds=10)
+    recorder: MetricsRecorder | None = None
+    """Counts each message by outcome (and each request is a span) when given."""
     _client: SendGridAPIClient = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -130,12 +134,13 @@ class SendGridEmailSender:
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire()
         payload = self._mail(message)
-        try:
-            message_id = await asyncio.to_thread(self._post, payload)
-        except HTTPError as error:
-            raise _http_error(error, self.clock.now()) from None
-        except (OSError, http.client.HTTPException) as error:
-            raise _transport_error(error) from None
-        if message_id is None:
-            raise DeliveryOutcomeUnknown("sendgrid accepted without a message id")
+        with provider_call("sendgrid", "email", self.recorder):
+            try:
+                message_id = await asyncio.to_thread(self._post, payload)
+            except HTTPError as error:
+                raise _http_error(error, self.clock.now()) from None
+            except (OSError, http.client.HTTPException) as error:
+                raise _transport_error(error) from None
+            if message_id is None:
+                raise DeliveryOutcomeUnknown("sendgrid accepted without a message id")
         return ProviderReceipt(message_id)

@@ -33,6 +33,8 @@ from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.provider_calls import provider_call
 from adapters.rate_limit import RedisRateLimiter
 from domain.errors import (
     ConfigurationError,
@@ -181,6 +183,8 @@ class TwilioSmsSender:
     timeout: timedelta = timedelta(seconds=10)
     record_prefix: str = "clientflow:twilio:sent"
     record_ttl: timedelta = timedelta(days=7)
+    recorder: MetricsRecorder | None = None
+    """Counts each message by outcome (and each request is a span) when given."""
     _transport: _TwilioTransport = attrs.field(init=False, repr=False)
     _client: Client = attrs.field(init=False, repr=False)
 
@@ -218,8 +222,14 @@ class TwilioSmsSender:
             await self.redis.set(self._record_key(message.ledger_key), record, ex=self.record_ttl)
         except (RedisError, OSError) as error:
             raise TransientError(f"could not record the send for reconciliation ({type(error).__name__})") from None
+        with provider_call("twilio", "sms", self.recorder):
+            created = await self._create(message)
+        return ProviderReceipt(str(created.sid))
+
+    async def _create(self, message: SmsMessage) -> Any:
+        """One Messages API request, its failures as domain errors."""
         try:
-            created = await self._client.messages.create_async(
+            return await self._client.messages.create_async(
                 to=message.to.e164,
                 body=message.body,
                 **self._sender_arguments(),
@@ -237,7 +247,6 @@ class TwilioSmsSender:
             raise _rest_error(int(error.status), _as_int(error.code)) from None
         except TwilioException as error:
             raise ConfigurationError(f"twilio client refused to send ({type(error).__name__})") from None
-        return ProviderReceipt(str(created.sid))
 
     async def find_sent(self, ledger_key: str, since: datetime) -> ProviderReceipt | None:
         try:

@@ -20,6 +20,7 @@ from adapters.bullmq.router import Handler
 from adapters.bullmq.runtime import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.observability.logging import configure_logging
+from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import close_sentry, init_sentry
 from adapters.observability.tracing import init_tracing, shutdown_tracing
 from adapters.outbox import OutboxEmailSender, OutboxSmsSender
@@ -93,8 +94,9 @@ def observe(settings: Settings, process: str) -> None:
 
 
 def stop_observing() -> None:
-    shutdown_tracing()
-    close_sentry()
+    """Export the buffered spans and send the queued Sentry events (each bounded in time)."""
+    shutdown_tracing(5.0)
+    close_sentry(2.0)
 
 
 @attrs.define
@@ -105,6 +107,8 @@ class System:
     database: PostgresDatabase
     redis: redis_asyncio.Redis
     schedules: tuple[Schedule, ...]
+    metrics: MetricsRecorder
+    """Counts of this process (provider messages here, jobs in the worker), flushed to Redis by the worker."""
     reminders: ReminderService
     nurture: NurtureService
     dunning: DunningService
@@ -131,7 +135,11 @@ class System:
 
 
 def _senders(
-    settings: Settings, database: PostgresDatabase, redis: redis_asyncio.Redis, clock: SystemClock
+    settings: Settings,
+    database: PostgresDatabase,
+    redis: redis_asyncio.Redis,
+    clock: SystemClock,
+    metrics: MetricsRecorder,
 ) -> tuple[SmsSender, EmailSender, list[Callable[[], Awaitable[None]]]]:
     """Twilio and SendGrid when configured, else the local outbox (refused in production by Settings.check)."""
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -149,11 +157,12 @@ def _senders(
             status_callback_url=settings.twilio_status_callback_url,
             rate_limiter=RedisRateLimiter(redis, "clientflow:ratelimit:twilio", settings.sms_per_second, clock),
             base_url=settings.twilio_base_url or TWILIO_API_BASE_URL,
+            recorder=metrics,
         )
         closers.append(twilio.close)
         sms = twilio
     else:
-        sms = OutboxSmsSender(database, clock)
+        sms = OutboxSmsSender(database, clock, metrics)
     if settings.sendgrid_configured:
         assert settings.sendgrid_api_key is not None
         assert settings.sendgrid_from_email is not None
@@ -162,12 +171,13 @@ def _senders(
             from_email=EmailAddress(settings.sendgrid_from_email),
             clock=clock,
             rate_limiter=RedisRateLimiter(redis, "clientflow:ratelimit:sendgrid", settings.email_per_second, clock),
+            recorder=metrics,
         )
         if settings.sendgrid_host:
             sendgrid = attrs.evolve(sendgrid, host=settings.sendgrid_host)
         email = sendgrid
     else:
-        email = OutboxEmailSender(database, clock)
+        email = OutboxEmailSender(database, clock, metrics)
     return sms, email, closers
 
 
@@ -184,7 +194,8 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         stack.push_async_callback(database.close)
         redis = open_redis(redis_settings(settings))
         stack.push_async_callback(close_redis, redis)
-        sms, email, closers = _senders(settings, database, redis, clock)
+        metrics = MetricsRecorder(settings.bullmq_prefix)
+        sms, email, closers = _senders(settings, database, redis, clock, metrics)
         for close in closers:
             stack.push_async_callback(close)
 
@@ -202,6 +213,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
             database=database,
             redis=redis,
             schedules=schedules,
+            metrics=metrics,
             reminders=ReminderService(
                 appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
             ),
@@ -239,8 +251,11 @@ def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
 
 
 @asynccontextmanager
-async def worker_components(queue: QueueName) -> AsyncIterator[tuple[WorkerConfig, Mapping[JobName, Handler]]]:
-    """What ``python -m entrypoints.worker --queue <name>`` runs: config and handlers for one queue's worker.
+async def worker_components(
+    queue: QueueName,
+) -> AsyncIterator[tuple[WorkerConfig, Mapping[JobName, Handler], MetricsRecorder]]:
+    """What ``python -m entrypoints.worker --queue <name>`` runs: config, handlers and the process's metrics
+    recorder (the adapters count into it; the worker flushes it) for one queue's worker.
 
     Every worker upserts the schedules at start-up (idempotent, safe concurrently), so no process is special.
     """
@@ -252,6 +267,6 @@ async def worker_components(queue: QueueName) -> AsyncIterator[tuple[WorkerConfi
         async with open_system(settings) as system:
             report = await sync_schedules(system.redis, settings.bullmq_prefix, system.schedules)
             log.info("schedules_synced", report=str(report))
-            yield worker_config(settings, queue), system.handlers(queue)
+            yield worker_config(settings, queue), system.handlers(queue), system.metrics
     finally:
         stop_observing()

@@ -2,6 +2,9 @@
 
 Exit codes: 0 after a clean or forced shutdown (SIGTERM/SIGINT), 78 on a configuration problem (start-up checks,
 a handler's ConfigurationError), 70 when the runtime itself crashed. The supervisor restarts on non-zero.
+
+Beside the queue's worker the process runs its heartbeat (what /health/ready counts), the flush of its metrics to
+Redis and the dead-letter sweep; all three stop with the worker, and the heartbeat is withdrawn on the way out.
 """
 
 from __future__ import annotations
@@ -9,19 +12,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
+import socket
 import sys
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+import redis.asyncio as redis_asyncio
 import structlog
 import uvloop
 
 from adapters.bullmq.connection import close_redis, open_redis
+from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
+from adapters.bullmq.dead_letter_sweep import DeadLetterSweeper
 from adapters.bullmq.router import Handler, JobRouter
 from adapters.bullmq.runtime import EXIT_CONFIGURATION, EXIT_CRASHED, QueueWorker, WorkerConfig
 from adapters.bullmq.startup_checks import run_startup_checks
+from adapters.health.heartbeat import Heartbeat
+from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.sentry import report_final_failure
 from domain.errors import ConfigurationError
 from domain.jobs import JobName, QueueName
 
@@ -56,22 +67,29 @@ class ShutdownSignals:
 
 
 async def run_worker(
-    config: WorkerConfig, handlers: Mapping[JobName, Handler], signals: ShutdownSignals | None = None
+    config: WorkerConfig,
+    handlers: Mapping[JobName, Handler],
+    signals: ShutdownSignals | None = None,
+    recorder: MetricsRecorder | None = None,
 ) -> int:
     """Consume ``config.queue`` with ``handlers`` until a shutdown signal; return the process exit code.
 
-    With ``signals`` None, SIGTERM/SIGINT handlers are installed on the running loop.
+    With ``signals`` None, SIGTERM/SIGINT handlers are installed on the running loop. ``recorder`` is the process's
+    metrics (shared with the adapters that count provider messages); a new one when None.
     """
     own_signals = signals is None
     signals = signals or ShutdownSignals()
+    recorder = recorder or MetricsRecorder(config.prefix)
     client = open_redis(config.redis, config.concurrency)
     try:
         router = JobRouter(config.queue, handlers)
         await run_startup_checks(client, config.prefix, str(config.queue))
+        worker = QueueWorker(config, router, client, recorder)
         if own_signals:
             signals.install()
         try:
-            return await QueueWorker(config, router, client).serve(signals.stop, signals.force)
+            async with _running_beside(config, client, worker, recorder):
+                return await worker.serve(signals.stop, signals.force)
         finally:
             if own_signals:
                 signals.remove()
@@ -85,20 +103,82 @@ async def run_worker(
         await close_redis(client)
 
 
+class FailedWithoutCopy(Exception):
+    """What Sentry is told about a job the dead-letter sweep found failed for good with no copy (its worker died
+    before recording it, or a Node worker failed it); the text is the job's ``failedReason``."""
+
+
+def _report_swept(failed: FailedJob) -> None:
+    org_id = failed.data.get("orgId") if isinstance(failed.data, Mapping) else None
+    report_final_failure(
+        failed.source_queue,
+        failed.job_name,
+        failed.job_id,
+        failed.attempts_made,
+        org_id if isinstance(org_id, str) else None,
+        FailedWithoutCopy(failed.failed_reason),
+    )
+
+
+def worker_id() -> str:
+    """This process among the queue's workers: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@asynccontextmanager
+async def _running_beside(
+    config: WorkerConfig, client: redis_asyncio.Redis, worker: QueueWorker, recorder: MetricsRecorder
+) -> AsyncIterator[None]:
+    """The heartbeat, the metrics flush and the dead-letter sweep, for as long as the worker serves."""
+    queue = str(config.queue)
+    stop = asyncio.Event()
+    heartbeat = Heartbeat(
+        client,
+        config.prefix,
+        queue,
+        worker_id=worker_id(),
+        interval_seconds=config.heartbeat_interval_s,
+        ttl_seconds=3 * config.heartbeat_interval_s,
+        details=lambda: {"active_jobs": worker.active_jobs(), "concurrency": config.concurrency},
+    )
+    sweeper = DeadLetterSweeper(
+        client,
+        config.prefix,
+        queue,
+        BullmqDeadLetter(client, config.prefix),
+        settle_seconds=config.dead_letter_settle_s,
+        interval_seconds=config.dead_letter_sweep_interval_s,
+        on_copied=_report_swept,
+    )
+    tasks = [
+        asyncio.ensure_future(heartbeat.run(stop)),
+        asyncio.ensure_future(recorder.run(client, stop, config.metrics_flush_interval_s)),
+        asyncio.ensure_future(sweeper.run(stop)),
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        _, late = await asyncio.wait(tasks, timeout=5.0)
+        for task in late:
+            task.cancel()
+
+
 class WorkerComponents(Protocol):
     """What entrypoints/bootstrap.py provides: ``worker_components(queue)`` opening the adapters and services for
-    one queue's worker and yielding its config and handlers (closing them on exit)."""
+    one queue's worker and yielding its config, handlers and the metrics recorder the adapters count into
+    (closing them on exit)."""
 
     def __call__(
         self, queue: QueueName
-    ) -> AbstractAsyncContextManager[tuple[WorkerConfig, Mapping[JobName, Handler]]]: ...
+    ) -> AbstractAsyncContextManager[tuple[WorkerConfig, Mapping[JobName, Handler], MetricsRecorder]]: ...
 
 
 async def _main(queue: QueueName) -> int:
     bootstrap = importlib.import_module("entrypoints.bootstrap")  # the composition root, owned by the lead
     components: WorkerComponents = bootstrap.worker_components
-    async with components(queue) as (config, handlers):
-        return await run_worker(config, handlers)
+    async with components(queue) as (config, handlers, recorder):
+        return await run_worker(config, handlers, recorder=recorder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

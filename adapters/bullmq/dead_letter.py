@@ -4,10 +4,15 @@ Nothing consumes this queue; the Node tooling (Bull Board, ``Job.fromId``) shows
 id is derived from the source queue and job id, and added in one transaction with an existence check, so two
 workers recording the same failure produce one copy. A replay must remove the copy (or the next final failure of
 the same job id is not recorded again).
+
+Each recorded failure is also marked in ``<prefix>:cf:dead-lettered`` (copy id -> epoch ms), so the sweeper
+(adapters/bullmq/dead_letter_sweep.py) can tell a job whose copy was never made from one whose copy an operator
+replayed and removed.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -54,15 +59,29 @@ def dead_letter_id(source_queue: str, job_id: str) -> str:
     return f"{source_queue}.{job_id}"
 
 
+def dead_lettered_key(prefix: str) -> str:
+    """The sorted set of copy ids ever recorded (score: when, epoch ms); trimmed by the sweeper."""
+    return f"{prefix}:cf:dead-lettered"
+
+
 class BullmqDeadLetter:
     def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+        self._client = client
+        self._marks = dead_lettered_key(prefix)
         self._queue = Queue(QueueName.DEAD_LETTER.value, {"prefix": prefix, "connection": client})
+
+    def copy_key(self, source_queue: str, job_id: str) -> str:
+        """The Redis key of a copy (the bullmq job hash in ``dead-letter``)."""
+        key: str = self._queue.toKey(dead_letter_id(source_queue, job_id))
+        return key
 
     async def record(self, failed: FailedJob) -> bool:
         """Copy the failed job into ``dead-letter``; True if this call made the copy, False if it existed."""
-        return await add_job_once(
-            self._queue,
-            failed.job_name,
-            failed.as_data(),
-            {"jobId": dead_letter_id(failed.source_queue, failed.job_id)},
-        )
+        copy_id = dead_letter_id(failed.source_queue, failed.job_id)
+        added = await add_job_once(self._queue, failed.job_name, failed.as_data(), {"jobId": copy_id})
+        await self.mark(copy_id)
+        return added
+
+    async def mark(self, copy_id: str) -> None:
+        """Remember that this failure was recorded (kept after a replay removes the copy)."""
+        await self._client.zadd(self._marks, {copy_id: int(time.time() * 1000)})

@@ -51,6 +51,11 @@ def _backoff(value: object) -> bool:
     return value.get("type") in ("fixed", "exponential") and _non_negative_int(value.get("delay", 0))
 
 
+def _metrics(value: object) -> bool:
+    """``metrics``: ``{maxDataPoints}``, the minutes of completed/failed counts bullmq keeps per queue."""
+    return isinstance(value, Mapping) and set(value) == {"maxDataPoints"} and _positive_int(value["maxDataPoints"])
+
+
 Check = Callable[[object], bool]
 
 WORKER_OPTIONS: Mapping[str, Check] = {
@@ -67,6 +72,7 @@ WORKER_OPTIONS: Mapping[str, Check] = {
     "skipVersionCheck": _bool,
     "removeOnComplete": _keep_jobs,
     "removeOnFail": _keep_jobs,
+    "metrics": _metrics,
     "connection": _anything,  # a redis.asyncio.Redis built by adapters.bullmq.connection
 }
 
@@ -81,6 +87,7 @@ JOB_OPTIONS: Mapping[str, Check] = {
     "stackTraceLimit": _non_negative_int,
     "removeOnComplete": _keep_jobs,
     "removeOnFail": _keep_jobs,
+    "tm": _non_empty_str,  # the W3C trace context as a JSON carrier, where npm bullmq's telemetry puts it
 }
 
 

@@ -3,10 +3,14 @@
 Defaults match the Node CRM's: 3 attempts with exponential backoff from 1 s. Ids are the caller's deterministic
 ids, so publishing the same logical job twice adds it once. Retention limits keep finished jobs from growing
 Redis without bound.
+
+Each add is a PRODUCER span (``publish <queue>``) whose W3C context travels in the job option ``tm``, where npm
+bullmq's telemetry puts it: the job's consumer span continues the trace of the job that published it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -15,10 +19,13 @@ import attrs
 import redis.asyncio as redis_asyncio
 from bullmq import Job as BullJob
 from bullmq import Queue
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.bullmq.options import job_options
+from adapters.observability.tracing import child_span
 from adapters.wire import encode_job
 from domain.errors import TransientError
 from domain.jobs import Job, QueueName, job_type_of
@@ -95,4 +102,17 @@ class BullmqJobPublisher:
             delay_ms = int((run_at - self._clock.now()).total_seconds() * 1000)
             if delay_ms > 0:
                 options["delay"] = delay_ms
-        return await add_job_once(self._queues[job_type.queue], job_type.name.value, encode_job(job), options)
+        queue = job_type.queue.value
+        attributes = {
+            "messaging.system": "bullmq",
+            "messaging.destination.name": queue,
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "add",
+            "bullmq.job.name": job_type.name.value,
+        }
+        with child_span(f"publish {queue}", SpanKind.PRODUCER, attributes):
+            carrier: dict[str, str] = {}
+            inject(carrier)
+            if carrier:
+                options["tm"] = json.dumps(carrier, separators=(",", ":"))
+            return await add_job_once(self._queues[job_type.queue], job_type.name.value, encode_job(job), options)

@@ -11,6 +11,12 @@ Outcome mapping (what bullmq does with the job):
 - ``ConfigurationError`` -> the job is put back, delayed, without spending an attempt, and the worker stops
   with a non-zero exit so the supervisor retries and then alerts.
 
+Observability: each attempt runs inside the job's log context (queue, job name, id, org id, trace id on every
+line) and a CONSUMER span continuing the producer's trace (``opts.tm``); its outcome and durations are counted in
+the ``MetricsRecorder``. A job's FINAL failure (attempts spent, unrecoverable, stalled too often) is reported to
+Sentry once, from the ``failed`` event that follows bullmq's move to ``failed``; a failed attempt that will be
+retried reports nothing.
+
 ``failedReason`` is ``str(exception)`` and lands in Redis: our reasons name the kind of failure and never carry
 an exception text that is not ours (domain errors are PII-free by contract), and ``from None`` keeps foreign
 exception texts out of the stored stack trace.
@@ -29,10 +35,11 @@ import json
 import math
 import time
 import traceback
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
 import redis.asyncio as redis_asyncio
@@ -45,6 +52,10 @@ from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.options import worker_options
 from adapters.bullmq.router import JobRouter
+from adapters.observability.logging import job_log_context
+from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.sentry import report_final_failure
+from adapters.observability.tracing import job_span, set_span_attributes
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,
@@ -84,6 +95,14 @@ class WorkerConfig:
     """How long a job that met a ConfigurationError waits before another worker may try it."""
     fetch_retry_delay_ms: int = 1_000
     """Pause of the fetch loop after a connection error (bullmq's ``runRetryDelay``; its default is 15 s)."""
+    metrics_data_points: int = 10_080
+    """Minutes of bullmq's own completed/failed counts kept per queue (a week): the rates of /health/queues."""
+    heartbeat_interval_s: float = 5.0
+    """The heartbeat's period; it expires after three missed beats."""
+    metrics_flush_interval_s: float = 5.0
+    dead_letter_sweep_interval_s: float = 300.0
+    dead_letter_settle_s: float = 30.0
+    """Failures younger than this are left to the ``failed`` event's copy; the sweep takes the older ones."""
 
     def __attrs_post_init__(self) -> None:
         if self.queue is QueueName.DEAD_LETTER:
@@ -101,6 +120,7 @@ class WorkerConfig:
                 "stalledInterval": self.stalled_interval_ms,
                 "maxStalledCount": self.max_stalled_count,
                 "runRetryDelay": self.fetch_retry_delay_ms,
+                "metrics": {"maxDataPoints": self.metrics_data_points},
                 "autorun": False,
                 "connection": client,
             }
@@ -187,19 +207,64 @@ def _attempts_allowed(job: BullJob) -> int:
     return max(int(attempts), 1)
 
 
+def _org_id(job: BullJob) -> str | None:
+    """The job's org id as the producer wrote it (read before decoding, so invalid jobs carry it too)."""
+    data = job.data
+    org_id = data.get("orgId") if isinstance(data, Mapping) else None
+    return org_id if isinstance(org_id, str) else None
+
+
+def _trace_carrier(job: BullJob) -> str | None:
+    carrier = job.opts.get("tm")
+    return carrier if isinstance(carrier, str) else None
+
+
+def _wait_seconds(job: BullJob, now_ms: int) -> float | None:
+    """Added (plus its delay) to started, for a job's first start only (a retry or a deferral waits by design)."""
+    if job.attemptsMade or job.attemptsStarted > 1 or not job.timestamp:
+        return None
+    started = int(job.processedOn or now_ms)
+    delay = int(job.opts.get("delay") or 0)
+    return max(started - int(job.timestamp) - delay, 0) / 1000
+
+
+class _Deferral:
+    """What an attempt returns when the job was moved to delayed: bullmq then needs a DelayedError."""
+
+
+_DEFERRED = _Deferral()
+
+
 class QueueWorker:
     """Consumes one queue until ``stop`` is set (then drains) or ``force`` is set (then leaves at once)."""
 
-    def __init__(self, config: WorkerConfig, router: JobRouter, client: redis_asyncio.Redis) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        router: JobRouter,
+        client: redis_asyncio.Redis,
+        recorder: MetricsRecorder | None = None,
+    ) -> None:
         self._config = config
         self._router = router
         self._client = client
+        self._recorder = recorder or MetricsRecorder(config.prefix)
+        # The domain error behind a failed attempt, for the final-failure report (bullmq hands the ``failed``
+        # event our PII-free stand-in); keyed weakly by job so an attempt whose move failed leaves nothing behind.
+        self._errors: weakref.WeakKeyDictionary[BullJob, BaseException] = weakref.WeakKeyDictionary()
+        self._worker: _Worker | None = None
         self._dead_letter = BullmqDeadLetter(client, config.prefix)
         self._queue = str(config.queue)
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._late_tasks: set[asyncio.Task[Any]] = set()
         self._configuration_error: ConfigurationError | None = None
         self._stop = asyncio.Event()
+
+    def active_jobs(self) -> int:
+        """Jobs being processed now (for the heartbeat)."""
+        if self._worker is None:
+            return 0
+        return len(self._worker.jobs) + len(self._late_tasks)
 
     async def serve(self, stop: asyncio.Event, force: asyncio.Event) -> int:
         """Run until stopped; return the process exit code."""
@@ -299,81 +364,102 @@ class QueueWorker:
     # -- the processor bullmq calls ------------------------------------------------------------------------------
 
     async def _process(self, job: BullJob, token: str) -> Any:
+        """One attempt inside its log context and span, counted in the metrics whatever its end."""
+        started = time.monotonic()
+        attempt = job.attemptsMade + 1
+        outcome = "failed"
+        result: Any = None
+        try:
+            with (
+                job_log_context(self._queue, job.name, job.id, _org_id(job)),
+                job_span(self._queue, job.name, job.id, _trace_carrier(job), attempt=attempt) as span,
+            ):
+                try:
+                    result = await self._attempt(job, token)
+                except Exception as error:
+                    final = isinstance(error, UnrecoverableError) or attempt >= _attempts_allowed(job)
+                    outcome = "failed" if final else "retried"
+                    set_span_attributes(span, {"clientflow.outcome": outcome})
+                    raise
+                outcome = "deferred" if result is _DEFERRED else "completed"
+                detail = result.get("outcome") if isinstance(result, dict) else None
+                set_span_attributes(span, {"clientflow.outcome": str(detail or outcome)})
+        finally:
+            wait = _wait_seconds(job, int(time.time() * 1000))
+            self._recorder.job_finished(self._queue, job.name, outcome, wait, time.monotonic() - started)
+        if result is _DEFERRED:
+            raise DelayedError()
+        return result
+
+    async def _attempt(self, job: BullJob, token: str) -> Any:
+        """Route and run the handler; map its outcome or error to what bullmq should do with the job."""
         try:
             routed = self._router.route(job.name, job.data)
         except InvalidJob as error:
+            self._errors[job] = error
             raise UnrecoverableError(str(error)) from None
         try:
             outcome = await routed.handler(routed.payload)
         except (InvalidJob, DeliveryRejected) as error:
+            self._errors[job] = error
             raise UnrecoverableError(f"{type(error).__name__}: {error}") from None
         except DeliveryRateLimited as error:
-            await self._defer(job, token, error.retry_at, "provider_rate_limited")
+            return await self._defer(job, token, error.retry_at, "provider_rate_limited")
         except ConfigurationError as error:
-            await self._stop_for_configuration(job, token, error)
+            return await self._stop_for_configuration(job, token, error)
         except (TransientError, DeliveryOutcomeUnknown) as error:
+            self._errors[job] = error
             raise RetryableFailure(f"{type(error).__name__}: {error}") from None
         except Exception as error:
+            self._errors[job] = error
             log.error(
                 "job_handler_bug",
-                queue=self._queue,
-                job_name=job.name,
-                job_id=job.id,
                 error_type=type(error).__name__,
                 stack="".join(traceback.format_tb(error.__traceback__)),  # frames only: the message may hold PII
             )
             raise RetryableFailure(f"unexpected {type(error).__name__} in the handler (see the worker log)") from None
         if isinstance(outcome, Deferred):
-            await self._defer(job, token, outcome.until, outcome.reason)
+            return await self._defer(job, token, outcome.until, outcome.reason)
         summary = json_safe(outcome.summary())
-        log.info(
-            "job_completed",
-            queue=self._queue,
-            job_name=job.name,
-            job_id=job.id,
-            org_id=getattr(routed.payload, "org_id", None),
-            outcome=summary.get("outcome"),
-            attempt=job.attemptsMade + 1,
-        )
+        log.info("job_completed", outcome=summary.get("outcome"), attempt=job.attemptsMade + 1)
         return summary
 
-    async def _defer(self, job: BullJob, token: str, until: datetime, reason: str) -> NoReturn:
+    async def _defer(self, job: BullJob, token: str, until: datetime, reason: str) -> _Deferral:
         await job.moveToDelayed(int(until.timestamp() * 1000), token)
-        log.info(
-            "job_deferred", queue=self._queue, job_name=job.name, job_id=job.id, reason=reason, until=json_safe(until)
-        )
-        raise DelayedError()
+        log.info("job_deferred", reason=reason, until=json_safe(until))
+        return _DEFERRED
 
-    async def _stop_for_configuration(self, job: BullJob, token: str, error: ConfigurationError) -> NoReturn:
+    async def _stop_for_configuration(self, job: BullJob, token: str, error: ConfigurationError) -> _Deferral:
         due = int((time.time() + self._config.configuration_error_delay_s) * 1000)
         await job.moveToDelayed(due, token)
         if self._configuration_error is None:
             self._configuration_error = error
-            log.critical(
-                "worker_configuration_error", queue=self._queue, job_name=job.name, job_id=job.id, error=str(error)
-            )
+            log.critical("worker_configuration_error", error=str(error))
             self._stop.set()
-        raise DelayedError()
+        return _DEFERRED
 
     # -- events ---------------------------------------------------------------------------------------------------
 
     def _on_failed(self, job: BullJob, error: BaseException) -> None:
-        """bullmq emits ``failed`` on every failed attempt; only the last one is dead-lettered."""
+        """bullmq emits ``failed`` on every failed attempt, after moving the job; only the last one is reported to
+        Sentry and dead-lettered."""
+        assert self._worker is not None
         if self._worker.forceClosing:
             return  # the job was not moved to failed; another worker's stalled check recovers it
+        cause = self._errors.pop(job, None)
+        if cause is None:  # failed before the processor ran: data not JSON, or stalled too often
+            self._recorder.job_finished(self._queue, job.name, "failed", None, 0.0)
         final = isinstance(error, UnrecoverableError) or job.attemptsMade >= _attempts_allowed(job)
-        log.warning(
-            "job_failed" if final else "job_attempt_failed",
-            queue=self._queue,
-            job_name=job.name,
-            job_id=job.id,
-            attempts_made=job.attemptsMade,
-            reason=job.failedReason,
-        )
-        if final:
-            task = asyncio.ensure_future(self._record_dead_letter(job))
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+        org_id = _org_id(job)
+        with job_log_context(self._queue, job.name, job.id, org_id):
+            log.warning(
+                "job_failed" if final else "job_attempt_failed", attempts_made=job.attemptsMade, reason=job.failedReason
+            )
+            if final:
+                report_final_failure(self._queue, job.name, job.id, job.attemptsMade, org_id, cause or error)
+                task = asyncio.ensure_future(self._record_dead_letter(job))  # the task keeps this log context
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
 
     async def _record_dead_letter(self, job: BullJob) -> None:
         failed = FailedJob(

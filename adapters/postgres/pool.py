@@ -2,23 +2,44 @@
 
 asyncpg replaces a pooled connection it has seen die on the next acquire; after a connection loss we also expire
 the others, so a restarted server costs one failed call (retried by the job's backoff), not one per connection.
+
+Each query through ``fetch*``/``execute`` (and each ``transaction``) is a CLIENT span named by its operation
+(``SELECT``, ``INSERT`` ...), with ``db.system.name`` and ``db.operation.name`` only: never the SQL text or its
+parameters.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import attrs
 
+from adapters.observability.tracing import child_span
 from adapters.postgres.errors import is_connection_loss, translate
 
 if TYPE_CHECKING:  # generic only in the stubs
     from asyncpg.pool import PoolConnectionProxy
 
     Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+
+_FIRST_WORD = re.compile(r"\s*(\w+)")
+_OPERATIONS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "MERGE", "CALL", "LOCK", "TRUNCATE"})
+
+
+def operation_name(query: str) -> str:
+    """The statement's leading keyword, from a fixed list (anything else is ``OTHER``): a bounded span name."""
+    found = _FIRST_WORD.match(query)
+    word = found.group(1).upper() if found else ""
+    return word if word in _OPERATIONS else "OTHER"
+
+
+def _span(operation: str) -> AbstractContextManager[object]:
+    return child_span(operation, attributes={"db.system.name": "postgresql", "db.operation.name": operation})
 
 
 @attrs.define
@@ -78,22 +99,27 @@ class PostgresDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A pooled connection inside a transaction, committed when the block ends normally."""
-        async with self.connection() as connection, connection.transaction():
-            yield connection
+        with _span("TRANSACTION"):
+            async with self.connection() as connection, connection.transaction():
+                yield connection
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.connection() as connection:
-            return await connection.fetch(query, *args)
+        with _span(operation_name(query)):
+            async with self.connection() as connection:
+                return await connection.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.connection() as connection:
-            return await connection.fetchrow(query, *args)
+        with _span(operation_name(query)):
+            async with self.connection() as connection:
+                return await connection.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.connection() as connection:
-            return await connection.fetchval(query, *args)
+        with _span(operation_name(query)):
+            async with self.connection() as connection:
+                return await connection.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
         """Run a statement; returns its status tag (``UPDATE 1``)."""
-        async with self.connection() as connection:
-            return await connection.execute(query, *args)
+        with _span(operation_name(query)):
+            async with self.connection() as connection:
+                return await connection.execute(query, *args)

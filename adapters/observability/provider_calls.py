@@ -1,0 +1,57 @@
+"""One message handed to a provider (Twilio, SendGrid, the outbox): a CLIENT span and a count by outcome.
+
+The outcome is read from the domain error the sender raises (senders translate library errors first), so every
+sender counts the same way: sent, rejected, rate_limited, unknown, unreachable or misconfigured, with the
+provider's error code when there is one. Labels are bounded: no recipient, no message, no URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.tracing import child_span, set_span_attributes
+from domain.errors import (
+    ConfigurationError,
+    DeliveryError,
+    DeliveryOutcomeUnknown,
+    DeliveryRateLimited,
+    DeliveryRejected,
+    TransientError,
+)
+
+
+def _outcome(error: BaseException) -> tuple[str, str | None]:
+    if isinstance(error, DeliveryRejected):
+        return "rejected", error.code
+    if isinstance(error, DeliveryRateLimited):
+        return "rate_limited", error.code
+    if isinstance(error, DeliveryOutcomeUnknown):
+        return "unknown", error.code
+    if isinstance(error, DeliveryError):
+        return "failed", error.code
+    if isinstance(error, TransientError):
+        return "unreachable", None
+    if isinstance(error, ConfigurationError):
+        return "misconfigured", None
+    return "error", None
+
+
+@contextlib.contextmanager
+def provider_call(provider: str, channel: str, recorder: MetricsRecorder | None) -> Iterator[None]:
+    """Wrap one send: the span ``<provider> send`` and, when ``recorder`` is given, the messages-by-outcome count."""
+    with child_span(
+        f"{provider} send", attributes={"clientflow.provider": provider, "clientflow.channel": channel}
+    ) as span:
+        try:
+            yield
+        except Exception as error:
+            outcome, code = _outcome(error)
+            set_span_attributes(span, {"clientflow.outcome": outcome, "clientflow.error_code": code or "none"})
+            if recorder is not None:
+                recorder.provider_message(provider, channel, outcome, code)
+            raise
+        set_span_attributes(span, {"clientflow.outcome": "sent"})
+        if recorder is not None:
+            recorder.provider_message(provider, channel, "sent", None)
