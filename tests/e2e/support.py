@@ -1,0 +1,333 @@
+"""The end-to-end world: our supervisord.conf running the whole system from a temporary checkout.
+
+The temporary directory holds a copy of ``supervisord.conf`` and symlinks to the code and the venv, so ``%(here)s``
+(and with it ``var/``: socket, logs, pid file) points into the temporary directory while every program runs exactly
+as in the quick start. Redis and PostgreSQL are the machine's own (a unique BullMQ prefix, a throwaway database);
+Twilio, SendGrid and Sentry are local fakes served from an event loop on a thread of their own, so they keep
+answering while a test blocks on a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import redis
+
+from adapters.postgres.migrator import migrate
+from tests.fakeservers.sendgrid import FakeSendGrid
+from tests.fakeservers.sentry import FakeSentry
+from tests.fakeservers.twilio import FakeTwilio
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+NODE_CLI = ROOT / "tests" / "node" / "bullmq_cli.js"
+LINKED = (".venv", "domain", "adapters", "entrypoints", "scripts")
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+TWILIO_FROM = "+15005550006"
+SENDGRID_FROM = "reminders@clinic.example.com"
+STATUS_CALLBACK = "https://hooks.clinic.example.com/twilio/status"
+WORKER_PROGRAMS = ("worker-reminders", "worker-nurture", "worker-dunning", "worker-snapshots")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def js_date(moment: datetime) -> dict[str, str]:
+    """How tests/node/bullmq_cli.js is told to put a real JavaScript ``Date`` into job data."""
+    return {"$date": moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+
+
+def eventually(check: Callable[[], bool], within: float, what: str, every: float = 0.25) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``within`` seconds (a bound, not a measurement)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within:.0f}s: {what}")
+        time.sleep(every)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Providers:
+    """The fake Twilio, SendGrid and Sentry, served from their own event loop on a daemon thread."""
+
+    def __init__(self) -> None:
+        self.twilio = FakeTwilio(now=now_utc)
+        self.sendgrid = FakeSendGrid()
+        self.sentry = FakeSentry()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="e2e-fake-providers", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        for server in (self.twilio, self.sendgrid, self.sentry):
+            self._call(server.start())
+
+    def stop(self) -> None:
+        for server in (self.twilio, self.sendgrid, self.sentry):
+            self._call(server.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    def sms_ledger_keys(self) -> list[str]:
+        """The ledger key of every message the fake Twilio created (from the StatusCallback URL), duplicates kept."""
+        return [parse_qs(urlsplit(url).query)["ledger_key"][0] for url in list(self.twilio.status_callbacks.values())]
+
+    def sms_to(self, phone: str) -> list[dict[str, Any]]:
+        return [m for m in list(self.twilio.messages) if m["to"] == phone]
+
+    def mail_to(self, address: str) -> list[dict[str, Any]]:
+        return [
+            mail
+            for mail in list(self.sendgrid.accepted)
+            if any(to["email"] == address for p in mail["personalizations"] for to in p["to"])
+        ]
+
+
+@contextlib.contextmanager
+def running_providers() -> Iterator[Providers]:
+    providers = Providers()
+    providers.start()
+    try:
+        yield providers
+    finally:
+        providers.stop()
+
+
+@contextlib.contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, migrated so tests can seed it first, dropped afterwards."""
+    name = f"cf_e2e_{uuid.uuid4().hex[:12]}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'create database "{name}"'))
+    try:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        asyncio.run(migrate(dsn))
+        yield dsn
+    finally:
+        asyncio.run(admin(f'drop database if exists "{name}" with (force)'))
+
+
+@contextlib.contextmanager
+def bullmq_prefix() -> Iterator[str]:
+    """A BullMQ prefix of our own on the shared Redis; its keys (and the Twilio send records of ``e2e-`` ledger
+    keys, which the sender keeps outside the prefix) are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        try:
+            for pattern in (f"{prefix}*", "clientflow:twilio:sent:*e2e-*"):
+                for key in client.scan_iter(match=pattern, count=1000):
+                    client.delete(key)
+        finally:
+            client.close()
+
+
+def system_env(providers: Providers, database_url: str, prefix: str, **overrides: str) -> dict[str, str]:
+    """Every variable supervisord.conf and the programs read: scripts/run's choices, pointed at the test world."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CF_", "TWILIO_", "SENDGRID_", "REDIS_", "BULLMQ_", "SENTRY_", "OTEL_", "HEALTH_"))
+    }
+    env.update(
+        {
+            "CF_EMBEDDED_REDIS": "false",
+            "CF_EMBEDDED_POSTGRES": "false",
+            "CF_EMBEDDED_REDIS_PORT": "6390",
+            "CF_EMBEDDED_PG_PORT": "5440",
+            "CF_REDIS_SERVER": "redis-server",
+            "CF_PG_BIN": "/usr/lib/postgresql/bin",
+            "CF_PG_USER": subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip(),
+            "CF_REMINDER_WORKERS": "1",
+            "CF_NURTURE_WORKERS": "1",
+            "CF_DUNNING_WORKERS": "1",
+            "CF_SNAPSHOT_WORKERS": "1",
+            "CF_DEMO": "false",
+            "NODE_ENV": "production",
+            "LOG_LEVEL": "info",
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": "6379",
+            "BULLMQ_PREFIX": prefix,
+            "DATABASE_URL": database_url,
+            "TWILIO_ACCOUNT_SID": providers.twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": providers.twilio.auth_token,
+            "TWILIO_FROM_NUMBER": TWILIO_FROM,
+            "TWILIO_BASE_URL": providers.twilio.base_url,
+            "TWILIO_STATUS_CALLBACK_URL": STATUS_CALLBACK,
+            "SENDGRID_API_KEY": providers.sendgrid.api_key,
+            "SENDGRID_FROM_EMAIL": SENDGRID_FROM,
+            "SENDGRID_HOST": providers.sendgrid.base_url,
+            "SMS_PER_SECOND": "200",
+            "EMAIL_PER_SECOND": "200",
+            "HEALTH_HOST": "127.0.0.1",
+            "HEALTH_PORT": str(free_port()),
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+class SupervisedSystem:
+    """supervisord running our supervisord.conf from a temporary checkout; ``ctl`` is supervisorctl on it."""
+
+    def __init__(self, directory: pathlib.Path, env: Mapping[str, str]) -> None:
+        self.directory = directory
+        self.env = dict(env)
+        self.conf = directory / "supervisord.conf"
+        self.var = directory / "var"
+        self._process: subprocess.Popen[bytes] | None = None
+        shutil.copy(ROOT / "supervisord.conf", self.conf)
+        for name in LINKED:
+            (directory / name).symlink_to(ROOT / name)
+        for sub in ("log", "run"):
+            (self.var / sub).mkdir(parents=True)
+        self.var.joinpath("run").chmod(0o700)
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [str(ROOT / ".venv/bin/supervisord"), "-n", "-c", str(self.conf)],
+            env=self.env,
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        eventually(lambda: self.ctl("pid").returncode == 0, 20, "supervisord answers on its control socket")
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """supervisorctl -c <our conf> ARGS, with no variable of the system in its environment (as a user types it)."""
+        plain_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        return subprocess.run(
+            [str(ROOT / ".venv/bin/supervisorctl"), "-c", str(self.conf), *args],
+            env=plain_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def states(self) -> dict[str, tuple[str, str]]:
+        """Each process (``group:name``) -> (state, the rest of its status line)."""
+        found = {}
+        for line in self.ctl("status").stdout.splitlines():
+            parts = line.split(None, 2)
+            if len(parts) >= 2:
+                found[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
+        return found
+
+    def pid(self, process: str) -> int:
+        return int(self.ctl("pid", process).stdout.strip())
+
+    def wait_running(self, *processes: str, within: float = 60) -> None:
+        eventually(
+            lambda: all(self.states().get(p, ("?",))[0] == "RUNNING" for p in processes),
+            within,
+            f"{', '.join(processes)} RUNNING (now: {self.states()})",
+        )
+
+    def wait_workers_running(self, counts: Mapping[str, int] | None = None, within: float = 60) -> None:
+        counts = counts or {}
+        self.wait_running(
+            *(f"{program}:{program}-{n:02d}" for program in WORKER_PROGRAMS for n in range(counts.get(program, 1))),
+            within=within,
+        )
+
+    def log(self, name: str) -> str:
+        path = self.var / "log" / name
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    def shutdown(self) -> int:
+        """``supervisorctl shutdown`` and wait for supervisord to exit; return its exit status."""
+        assert self._process is not None
+        self.ctl("shutdown")
+        status = self._process.wait(timeout=90)
+        self._process = None
+        return status
+
+    def kill(self) -> None:
+        """Teardown after a failed test: stop supervisord and every process group it started."""
+        if self._process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+
+@contextlib.contextmanager
+def supervised(directory: pathlib.Path, env: Mapping[str, str]) -> Iterator[SupervisedSystem]:
+    system = SupervisedSystem(directory, env)
+    system.start()
+    try:
+        yield system
+    finally:
+        system.kill()
+
+
+def node(op: str, prefix: str, queue: str, **fields: Any) -> Any:
+    """Run one command of tests/node/bullmq_cli.js (the real npm bullmq) and return its JSON answer."""
+    command = {"op": op, "prefix": prefix, "queue": queue, "redis": {"host": "127.0.0.1", "port": 6379}, **fields}
+    done = subprocess.run(
+        ["node", str(NODE_CLI), json.dumps(command)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def enqueue(prefix: str, queue: str, jobs: list[dict[str, Any]], chunk: int = 100) -> list[str]:
+    """Add jobs as the Node CRM does (README retry policy unless a job says otherwise); return their ids."""
+    ids: list[str] = []
+    for start in range(0, len(jobs), chunk):
+        batch = [
+            {"opts": {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}, **job}
+            for job in jobs[start : start + chunk]
+        ]
+        ids.extend(node("add", prefix, queue, jobs=batch)["ids"])
+    return ids
+
+
+def job_counts(prefix: str, queue: str) -> dict[str, int]:
+    counts: dict[str, int] = node("counts", prefix, queue)["counts"]
+    return counts
+
+
+def stopped_cleanly(supervisord_log: str, process: str) -> bool:
+    """supervisord's own record that it stopped ``process`` and the process exited with status 0."""
+    return f"stopped: {process} (exit status 0)" in supervisord_log

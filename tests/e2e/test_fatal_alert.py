@@ -1,0 +1,45 @@
+"""A program that cannot start reaches FATAL, and the fatal-alert listener raises the alert (log line and Sentry)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+from typing import Any
+
+import pytest
+
+from tests.e2e.support import Providers, eventually, supervised, system_env
+
+pytestmark = pytest.mark.slow
+
+
+def fatal_alerts(log: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "program_fatal"]
+
+
+def test_a_program_that_cannot_start_goes_fatal_and_the_alert_fires(
+    tmp_path: pathlib.Path, providers: Providers, prefix: str, database_url: str
+) -> None:
+    """The health server is configured with a port already taken: supervisord gives up on it (FATAL), the listener
+    writes one JSON alert line naming it and sends one Sentry event; the workers keep running."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = system_env(providers, database_url, prefix, HEALTH_PORT=str(port), SENTRY_DSN=providers.sentry.dsn)
+        with supervised(tmp_path, env) as system:
+            eventually(lambda: system.states().get("health", ("?",))[0] == "FATAL", 90, "health FATAL")
+            eventually(lambda: fatal_alerts(system.log("fatal-alert.log")) != [], 30, "the alert line")
+            eventually(
+                lambda: any("is FATAL" in json.dumps(e) for e in providers.sentry.events()), 30, "the Sentry event"
+            )
+            system.wait_workers_running()
+            system.shutdown()
+    [alert] = fatal_alerts(system.log("fatal-alert.log"))
+    assert alert["program"] == "health"
+    assert alert["level"] == "critical"
+    alert_events = [e for e in providers.sentry.events() if "is FATAL" in json.dumps(e)]
+    assert len(alert_events) == 1
+    assert alert_events[0]["tags"]["program"] == "health"
