@@ -7,6 +7,10 @@ from the job hashes, so process start-up is not counted. Runs alternate Node/Pyt
 medians and the Python/Node ratio of each pair.
 
     .venv/bin/python bench/bullmq_throughput.py --jobs 20000 --concurrency 50 --pairs 3
+
+With ``--observability`` the pairs are two Python runs instead: ``plain`` (our log pipeline at ``warn``, no
+Sentry, no tracing) and ``observed`` (log pipeline at ``info``: a JSON line per job; Sentry initialised against a
+local fake; spans exported over OTLP/HTTP to a local fake collector), reporting the observed/plain ratio per pair.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ def node(command: dict[str, Any]) -> Any:
     return json.loads(out)
 
 
-def start_worker(kind: str, prefix: str, concurrency: int) -> subprocess.Popen[bytes]:
-    config = json.dumps({"prefix": prefix, "queue": QUEUE, "concurrency": concurrency})
+def start_worker(kind: str, prefix: str, concurrency: int, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
+    config = json.dumps({"prefix": prefix, "queue": QUEUE, "concurrency": concurrency, "kind": kind, **extra})
     if kind == "node":
         argv = ["node", str(NODE_DIR / "bench_worker.js"), config]
     else:
@@ -67,12 +71,14 @@ async def job_times(client: redis_asyncio.Redis, prefix: str, ids: list[str]) ->
     return times
 
 
-async def one_run(kind: str, jobs: int, concurrency: int, latency_jobs: int) -> dict[str, float]:
+async def one_run(
+    kind: str, jobs: int, concurrency: int, latency_jobs: int, extra: dict[str, Any] | None = None
+) -> dict[str, float]:
     prefix = f"bench-{uuid.uuid4().hex}"
     client = redis_asyncio.Redis(decode_responses=True)
     try:
         node({"op": "add-noop", "prefix": prefix, "queue": QUEUE, "count": jobs, **JOB})
-        worker = start_worker(kind, prefix, concurrency)
+        worker = start_worker(kind, prefix, concurrency, extra or {})
         try:
             await wait_completed(client, prefix, jobs)
             trickled = node(
@@ -116,6 +122,52 @@ async def bench(jobs: int, concurrency: int, pairs: int, latency_jobs: int) -> N
     print(f"\nPython/Node per pair: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
 
 
+async def compare_observability(jobs: int, concurrency: int, pairs: int, latency_jobs: int) -> None:
+    """Alternate ``plain`` and ``observed`` Python runs; the fakes for Sentry and OTLP run in this process."""
+    from tests.fakeservers.otlp import FakeOtlpCollector
+    from tests.fakeservers.sentry import FakeSentry
+
+    collector, sentry = FakeOtlpCollector(), FakeSentry()
+    await collector.start()
+    await sentry.start()
+    extra = {"otlp": collector.base_url, "sentry_dsn": sentry.dsn}
+    results: dict[str, list[dict[str, float]]] = {"plain": [], "observed": []}
+    ratios = []
+    try:
+        for pair in range(pairs):
+            order = ("plain", "observed") if pair % 2 == 0 else ("observed", "plain")
+            for kind in order:
+                collector.exports.clear()
+                results[kind].append(await one_run(kind, jobs, concurrency, latency_jobs, extra))
+                print(f"pair {pair + 1} {kind:8}: {json.dumps(results[kind][-1])}", flush=True)
+            ratios.append(results["observed"][-1]["jobs_per_s"] / results["plain"][-1]["jobs_per_s"])
+    finally:
+        await collector.close()
+        await sentry.close()
+    print(f"\n{jobs} no-op jobs, concurrency {concurrency}, {pairs} pairs; latency over {latency_jobs} trickled jobs")
+    print("| worker | jobs/s (median) | add-to-start median ms | p99 ms |\n|---|---|---|---|")
+    for kind, runs in results.items():
+        rate = statistics.median(r["jobs_per_s"] for r in runs)
+        median = statistics.median(r["latency_median_ms"] for r in runs)
+        p99 = statistics.median(r["latency_p99_ms"] for r in runs)
+        print(f"| {kind} | {rate:,.0f} | {median:.0f} | {p99:.0f} |")
+    print(f"\nobserved/plain per pair: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
+
+
+def _observe(config: dict[str, Any]) -> None:
+    """The logging, Sentry and tracing set-up of the ``plain`` or ``observed`` kind (stdout is discarded)."""
+    from adapters.observability.logging import configure_logging
+    from adapters.observability.sentry import init_sentry
+    from adapters.observability.tracing import init_tracing
+
+    if config["kind"] == "plain":
+        configure_logging("warn", production=True, stream=sys.stdout)
+        return
+    configure_logging("info", production=True, stream=sys.stdout)
+    init_sentry(config["sentry_dsn"], environment="bench", release=None)
+    init_tracing("clientflow-worker-bench", endpoint=config["otlp"])
+
+
 def serve(config: dict[str, Any]) -> int:
     """Our worker process: the real runtime (pooled client, uvloop, hiredis) with a no-op snapshot handler."""
     import structlog
@@ -127,7 +179,10 @@ def serve(config: dict[str, Any]) -> int:
     from domain.outcomes import Outcome, Published, SnapshotStored
     from entrypoints.worker import run_worker
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if config.get("kind") in ("plain", "observed"):
+        _observe(config)
+    else:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     stored = SnapshotStored("2025-07-01")
 
     async def noop(_job: Job) -> Outcome:
@@ -149,11 +204,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--latency-jobs", type=int, default=200)
+    parser.add_argument("--observability", action="store_true", help="compare Python with and without observability")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(json.loads(args.serve))
-    asyncio.run(bench(args.jobs, args.concurrency, args.pairs, args.latency_jobs))
+    run = compare_observability if args.observability else bench
+    asyncio.run(run(args.jobs, args.concurrency, args.pairs, args.latency_jobs))
     return 0
 
 

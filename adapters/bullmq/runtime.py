@@ -377,6 +377,7 @@ class QueueWorker:
                 try:
                     result = await self._attempt(job, token)
                 except Exception as error:
+                    self._errors.setdefault(job, error)  # marks the attempt as counted here, not in _on_failed
                     final = isinstance(error, UnrecoverableError) or attempt >= _attempts_allowed(job)
                     outcome = "failed" if final else "retried"
                     set_span_attributes(span, {"clientflow.outcome": outcome})
