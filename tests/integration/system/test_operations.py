@@ -56,12 +56,13 @@ async def test_a_malformed_node_job_fails_once_with_a_readable_reason_and_one_de
 ) -> None:
     """A malformed job fails after one attempt, its reason names the problem without PII, and is dead-lettered once;
     the CLI lists the copy (without the job data) and replays it onto its source queue."""
-    data = {
+    scheduled_for = js_date(now_utc() + timedelta(hours=2))
+    data: dict[str, Any] = {
         "orgId": "org-1",
         "contactId": "contact-1",
         "appointmentId": "appt-1",
         "message": CANARY_TEXT,
-        "scheduledFor": js_date(now_utc() + timedelta(hours=2)),
+        "scheduledFor": scheduled_for,
         "reminderType": "3h",
     }
     if drop is not None:
@@ -81,7 +82,7 @@ async def test_a_malformed_node_job_fails_once_with_a_readable_reason_and_one_de
     copies = [c for c in await dead_letters(prefix) if c["id"] == copy_id]
     assert len(copies) == 1
     assert copies[0]["name"] == name
-    assert copies[0]["data"]["data"] == {**data, "scheduledFor": data["scheduledFor"]["$date"]}
+    assert copies[0]["data"]["data"] == {**data, "scheduledFor": scheduled_for["$date"]}
     assert copies[0]["data"]["failedReason"] == job["failedReason"]
     assert (copies[0]["data"]["sourceQueue"], copies[0]["data"]["attemptsMade"]) == ("reminders", 1)
 
