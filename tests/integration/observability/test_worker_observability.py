@@ -69,8 +69,12 @@ def captured_log() -> io.StringIO:
 
 @pytest.fixture
 async def sentry() -> AsyncIterator[FakeSentry]:
+    """The fake ingest server and the SDK pointed at it, on scopes cleared of what earlier tests left there (the
+    SDK's subprocess breadcrumbs of their Node commands hold canaries in free text no masking rule recognises)."""
     server = FakeSentry()
     await server.start()
+    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
+        scope.clear()
     init_sentry(server.dsn, environment="test", release="clientflow-worker@test")
     try:
         yield server
