@@ -143,6 +143,7 @@ def _senders(
 ) -> tuple[SmsSender, EmailSender, list[Callable[[], Awaitable[None]]]]:
     """Twilio and SendGrid when configured, else the local outbox (refused in production by Settings.check)."""
     closers: list[Callable[[], Awaitable[None]]] = []
+    keys = f"{settings.bullmq_prefix}:cf"  # our own Redis keys live beside the queues' (one deployment, one prefix)
     sms: SmsSender
     email: EmailSender
     if settings.twilio_configured:
@@ -155,8 +156,9 @@ def _senders(
             redis=redis,
             clock=clock,
             status_callback_url=settings.twilio_status_callback_url,
-            rate_limiter=RedisRateLimiter(redis, "clientflow:ratelimit:twilio", settings.sms_per_second, clock),
+            rate_limiter=RedisRateLimiter(redis, f"{keys}:ratelimit:twilio", settings.sms_per_second, clock),
             base_url=settings.twilio_base_url or TWILIO_API_BASE_URL,
+            record_prefix=f"{keys}:twilio:sent",
             recorder=metrics,
         )
         closers.append(twilio.close)
@@ -170,7 +172,7 @@ def _senders(
             api_key=settings.sendgrid_api_key,
             from_email=EmailAddress(settings.sendgrid_from_email),
             clock=clock,
-            rate_limiter=RedisRateLimiter(redis, "clientflow:ratelimit:sendgrid", settings.email_per_second, clock),
+            rate_limiter=RedisRateLimiter(redis, f"{keys}:ratelimit:sendgrid", settings.email_per_second, clock),
             recorder=metrics,
         )
         if settings.sendgrid_host:
@@ -206,7 +208,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         ledger = PostgresSendLedger(database)
         renderer = PlaceholderTemplateRenderer()
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
-        dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=60))
+        dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
         schedules = define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz)
         yield System(
             settings=settings,
@@ -246,6 +248,7 @@ def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
         prefix=settings.bullmq_prefix,
         concurrency=settings.worker_concurrency,
         lock_duration_ms=settings.lock_duration_ms,
+        stalled_interval_ms=settings.stalled_interval_ms,
         grace_period_s=settings.worker_grace_seconds,
     )
 

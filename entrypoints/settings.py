@@ -82,6 +82,8 @@ class Settings:
     worker_concurrency: int = 10
     worker_grace_seconds: float = 12.0
     lock_duration_ms: int = 30_000
+    stalled_interval_ms: int = 30_000
+    send_settle_seconds: float = 60.0
 
     health_host: str = "127.0.0.1"
     health_port: int = 9464
@@ -153,6 +155,8 @@ class Settings:
             worker_concurrency=_int(env, "WORKER_CONCURRENCY", 10, minimum=1),
             worker_grace_seconds=_float(env, "WORKER_GRACE_SECONDS", 12.0, minimum=0.1),
             lock_duration_ms=_int(env, "LOCK_DURATION_MS", 30_000, minimum=1000),
+            stalled_interval_ms=_int(env, "STALLED_INTERVAL_MS", 30_000, minimum=1000),
+            send_settle_seconds=_float(env, "SEND_SETTLE_SECONDS", 60.0, minimum=1.0),
             health_host=_opt(env, "HEALTH_HOST") or "127.0.0.1",
             health_port=_int(env, "HEALTH_PORT", 9464, minimum=1),
             scan_cron=_opt(env, "SCAN_CRON") or "0 * * * *",
@@ -164,6 +168,10 @@ class Settings:
 
     def check(self) -> None:
         """Refuse combinations that cannot work; in production, missing provider credentials."""
+        if self.send_settle_seconds <= 15:
+            # Above the providers' 10 s client timeout plus the rate limiter's 5 s wait: a request still in
+            # flight must have landed before anyone reconciles it.
+            raise SettingsError("SEND_SETTLE_SECONDS must exceed 15 (the provider timeout plus the rate-limit wait)")
         if urlsplit(self.database_url).scheme not in ("postgres", "postgresql"):
             raise SettingsError("DATABASE_URL must be a postgresql:// URL")
         if self.twilio_configured and not (self.twilio_from_number or self.twilio_messaging_service_sid):

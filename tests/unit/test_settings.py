@@ -59,6 +59,8 @@ def test_secrets_stay_out_of_repr_and_description() -> None:
         ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}, "TWILIO_FROM_NUMBER"),
         ({"SENDGRID_API_KEY": "SG.x"}, "SENDGRID_FROM_EMAIL"),
         ({"NODE_ENV": "production"}, "NODE_ENV=production"),
+        ({"SEND_SETTLE_SECONDS": "5"}, "SEND_SETTLE_SECONDS"),
+        ({"STALLED_INTERVAL_MS": "10"}, "STALLED_INTERVAL_MS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

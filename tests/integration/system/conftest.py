@@ -10,34 +10,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as redis_asyncio
 
 from tests.contract.postgres_support import temporary_database
 from tests.integration.system.support import Providers, delete_keys, running_providers, system_env, token
-
-# The Twilio sender's reconciliation records live outside the BullMQ prefix (adapters/twilio_sms.py).
-TWILIO_RECORDS = "clientflow:twilio:sent:"
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     with temporary_database("system") as dsn:
         yield dsn
-        asyncio.run(_forget_twilio_records(dsn))
-
-
-async def _forget_twilio_records(dsn: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        keys = [row["key"] for row in await connection.fetch("select key from send_ledger")]
-    finally:
-        await connection.close()
-    client = redis_asyncio.Redis()
-    try:
-        for start in range(0, len(keys), 500):
-            await client.delete(*(TWILIO_RECORDS + key for key in keys[start : start + 500]))
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +31,7 @@ def providers() -> Iterator[Providers]:
 def prefix() -> Iterator[str]:
     name = f"test-system-{token()}"
     yield name
-    asyncio.run(delete_keys(f"{name}:*"))
+    asyncio.run(delete_keys(f"{name}:*"))  # the queues, and our own keys (Twilio send records, rate limits)
 
 
 @pytest.fixture(scope="module")
