@@ -51,7 +51,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
         zone = await demo.seed(system.database, clock.now())
         print(f"seeded {demo.ORG} (zone {zone}: it is midday there, so every send window is open)")
         publisher = BullmqJobPublisher(system.redis, settings.bullmq_prefix, clock, RETENTION)
-        await demo.trigger(system, publisher, clock)
+        await demo.trigger(system, publisher, clock, zone)
         print(
             "queued: appointment scan, snapshot fan-out, a nurture step and a dunning notice; waiting for the workers"
         )

@@ -16,9 +16,9 @@ import attrs
 
 from adapters.postgres.pool import PostgresDatabase
 from adapters.scheduling.schedules import find_schedule, run_now
-from domain.jobs import DunningJob, NurtureJob
+from domain.jobs import DunningJob, NurtureJob, SnapshotJob
 from domain.ports import Clock, JobPublisher
-from domain.values import ContactId, OrgId
+from domain.values import ContactId, OrgId, zone
 from entrypoints.bootstrap import System
 
 ORG = "demo-org"
@@ -108,11 +108,14 @@ async def seed(database: PostgresDatabase, now: datetime) -> str:
     return zone
 
 
-async def trigger(system: System, publisher: JobPublisher, clock: Clock) -> None:
-    """Queue the work as the CRM and the schedules would: scans now, a nurture step and a dunning notice."""
-    for name in ("scan-appointments", "fan-out-snapshots"):
-        await run_now(system.redis, system.settings.bullmq_prefix, find_schedule(system.schedules, name), clock)
+async def trigger(system: System, publisher: JobPublisher, clock: Clock, zone_name: str) -> None:
+    """Queue the work as the CRM and the schedules would: the appointment scan now, a nurture step, a dunning notice
+    and yesterday's snapshot (under run-unique ids: a re-run must not collide with the last run's finished jobs)."""
+    scan = find_schedule(system.schedules, "scan-appointments")
+    await run_now(system.redis, system.settings.bullmq_prefix, scan, clock)
     stamp = clock.now().strftime("%Y%m%d%H%M%S")
+    yesterday = (clock.now().astimezone(zone(zone_name)) - timedelta(days=1)).date()
+    await publisher.publish(SnapshotJob(OrgId(ORG), yesterday), f"demo-snapshot-{stamp}")
     await publisher.publish(
         NurtureJob(
             OrgId(ORG),

@@ -7,6 +7,7 @@ stderr as one JSON line, and to Sentry when SENTRY_DSN is set).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,7 +52,13 @@ def listen(stdin: TextIO, stdout: TextIO, stderr: TextIO, extra_alert: Alert | N
         childutils.listener.ok(stdout)
 
 
+def _stop(_signum: int, _frame: object) -> None:
+    """supervisord stops its listeners with SIGTERM at shutdown: that is a normal end, not a crash."""
+    sys.exit(0)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     settings = Settings.from_env()
     sentry_alert: Alert | None = None
     if settings.sentry_dsn:

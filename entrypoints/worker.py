@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from contextlib import asynccontextmanager
 
 import redis.asyncio as redis_asyncio
 import structlog
@@ -33,8 +31,10 @@ from adapters.bullmq.startup_checks import run_startup_checks
 from adapters.health.heartbeat import Heartbeat
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
-from domain.errors import ConfigurationError
+from domain.errors import ConfigurationError, TransientError
 from domain.jobs import JobName, QueueName
+from entrypoints.bootstrap import worker_components
+from entrypoints.settings import SettingsError
 
 log = structlog.get_logger()
 
@@ -164,21 +164,17 @@ async def _running_beside(
             task.cancel()
 
 
-class WorkerComponents(Protocol):
-    """What entrypoints/bootstrap.py provides: ``worker_components(queue)`` opening the adapters and services for
-    one queue's worker and yielding its config, handlers and the metrics recorder the adapters count into
-    (closing them on exit)."""
-
-    def __call__(
-        self, queue: QueueName
-    ) -> AbstractAsyncContextManager[tuple[WorkerConfig, Mapping[JobName, Handler], MetricsRecorder]]: ...
-
-
 async def _main(queue: QueueName) -> int:
-    bootstrap = importlib.import_module("entrypoints.bootstrap")  # the composition root, owned by the lead
-    components: WorkerComponents = bootstrap.worker_components
-    async with components(queue) as (config, handlers, recorder):
-        return await run_worker(config, handlers, recorder=recorder)
+    """Build the worker from the environment (entrypoints/bootstrap.py) and serve until a shutdown signal."""
+    try:
+        async with worker_components(queue) as (config, handlers, recorder):
+            return await run_worker(config, handlers, recorder=recorder)
+    except (ConfigurationError, SettingsError) as error:
+        log.critical("worker_refused_to_start", queue=str(queue), error=str(error))
+        return EXIT_CONFIGURATION
+    except TransientError as error:
+        log.critical("worker_dependency_unreachable", queue=str(queue), error=str(error))
+        return EXIT_CRASHED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

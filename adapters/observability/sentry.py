@@ -49,8 +49,15 @@ def _scrub_message(event: dict[str, Any]) -> None:
             logentry["params"] = redact(logentry["params"])
 
 
-def scrub_breadcrumb(crumb: dict[str, Any], _hint: object = None) -> dict[str, Any]:
-    """Mask the breadcrumb's message and redact its data (HTTP breadcrumbs carry URLs with query strings)."""
+# Command lines and raw HTTP requests (the SDK's stdlib integration records both) can carry a name, an address or an
+# account id that no pattern catches: they are dropped, not masked.
+_DROPPED_BREADCRUMB_CATEGORIES = frozenset({"subprocess", "httplib"})
+
+
+def scrub_breadcrumb(crumb: dict[str, Any], _hint: object = None) -> dict[str, Any] | None:
+    """Drop command-line and HTTP breadcrumbs; mask the message and redact the data of the others."""
+    if crumb.get("category") in _DROPPED_BREADCRUMB_CATEGORIES:
+        return None
     if isinstance(crumb.get("message"), str):
         crumb["message"] = redact_text(crumb["message"])
     if isinstance(crumb.get("data"), Mapping):
@@ -65,9 +72,9 @@ def scrub_event(sdk_event: Event, _hint: dict[str, Any]) -> Event:
     _scrub_message(event)
     breadcrumbs = event.get("breadcrumbs")
     crumbs = breadcrumbs.get("values") if isinstance(breadcrumbs, dict) else breadcrumbs
-    for crumb in crumbs if isinstance(crumbs, list) else []:
-        if isinstance(crumb, dict):
-            scrub_breadcrumb(crumb)
+    if isinstance(crumbs, list):
+        kept = [scrub_breadcrumb(crumb) for crumb in crumbs if isinstance(crumb, dict)]
+        crumbs[:] = [crumb for crumb in kept if crumb is not None]
     for field in ("extra", "tags"):
         if isinstance(event.get(field), Mapping):
             event[field] = redact(event[field])

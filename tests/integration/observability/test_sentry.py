@@ -125,3 +125,20 @@ async def test_without_init_reports_are_no_ops() -> None:
     await asyncio.to_thread(close_sentry, 1.0)
     assert report_final_failure("dunning", "process-dunning", "1", 3, "org", RuntimeError("x")) is None
     assert report_alert("nothing listens") is None
+
+
+async def test_command_line_and_http_breadcrumbs_never_leave(sentry: FakeSentry) -> None:
+    """A subprocess command line naming a person and an HTTP request breadcrumb are dropped from the final event,
+    while our own breadcrumbs stay (masked)."""
+    sentry_sdk.add_breadcrumb(category="subprocess", message="node enqueue.js --name 'Ada Lovelace' --street 'Elm 5'")
+    sentry_sdk.add_breadcrumb(category="httplib", data={"url": "https://api.twilio.com/2010-04-01/Accounts/AC1"})
+    sentry_sdk.add_breadcrumb(category="job", message=f"sending to {PHONE}")
+    _process_attempt(MAX_ATTEMPTS, job_data())
+    await _delivered()
+
+    [event] = sentry.events()
+    crumbs = event["breadcrumbs"]["values"]
+    assert [c.get("category") for c in crumbs if c.get("category") in ("subprocess", "httplib", "job")] == ["job"]
+    assert "Lovelace" not in str(event)
+    assert "Accounts/AC1" not in str(event)
+    assert not leaked(str(event))
