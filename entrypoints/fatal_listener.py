@@ -15,6 +15,7 @@ from typing import TextIO
 
 from supervisor import childutils
 
+from adapters.observability.sentry import flush_sentry, init_sentry, report_alert
 from entrypoints.settings import Settings
 
 Alert = Callable[[str, str], object]  # (message, program)
@@ -52,6 +53,12 @@ def listen(stdin: TextIO, stdout: TextIO, stderr: TextIO, extra_alert: Alert | N
         childutils.listener.ok(stdout)
 
 
+def sentry_alert(message: str, program: str) -> None:
+    """Report the alert to Sentry and wait (briefly) until it is sent; the SDK stays open for the next one."""
+    report_alert(message, program=program)
+    flush_sentry()
+
+
 def _stop(_signum: int, _frame: object) -> None:
     """supervisord stops its listeners with SIGTERM at shutdown: that is a normal end, not a crash."""
     sys.exit(0)
@@ -60,17 +67,11 @@ def _stop(_signum: int, _frame: object) -> None:
 def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     settings = Settings.from_env()
-    sentry_alert: Alert | None = None
+    extra_alert: Alert | None = None
     if settings.sentry_dsn:
-        from adapters.observability.sentry import close_sentry, init_sentry, report_alert
-
         init_sentry(settings.sentry_dsn, environment=settings.node_env, release=settings.release)
-
-        def sentry_alert(message: str, program: str) -> None:
-            report_alert(message, program=program)
-            close_sentry()
-
-    listen(sys.stdin, sys.stdout, sys.stderr, sentry_alert)
+        extra_alert = sentry_alert
+    listen(sys.stdin, sys.stdout, sys.stderr, extra_alert)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,11 @@ def init_sentry(
     )
 
 
+def flush_sentry(timeout: float = 2.0) -> None:
+    """Send what is queued, waiting at most ``timeout`` seconds; the SDK stays open for later events."""
+    sentry_sdk.flush(timeout=timeout)
+
+
 def close_sentry(timeout: float = 2.0) -> None:
     """Send what is queued (waiting at most ``timeout`` seconds) and stop the SDK; call on shutdown."""
     client = sentry_sdk.get_client()

@@ -12,6 +12,7 @@ import sentry_sdk
 from adapters.observability.logging import configure_logging, get_logger, job_log_context
 from adapters.observability.sentry import close_sentry, init_sentry, report_alert, report_final_failure
 from domain.errors import TransientError
+from entrypoints.fatal_listener import sentry_alert
 from tests.fakeservers.sentry import FakeSentry
 from tests.integration.observability.canaries import AUTH_TOKEN, EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 
@@ -142,3 +143,11 @@ async def test_command_line_and_http_breadcrumbs_never_leave(sentry: FakeSentry)
     assert "Lovelace" not in str(event)
     assert "Accounts/AC1" not in str(event)
     assert not leaked(str(event))
+
+
+async def test_the_fatal_listener_reports_every_alert_not_only_the_first(sentry: FakeSentry) -> None:
+    """The listener lives on after an alert: a second program going FATAL reaches Sentry too (the SDK stays open)."""
+    await asyncio.to_thread(sentry_alert, "supervisord program health:health is FATAL", "health")
+    await asyncio.to_thread(sentry_alert, "supervisord program demo:demo is FATAL", "demo")
+    await _delivered()
+    assert [event["tags"]["program"] for event in sentry.events()] == ["health", "demo"]
