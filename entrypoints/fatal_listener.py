@@ -10,11 +10,11 @@ import json
 import signal
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TextIO
 
 from supervisor import childutils
 
+from adapters.clock import SystemClock
 from adapters.observability.sentry import flush_sentry, init_sentry, report_alert
 from entrypoints.settings import Settings
 
@@ -24,7 +24,7 @@ Alert = Callable[[str, str], object]  # (message, program)
 def alert_line(program: str, process: str, from_state: str, stream: TextIO) -> None:
     """Write the alert as one JSON line, in the same shape as the workers' production logs."""
     record = {
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": SystemClock().now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "level": "critical",
         "event": "program_fatal",
         "program": program,
