@@ -1,13 +1,10 @@
 """Exactly once through the whole path: duplicated jobs, a provider 5xx and a worker killed mid-send each end with
 one message at the (fake) provider, across real worker processes.
 
-The dispatcher leaves an unresolved ledger entry alone for its settle period (60 s, fixed in the composition root)
-and defers the job until then. The 500 test waits that minute in real time; the kill test shortens both waits of
-production length, each by an explicit, named step:
-- ``fast_forward_settle`` moves the ledger entry's timestamps back by the settle period and promotes the deferred
-  job, as if the minute had passed;
-- bullmq recovers a dead worker's job in its periodic stalled-job check (every 30 s; the composition root does not
-  configure the interval): ``run_stalled_check`` runs that same check (bullmq's own script) right away.
+The dispatcher leaves an unresolved ledger entry alone for its settle period and defers the job until then; bullmq
+recovers a dead worker's job in its periodic stalled-job check. Both run as in production, configured through the
+workers' environment to the shortest values the settings accept: ``SEND_SETTLE_SECONDS`` 16 (production 60) and
+``STALLED_INTERVAL_MS`` 2000 (production 30000) with ``LOCK_DURATION_MS`` 4000 (production 30000).
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as redis_asyncio
-from bullmq import Queue
 
 from domain.jobs import ReminderKind
 from domain.reminder_scan import reminder_ledger_key
@@ -40,7 +36,15 @@ from tests.integration.system.support import (
 from tests.integration.system.world import create_appointment, create_contact, create_org, reminder_start, unique_phone
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
-SETTLE_SECONDS = 60  # entrypoints/bootstrap.py: Dispatcher(..., settle=timedelta(seconds=60))
+SETTLE_SECONDS = 16  # SEND_SETTLE_SECONDS: just above the 15 s floor the settings enforce
+# The stalled check every 2 s, half the system tests' LOCK_DURATION_MS (4000), as production's 30 s is of 30 s or less.
+FAST_RECOVERY = {"SEND_SETTLE_SECONDS": str(SETTLE_SECONDS), "STALLED_INTERVAL_MS": "2000"}
+
+
+@pytest.fixture(scope="module")
+def env(providers: Providers, database_url: str, prefix: str) -> dict[str, str]:
+    """The module's environment: the system tests' one, with the short settle period and stalled-check interval."""
+    return system_env(providers, database_url, prefix, **FAST_RECOVERY)
 
 
 @pytest.fixture(scope="module")
@@ -82,17 +86,6 @@ async def deferred_past_backoff(prefix: str, job_id: str) -> dict[str, Any]:
             return job
         await asyncio.sleep(0.2)  # the failed attempt's backoff (1 s) runs out, then the retry defers
     raise AssertionError(f"job {job_id} never deferred")
-
-
-async def fast_forward_settle(db: Any, key: str, prefix: str, job_ids: list[str]) -> None:
-    """Age the ledger entry past the settle period and run the deferred jobs now (see the module docstring)."""
-    await db.execute(
-        "update send_ledger set claimed_at = claimed_at - make_interval(secs => $2),"
-        " updated_at = updated_at - make_interval(secs => $2) where key = $1",
-        key,
-        SETTLE_SECONDS + 1,
-    )
-    await node_jobs("promote", prefix, "reminders", ids=job_ids)
 
 
 async def test_five_duplicate_jobs_across_two_worker_processes_make_one_twilio_request(
@@ -160,59 +153,54 @@ async def kill_prefix() -> AsyncIterator[str]:
     await delete_keys(f"{name}:*")
 
 
-async def run_stalled_check(prefix: str, queue: str) -> None:
-    """Run bullmq's stalled-job check now, as a worker's 30 s timer would (see the module docstring)."""
-    client = redis_asyncio.Redis()
-    bull_queue = Queue(queue, {"prefix": prefix, "connection": client})
-    try:
-        await client.delete(f"{prefix}:{queue}:stalled-check")  # the check's own throttle
-        await bull_queue.backend.moveStalledJobsToWait(1, 30_000)
-    finally:
-        await bull_queue.close()
-        await client.aclose()
-
-
 async def test_a_worker_killed_mid_send_leaves_its_claim_and_the_next_worker_finds_the_message_at_twilio(
     providers: Providers, database_url: str, kill_prefix: str, log_dir: pathlib.Path, db: Any
 ) -> None:
-    """SIGKILL while Twilio holds its answer: the claim stays; after the lock expires another worker reconciles the
-    message it finds at Twilio instead of sending it again."""
-    env = system_env(providers, database_url, kill_prefix)
+    """SIGKILL while Twilio holds its answer: the claim stays; after the lock expires another worker's stalled check
+    takes the job back, and once the claim has settled that worker reconciles the message it finds at Twilio instead
+    of sending it again."""
+    env = system_env(providers, database_url, kill_prefix, **FAST_RECOVERY)
     data, phone, key = await reminder(db)
     providers.twilio.script(Stall(30))  # Twilio creates the message at once but holds its answer
-    victim = WorkerProcess("reminders", env, log_dir).wait_ready()
-    try:
-        [job_id] = await add_jobs(kill_prefix, "reminders", [{"name": "process-reminder", "data": data, "opts": RETRY}])
-        for _ in range(200):
-            if providers.sms_to(phone):
-                break
-            await asyncio.sleep(0.05)
-        assert len(providers.sms_to(phone)) == 1
-    finally:
-        victim.kill()
-
-    assert await ledger_state(db, key) == "claimed"
-    lock = f"{kill_prefix}:reminders:{job_id}:lock"
+    lock = ""
     client = redis_asyncio.Redis()
     try:
-        for _ in range(100):  # LOCK_DURATION_MS is 4000
-            if not await client.exists(lock):
-                break
-            await asyncio.sleep(0.1)
-        assert not await client.exists(lock)
+        victim = WorkerProcess("reminders", env, log_dir).wait_ready()
+        try:
+            [job_id] = await add_jobs(
+                kill_prefix, "reminders", [{"name": "process-reminder", "data": data, "opts": RETRY}]
+            )
+            for _ in range(200):
+                if providers.sms_to(phone):
+                    break
+                await asyncio.sleep(0.05)
+            assert len(providers.sms_to(phone)) == 1
+            lock = f"{kill_prefix}:reminders:{job_id}:lock"
+            victims_lock = await client.get(lock)
+            assert victims_lock is not None
+        finally:
+            victim.kill()
+        assert await ledger_state(db, key) == "claimed"
+
+        # The rescuer starts at once, so its start-up overlaps the lock's expiry and the job is back well within the
+        # settle period. bullmq's stalled check only takes back a job whose lock key is gone, so the victim's lock
+        # is either still there or gone (expired): never replaced behind our back.
+        with workers("reminders", env, log_dir) as [rescuer]:
+            for _ in range(100):  # LOCK_DURATION_MS is 4000
+                if await client.get(lock) != victims_lock:
+                    break
+                await asyncio.sleep(0.1)
+            assert await client.get(lock) != victims_lock  # expired: the dead victim could not release it
+            job = await wait_for_state(kill_prefix, "reminders", job_id, ("delayed", "completed", "failed"))
+            assert job["state"] == "delayed"  # the claim is younger than the settle period: hands off for now
+            assert await ledger_state(db, key) == "claimed"
+            assert providers.sms_posts_to(phone) == 1
+
+            job = await wait_for_state(
+                kill_prefix, "reminders", job_id, ("completed", "failed"), within=SETTLE_SECONDS + 15
+            )
     finally:
         await client.aclose()
-
-    with workers("reminders", env, log_dir) as [rescuer]:
-        await run_stalled_check(kill_prefix, "reminders")  # marks the active job as possibly stalled
-        await run_stalled_check(kill_prefix, "reminders")  # its lock is gone: back to wait
-        job = await wait_for_state(kill_prefix, "reminders", job_id, ("delayed", "completed", "failed"))
-        assert job["state"] == "delayed"  # the claim is younger than the settle period: hands off for now
-        assert await ledger_state(db, key) == "claimed"
-        assert providers.sms_posts_to(phone) == 1
-
-        await fast_forward_settle(db, key, kill_prefix, [job_id])
-        job = await wait_for_state(kill_prefix, "reminders", job_id, ("completed", "failed"))
 
     assert job["returnvalue"] == {"outcome": "sent", "channels": ["sms"]}
     assert job["attemptsMade"] == 1  # neither the stall nor the deferral spent an attempt
