@@ -120,21 +120,23 @@ class HealthProbe:
         return [ScheduleHealth(s, _schedule_problem(s, overdue_before)) for s in statuses]
 
     async def snapshot(self) -> MetricsSnapshot:
-        """Everything ``/metrics`` exposes; with Redis down, only the dependency gauges."""
+        """Everything ``/metrics`` exposes; with Redis down (even if lost after the ping), only the dependency
+        gauges."""
         redis_problem, postgres_problem = await asyncio.gather(self._guarded("redis"), self._guarded("postgres"))
         dependencies = {"redis": redis_problem is None, "postgres": postgres_problem is None}
-        if redis_problem is not None:
-            return MetricsSnapshot(
-                queues=[], dead_letter_size=None, schedules=[], recorded=[], dependencies=dependencies
-            )
-        queues, dead_letters = await self.queue_stats()
-        return MetricsSnapshot(
-            queues=queues,
-            dead_letter_size=dead_letters,
-            schedules=await read_schedules(self.redis, self.prefix),
-            recorded=await read_recorded(self.redis, self.prefix),
-            dependencies=dependencies,
-        )
+        if redis_problem is None:
+            try:
+                with _redis_answers():
+                    return MetricsSnapshot(
+                        queues=await all_queue_stats(self.redis, self.prefix, self.queues),
+                        dead_letter_size=await dead_letter_size(self.redis, self.prefix, self.dead_letter_queue),
+                        schedules=await read_schedules(self.redis, self.prefix),
+                        recorded=await read_recorded(self.redis, self.prefix),
+                        dependencies=dependencies,
+                    )
+            except Unhealthy:
+                dependencies["redis"] = False
+        return MetricsSnapshot(queues=[], dead_letter_size=None, schedules=[], recorded=[], dependencies=dependencies)
 
 
 def _schedule_problem(status: ScheduleStatus, overdue_before: datetime) -> str | None:

@@ -339,3 +339,28 @@ def test_entrypoint_serves_and_exits_0_on_sigterm(own_redis: OwnRedis) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@attrs.define
+class _RedisLostAfterPing(HealthProbe):
+    """A probe whose ping answered just before Redis went away: every read after it fails."""
+
+    async def check_redis(self) -> None:
+        return None
+
+
+async def test_metrics_survive_redis_lost_between_ping_and_reads() -> None:
+    """/metrics reports Redis down (dependency gauge 0) instead of failing when Redis vanishes after the ping."""
+    gone = Redis(host="127.0.0.1", port=_free_port(), socket_timeout=1, socket_connect_timeout=1)
+    probe = _RedisLostAfterPing(gone, POSTGRES_DSN, PREFIX, QUEUES, QUEUES, timeout_seconds=1.0)
+    app = build_health_app(probe)
+    async with (
+        running_health_server(app, "127.0.0.1", 0) as port,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        status, text = response.status, await response.read()
+    await gone.aclose()
+    assert status == 200
+    assert _metric(text, "clientflow_dependency_up", dependency="redis") == 0
+    assert _metric(text, "clientflow_dependency_up", dependency="postgres") == 1
