@@ -63,7 +63,6 @@ _REJECTIONS: dict[int, tuple[str, SuppressionReason | None]] = {
     21617: ("message body too long", None),
 }
 _AUTHENTICATION_FAILED = 20003
-_TOO_MANY_REQUESTS = 20429
 
 
 class _Throttled(Exception):
