@@ -142,7 +142,9 @@ class ReminderService:
         assert appointment is not None
         org = await self.organizations.get(job.org_id)
         if org is None:
-            return Skipped("organization_not_found")
+            return Skipped("org_not_found")
+        if not org.active:
+            return Skipped("org_inactive")
         contact = await self.contacts.get(job.org_id, job.contact_id)
         if contact is None:
             return Skipped("contact_not_found")

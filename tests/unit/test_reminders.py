@@ -101,6 +101,16 @@ async def test_scheduled_for_with_millisecond_precision_is_not_a_move() -> None:
     assert await world.service.process(_job()) == Sent((Channel.SMS,))
 
 
+async def test_missing_or_inactive_org_is_skipped() -> None:
+    """A reminder of an org deleted or deactivated since enqueue is skipped, as dunning and nurture skip theirs."""
+    world = _world()
+    world.orgs.add(attrs.evolve(world.orgs.orgs[ORG], active=False))
+    assert await world.service.process(_job()) == Skipped("org_inactive")
+    world.orgs.orgs.clear()
+    assert await world.service.process(_job()) == Skipped("org_not_found")
+    assert world.sms.sent == []
+
+
 async def test_missing_contact_is_skipped() -> None:
     """A contact deleted since enqueue is skipped."""
     world = _world()
