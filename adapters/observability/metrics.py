@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -50,6 +51,43 @@ def _field(metric: str, labels: Mapping[str, str]) -> str:
     return json.dumps([metric, dict(sorted(labels.items()))], separators=(",", ":"))
 
 
+# Building a field (redaction, json.dumps) cost most of a job's metrics; labels are bounded, so each field is built
+# once per process. The caches are bounded anyway, so a producer inventing job names cannot grow them for ever.
+_FIELD_CACHE_SIZE = 1024
+
+
+@attrs.frozen
+class _HistogramFields:
+    """The hash fields of one histogram series: one per bucket (the last is +Inf), the sum and the count."""
+
+    buckets: tuple[str, ...]
+    sum: str
+    count: str
+
+
+@functools.lru_cache(maxsize=_FIELD_CACHE_SIZE)
+def _histogram_fields(metric: str, queue: str, job_name: str) -> _HistogramFields:
+    labels = {"queue": _label_value(queue), "job_name": _label_value(job_name)}
+    bounds = [*(repr(bound) for bound in _HISTOGRAM_BUCKETS[metric]), "+Inf"]
+    return _HistogramFields(
+        buckets=tuple(_field(f"{metric}_bucket", {**labels, "le": bound}) for bound in bounds),
+        sum=_field(f"{metric}_sum", labels),
+        count=_field(f"{metric}_count", labels),
+    )
+
+
+@functools.lru_cache(maxsize=_FIELD_CACHE_SIZE)
+def _jobs_total_field(queue: str, job_name: str, outcome: str) -> str:
+    labels = {"queue": queue, "job_name": job_name, "outcome": outcome}
+    return _field("jobs_total", {key: _label_value(value) for key, value in labels.items()})
+
+
+@functools.lru_cache(maxsize=_FIELD_CACHE_SIZE)
+def _provider_messages_field(provider: str, channel: str, outcome: str, error_code: str | None) -> str:
+    labels = {"provider": provider, "channel": channel, "outcome": outcome, "error_code": error_code}
+    return _field("provider_messages_total", {key: _label_value(value) for key, value in labels.items()})
+
+
 @attrs.define
 class MetricsRecorder:
     """In-process counters of one worker process; ``run`` flushes them to Redis."""
@@ -57,16 +95,12 @@ class MetricsRecorder:
     prefix: str
     _pending: defaultdict[str, float] = attrs.field(factory=lambda: defaultdict(float), init=False)
 
-    def _add(self, metric: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
-        self._pending[_field(metric, labels)] += amount
-
-    def _observe(self, metric: str, labels: Mapping[str, str], seconds: float) -> None:
-        buckets = _HISTOGRAM_BUCKETS[metric]
-        index = bisect.bisect_left(buckets, seconds)
-        bound = "+Inf" if index == len(buckets) else repr(buckets[index])
-        self._add(f"{metric}_bucket", {**labels, "le": bound})
-        self._add(f"{metric}_sum", labels, max(seconds, 0.0))
-        self._add(f"{metric}_count", labels)
+    def _observe(self, metric: str, queue: str, job_name: str, seconds: float) -> None:
+        fields = _histogram_fields(metric, queue, job_name)
+        pending = self._pending
+        pending[fields.buckets[bisect.bisect_left(_HISTOGRAM_BUCKETS[metric], seconds)]] += 1.0
+        pending[fields.sum] += max(seconds, 0.0)
+        pending[fields.count] += 1.0
 
     def job_finished(
         self, queue: str, job_name: str, outcome: str, wait_seconds: float | None, run_seconds: float
@@ -76,17 +110,15 @@ class MetricsRecorder:
         ``wait_seconds`` is the job's time from added (plus its delay) to started (``processedOn``), for first
         attempts only (None otherwise); ``run_seconds`` the attempt's own duration.
         """
-        labels = {"queue": _label_value(queue), "job_name": _label_value(job_name)}
-        self._add("jobs_total", {**labels, "outcome": _label_value(outcome)})
+        self._pending[_jobs_total_field(queue, job_name, outcome)] += 1.0
         if wait_seconds is not None:
-            self._observe("job_wait_seconds", labels, wait_seconds)
-        self._observe("job_run_seconds", labels, run_seconds)
+            self._observe("job_wait_seconds", queue, job_name, wait_seconds)
+        self._observe("job_run_seconds", queue, job_name, run_seconds)
 
     def provider_message(self, provider: str, channel: str, outcome: str, error_code: str | None) -> None:
         """One message handed to a provider. ``outcome``: sent, rejected, rate_limited, unknown; ``error_code``
         the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
-        labels = {"provider": provider, "channel": channel, "outcome": outcome, "error_code": error_code}
-        self._add("provider_messages_total", {key: _label_value(value) for key, value in labels.items()})
+        self._pending[_provider_messages_field(provider, channel, outcome, error_code)] += 1.0
 
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
