@@ -37,7 +37,6 @@ from adapters.postgres.migrator import migrate
 from adapters.postgres.nurture import PostgresNurtureEnrollments
 from adapters.postgres.pool import PostgresDatabase
 from adapters.postgres.snapshots import PostgresSnapshotStore
-from adapters.provider_logging import pin_provider_library_logging
 from adapters.rate_limit import RedisRateLimiter
 from adapters.scheduling.cron import install_zoned_repeat_strategy
 from adapters.scheduling.schedules import Schedule, define_schedules, find_schedule, sync_schedules
@@ -81,7 +80,6 @@ def redis_settings(settings: Settings) -> RedisSettings:
 def observe(settings: Settings, process: str) -> None:
     """Logging, Sentry and tracing for this process, as configured (each optional but logging)."""
     configure_logging(settings.log_level, settings.production)
-    pin_provider_library_logging()
     if settings.sentry_dsn:
         init_sentry(settings.sentry_dsn, environment=settings.node_env, release=settings.release, server_name=process)
     if settings.otel_endpoint:

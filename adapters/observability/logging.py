@@ -16,6 +16,7 @@ import structlog
 from opentelemetry import trace
 
 from adapters.observability.redaction import redact_mapping
+from adapters.provider_logging import pin_provider_library_logging
 from domain.errors import ConfigurationError
 
 _SILENT = logging.CRITICAL + 10
@@ -29,9 +30,6 @@ PINO_LEVELS = {
     "fatal": logging.CRITICAL,
     "silent": _SILENT,
 }
-
-# These libraries log request headers and bodies (credentials, recipients, message text) at DEBUG.
-PINNED_TO_WARNING = ("twilio.http_client", "python_http_client")
 
 
 def level_number(name: str) -> int:
@@ -104,8 +102,7 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(root_level)
-    for name in PINNED_TO_WARNING:
-        logging.getLogger(name).setLevel(max(logging.WARNING, root_level))
+    pin_provider_library_logging(root_level)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

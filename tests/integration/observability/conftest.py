@@ -21,7 +21,8 @@ def restore_logging() -> Iterator[None]:
     """Undo ``configure_logging``: the root logger's handlers and level, pinned loggers and structlog's config."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    pinned = {name: logging.getLogger(name).level for name in ("twilio.http_client", "python_http_client")}
+    provider_loggers = ("twilio", "twilio.http_client", "twilio.async_http_client", "python_http_client")
+    pinned = {name: logging.getLogger(name).level for name in provider_loggers}
     try:
         yield
     finally:

@@ -30,6 +30,7 @@ def _log_everything_inside_a_job() -> None:
         logging.getLogger("asyncio").warning("connection to %s lost while sending to %s", "redis", PHONE)
         logging.getLogger("bullmq").error("job failed: could not reach %s", EMAIL)
         logging.getLogger("twilio.http_client").debug("-- BEGIN Twilio API Request -- auth %s", AUTH_TOKEN)
+        logging.getLogger("twilio.async_http_client").debug("-- BEGIN Twilio API Request -- auth %s", AUTH_TOKEN)
         logging.getLogger("python_http_client").debug("Authorization: Bearer %s", API_KEY)
         logging.getLogger("sentry_sdk.errors").warning(
             "sending to https://k@o1.ingest.sentry.io/1?token=%s", AUTH_TOKEN
