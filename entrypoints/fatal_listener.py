@@ -16,7 +16,7 @@ from supervisor import childutils
 
 from adapters.clock import SystemClock
 from adapters.observability.sentry import flush_sentry, init_sentry, report_alert
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, SettingsError
 
 Alert = Callable[[str, str], object]  # (message, program)
 
@@ -66,9 +66,14 @@ def _stop(_signum: int, _frame: object) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
-    settings = Settings.from_env()
     extra_alert: Alert | None = None
-    if settings.sentry_dsn:
+    try:
+        settings: Settings | None = Settings.from_env()
+    except SettingsError as error:
+        # The workers refuse these settings too and are about to go FATAL: that alert must still be raised.
+        sys.stderr.write(json.dumps({"event": "settings_refused_alerting_to_log_only", "error": str(error)}) + "\n")
+        settings = None
+    if settings is not None and settings.sentry_dsn:
         init_sentry(settings.sentry_dsn, environment=settings.node_env, release=settings.release)
         extra_alert = sentry_alert
     listen(sys.stdin, sys.stdout, sys.stderr, extra_alert)
