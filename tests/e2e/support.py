@@ -100,6 +100,23 @@ class Providers:
     def sms_to(self, phone: str) -> list[dict[str, Any]]:
         return [m for m in list(self.twilio.messages) if m["to"] == phone]
 
+    def twilio_history(self) -> list[str]:
+        """Every request the fake Twilio received, in order (creates with their recipient and ledger key, look-ups
+        with theirs), then every message it created: for the failure message of an exactly-once assertion."""
+        lines = []
+        for request in list(self.twilio.requests):
+            if request.method == "POST":
+                form = parse_qs(request.body.decode())
+                callback = parse_qs(urlsplit(form.get("StatusCallback", [""])[0]).query)
+                lines.append(f"POST to={form.get('To')} ledger_key={callback.get('ledger_key')}")
+            else:
+                lines.append(f"{request.method} {request.path} to={request.query.get('To')}")
+        callbacks = dict(self.twilio.status_callbacks)
+        for message in list(self.twilio.messages):
+            key = parse_qs(urlsplit(callbacks.get(message["sid"], "")).query).get("ledger_key")
+            lines.append(f"created {message['sid']} to={message['to']} at {message['date_created']} ledger_key={key}")
+        return lines
+
     def mail_to(self, address: str) -> list[dict[str, Any]]:
         return [
             mail
@@ -320,6 +337,23 @@ def enqueue(prefix: str, queue: str, jobs: list[dict[str, Any]], chunk: int = 10
         ]
         ids.extend(node("add", prefix, queue, jobs=batch)["ids"])
     return ids
+
+
+def ledger_rows(database_url: str) -> list[str]:
+    """The SMS rows of the send ledger, oldest claim first: for the failure message of an exactly-once assertion."""
+
+    async def read() -> list[str]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            rows = await connection.fetch(
+                "select key, state, claimed_at, updated_at, provider_message_id, reason from send_ledger"
+                " where channel = 'sms' order by claimed_at"
+            )
+        finally:
+            await connection.close()
+        return [" ".join(f"{name}={value}" for name, value in row.items()) for row in rows]
+
+    return asyncio.run(read())
 
 
 def job_counts(prefix: str, queue: str) -> dict[str, int]:
