@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
+from domain.compose import one_line
 from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppressed
 from domain.errors import InvalidJob, InvalidValue
 from domain.jobs import AppointmentScanJob, ReminderJob, ReminderKind
@@ -211,4 +212,4 @@ class ReminderService:
             subject = self.renderer.render(template.subject, variables, html=False)
         except (InvalidJob, InvalidValue):
             return DEFAULT_EMAIL_SUBJECT
-        return " ".join(subject.split()) or DEFAULT_EMAIL_SUBJECT
+        return one_line(subject) or DEFAULT_EMAIL_SUBJECT

@@ -21,7 +21,7 @@ import structlog
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.logging import configure_logging
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, SettingsError
 
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")
 log = structlog.get_logger("entrypoints.health")
@@ -107,7 +107,11 @@ async def _main(options: HealthServerOptions) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options, log_level, production = parse_arguments(sys.argv[1:] if argv is None else argv)
+    try:
+        options, log_level, production = parse_arguments(sys.argv[1:] if argv is None else argv)
+    except SettingsError as error:
+        print(f"health server refused to start: {error}", file=sys.stderr)  # noqa: T201  # before logging exists
+        return 78
     configure_logging(log_level, production)
     asyncio.run(_main(options))
     return 0

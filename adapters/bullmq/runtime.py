@@ -399,6 +399,9 @@ class QueueWorker:
         except InvalidJob as error:
             self._errors[job] = error
             raise UnrecoverableError(str(error)) from None
+        if routed.unknown_keys:
+            # A newer CRM may add fields: tolerated, and named (never their values) so the port can follow.
+            log.info("job_has_unknown_keys", keys=list(routed.unknown_keys))
         try:
             outcome = await routed.handler(routed.payload)
         except (InvalidJob, DeliveryRejected) as error:
@@ -490,5 +493,4 @@ class QueueWorker:
             queue=self._queue,
             job_id=job.id if job is not None else None,
             error_type=type(error).__name__,
-            error=str(error),
         )

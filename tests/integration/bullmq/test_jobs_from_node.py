@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog.testing
+
 from adapters.bullmq.router import Handler
 from adapters.bullmq.runtime import NOT_JSON_REASON, WorkerConfig
 from domain.errors import InvalidJob
@@ -219,3 +221,18 @@ async def test_two_workers_consuming_failing_jobs_leave_one_dead_letter_copy_eac
 
 async def _count_failed(prefix: str, queue: str, expected: int) -> bool:
     return bool((await node("counts", prefix, queue))["counts"]["failed"] == expected)
+
+
+async def test_unknown_keys_of_a_newer_crm_are_named_in_the_log_without_their_values(prefix: str) -> None:
+    """A job carrying a field this worker does not know completes, and the log names the field, never its value."""
+    seen: list[Job] = []
+    data = {"orgId": "org-1", "date": "2025-07-01", "timezoneHint": "Ada's secret note"}
+    with structlog.testing.capture_logs() as logs:
+        async with worker_running(
+            WorkerConfig(queue=QueueName.SNAPSHOTS, prefix=prefix), handlers_of(QueueName.SNAPSHOTS, seen)
+        ):
+            job_id = await add(prefix, "snapshots", "process-snapshots", data, **RETRIES)
+            await eventually(lambda: _is(prefix, QueueName.SNAPSHOTS, job_id, "completed"))
+    named = [entry for entry in logs if entry["event"] == "job_has_unknown_keys"]
+    assert [entry["keys"] for entry in named] == [["timezoneHint"]]
+    assert "secret note" not in repr(logs)

@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
     ],
 )
 def test_a_bad_setting_exits_78_naming_the_variable(variable: str, value: str, named: str) -> None:
-    """The process refuses to start with exit code 78 and one critical line naming the variable."""
+    """The worker refuses to start with exit code 78 and one critical line naming the variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SENDGRID_"))}
     env[variable] = value
     finished = subprocess.run(
@@ -38,3 +38,20 @@ def test_a_bad_setting_exits_78_naming_the_variable(variable: str, value: str, n
     assert "worker_refused_to_start" in output
     assert named in output
     assert "Traceback" not in output
+
+
+def test_the_health_server_refuses_bad_settings_with_78() -> None:
+    """The health server, configured from the same environment, exits 78 naming the variable, no traceback."""
+    env = dict(os.environ, LOG_LEVEL="verbose")
+    finished = subprocess.run(
+        [sys.executable, "-m", "entrypoints.health"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 78
+    assert "LOG_LEVEL" in finished.stderr
+    assert "Traceback" not in finished.stderr
