@@ -17,9 +17,11 @@ import attrs
 import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
 
 from domain.errors import ConfigurationError
 
@@ -51,6 +53,17 @@ class RedisSettings:
             )
 
 
+class HiredisPackingConnection(redis_asyncio.Connection):
+    """redis-py packs commands with hiredis on its sync connections but in pure Python on its async ones; a worker
+    sends two ~20-argument Lua calls per job, and the Python packing was a fifth of its CPU time (profiled)."""
+
+    _serializer = HiredisRespSerializer()
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        packed: list[bytes] = self._serializer.pack(*args)  # type: ignore[arg-type]  # redis-py types args as List
+        return packed
+
+
 def open_redis(settings: RedisSettings, concurrency: int = 10) -> redis_asyncio.Redis:
     """A client on its own connection pool for a worker of ``concurrency`` jobs. Close it with :func:`close_redis`."""
     retry = Retry(
@@ -59,6 +72,7 @@ def open_redis(settings: RedisSettings, concurrency: int = 10) -> redis_asyncio.
         supported_errors=(RedisConnectionError, RedisTimeoutError, BusyLoadingError),
     )
     pool = redis_asyncio.ConnectionPool(
+        connection_class=HiredisPackingConnection,
         max_connections=2 * concurrency + 8,
         host=settings.host,
         port=settings.port,
