@@ -174,7 +174,7 @@ def serve(config: dict[str, Any]) -> int:
     import uvloop
 
     from adapters.bullmq.router import Handler
-    from adapters.bullmq.runtime import WorkerConfig
+    from adapters.bullmq.worker_config import WorkerConfig
     from domain.jobs import Job, JobName, QueueName
     from domain.outcomes import Outcome, Published, SnapshotStored
     from entrypoints.worker import run_worker

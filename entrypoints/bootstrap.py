@@ -17,7 +17,7 @@ import structlog
 from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
 from adapters.bullmq.publisher import BullmqJobPublisher, Retention
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.observability.logging import configure_logging
 from adapters.observability.metrics import MetricsRecorder

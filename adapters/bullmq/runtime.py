@@ -30,28 +30,24 @@ connections stay open until every job has finished.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
-import math
 import time
 import traceback
 import weakref
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
-import attrs
 import redis.asyncio as redis_asyncio
 import structlog
 from bullmq import Job as BullJob
 from bullmq import Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
-from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
-from adapters.bullmq.options import worker_options
+from adapters.bullmq.return_values import json_safe
 from adapters.bullmq.router import JobRouter
+from adapters.bullmq.worker_config import WorkerConfig
 from adapters.observability.logging import job_log_context
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
@@ -64,7 +60,6 @@ from domain.errors import (
     InvalidJob,
     TransientError,
 )
-from domain.jobs import QueueName
 from domain.outcomes import Deferred
 
 log = structlog.get_logger()
@@ -75,82 +70,6 @@ EXIT_CONFIGURATION = 78  # EX_CONFIG: misconfigured; the supervisor retries, the
 
 NOT_JSON_REASON = "invalid job: data is not JSON"
 LOOP_LAG_WARNING_S = 1.0
-
-
-@attrs.frozen
-class WorkerConfig:
-    """Everything one queue's worker process needs; built by entrypoints/settings.py from the environment."""
-
-    queue: QueueName
-    redis: RedisSettings = attrs.field(factory=RedisSettings)
-    prefix: str = "bull"
-    concurrency: int = 10
-    lock_duration_ms: int = 30_000
-    stalled_interval_ms: int = 30_000
-    max_stalled_count: int = 1
-    grace_period_s: float = 10.0
-    """Below supervisord's ``stopwaitsecs`` and below half the lock duration (locks are not renewed while
-    draining: bullmq stops its renewal loop with its fetch loop)."""
-    configuration_error_delay_s: float = 60.0
-    """How long a job that met a ConfigurationError waits before another worker may try it."""
-    fetch_retry_delay_ms: int = 1_000
-    """Pause of the fetch loop after a connection error (bullmq's ``runRetryDelay``; its default is 15 s)."""
-    metrics_data_points: int = 10_080
-    """Minutes of bullmq's own completed/failed counts kept per queue (a week): the rates of /health/queues."""
-    heartbeat_interval_s: float = 5.0
-    """The heartbeat's period; it expires after three missed beats."""
-    metrics_flush_interval_s: float = 5.0
-    dead_letter_sweep_interval_s: float = 300.0
-    dead_letter_settle_s: float = 30.0
-    """Failures younger than this are left to the ``failed`` event's copy; the sweep takes the older ones."""
-
-    def __attrs_post_init__(self) -> None:
-        if self.queue is QueueName.DEAD_LETTER:
-            raise ConfigurationError("nothing consumes the dead-letter queue")
-        if not 0 < self.grace_period_s * 1000 < self.lock_duration_ms / 2:
-            raise ConfigurationError("grace period must be positive and below half the lock duration")
-        self.bullmq_options(None)  # validate now, not when the worker starts
-
-    def bullmq_options(self, client: redis_asyncio.Redis | None) -> dict[str, Any]:
-        return worker_options(
-            {
-                "prefix": self.prefix,
-                "concurrency": self.concurrency,
-                "lockDuration": self.lock_duration_ms,
-                "stalledInterval": self.stalled_interval_ms,
-                "maxStalledCount": self.max_stalled_count,
-                "runRetryDelay": self.fetch_retry_delay_ms,
-                "metrics": {"maxDataPoints": self.metrics_data_points},
-                "autorun": False,
-                "connection": client,
-            }
-        )
-
-
-def json_safe(value: object) -> Any:
-    """``value`` as plain JSON types: aware datetimes become ``Date.toJSON`` strings, dates ISO dates, enums
-    their values. bullmq serialises return values with ``json.dumps``, and a ``datetime`` there fails the job."""
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, enum.Enum):
-        return json_safe(value.value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("a return value must not hold NaN or infinity")
-        return value
-    if isinstance(value, datetime):
-        if value.utcoffset() is None:
-            raise ValueError("a return value must not hold a naive datetime")
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    raise TypeError(f"{type(value).__name__} is not JSON-safe")
 
 
 class RetryableFailure(Exception):

@@ -10,8 +10,9 @@ import pytest
 from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.options import job_options, worker_options
 from adapters.bullmq.publisher import check_custom_job_id
-from adapters.bullmq.runtime import WorkerConfig, json_safe
+from adapters.bullmq.return_values import json_safe
 from adapters.bullmq.startup_checks import check_version_marker
+from adapters.bullmq.worker_config import WorkerConfig
 from domain.errors import ConfigurationError
 from domain.jobs import QueueName
 from domain.values import Channel

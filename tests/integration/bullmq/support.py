@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from domain.jobs import JobName
 from entrypoints.worker import ShutdownSignals, run_worker
 

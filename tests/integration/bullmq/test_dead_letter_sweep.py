@@ -8,7 +8,7 @@ from bullmq import Queue
 
 from adapters.bullmq.dead_letter import BullmqDeadLetter, dead_lettered_key
 from adapters.bullmq.dead_letter_sweep import DeadLetterSweeper
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from domain.jobs import Job, QueueName
 from domain.outcomes import Outcome, SnapshotStored
 from tests.integration.bullmq.support import add, eventually, worker_running

@@ -13,7 +13,8 @@ from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.publisher import BullmqJobPublisher
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import EXIT_CONFIGURATION, WorkerConfig
+from adapters.bullmq.runtime import EXIT_CONFIGURATION
+from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from domain.errors import ConfigurationError, DeliveryRateLimited, TransientError
 from domain.jobs import Job, JobName, NurtureJob, QueueName, SnapshotJob

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from domain.jobs import Job, JobName, QueueName, SnapshotJob
 from domain.outcomes import Outcome, Published, SnapshotStored
 from tests.integration.bullmq.support import (

@@ -16,7 +16,7 @@ import uvloop
 
 from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from domain.jobs import Job, JobName, QueueName, SnapshotJob
 from domain.outcomes import Outcome, Published, SnapshotStored
 from entrypoints.worker import run_worker

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.observability.logging import configure_logging
 from adapters.observability.metrics import MetricsRecorder, read_recorded

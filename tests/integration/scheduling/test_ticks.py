@@ -15,7 +15,7 @@ import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.health.schedules import read_schedules
 from adapters.scheduling.schedules import Schedule, run_now, scheduler_queue, sync_schedules

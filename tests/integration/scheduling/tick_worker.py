@@ -20,7 +20,7 @@ import uvloop
 from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.publisher import BullmqJobPublisher
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import WorkerConfig
+from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.scheduling.cron import install_zoned_repeat_strategy
 from adapters.scheduling.schedules import Schedule, sync_schedules

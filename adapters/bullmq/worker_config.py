@@ -1,0 +1,63 @@
+"""What one queue's worker process is configured with, validated when built (not when the worker starts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import redis.asyncio as redis_asyncio
+
+from adapters.bullmq.connection import RedisSettings
+from adapters.bullmq.options import worker_options
+from domain.errors import ConfigurationError
+from domain.jobs import QueueName
+
+
+@attrs.frozen
+class WorkerConfig:
+    """Everything one queue's worker process needs; built by entrypoints/settings.py from the environment."""
+
+    queue: QueueName
+    redis: RedisSettings = attrs.field(factory=RedisSettings)
+    prefix: str = "bull"
+    concurrency: int = 10
+    lock_duration_ms: int = 30_000
+    stalled_interval_ms: int = 30_000
+    max_stalled_count: int = 1
+    grace_period_s: float = 10.0
+    """Below supervisord's ``stopwaitsecs`` and below half the lock duration (locks are not renewed while
+    draining: bullmq stops its renewal loop with its fetch loop)."""
+    configuration_error_delay_s: float = 60.0
+    """How long a job that met a ConfigurationError waits before another worker may try it."""
+    fetch_retry_delay_ms: int = 1_000
+    """Pause of the fetch loop after a connection error (bullmq's ``runRetryDelay``; its default is 15 s)."""
+    metrics_data_points: int = 10_080
+    """Minutes of bullmq's own completed/failed counts kept per queue (a week): the rates of /health/queues."""
+    heartbeat_interval_s: float = 5.0
+    """The heartbeat's period; it expires after three missed beats."""
+    metrics_flush_interval_s: float = 5.0
+    dead_letter_sweep_interval_s: float = 300.0
+    dead_letter_settle_s: float = 30.0
+    """Failures younger than this are left to the ``failed`` event's copy; the sweep takes the older ones."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.queue is QueueName.DEAD_LETTER:
+            raise ConfigurationError("nothing consumes the dead-letter queue")
+        if not 0 < self.grace_period_s * 1000 < self.lock_duration_ms / 2:
+            raise ConfigurationError("grace period must be positive and below half the lock duration")
+        self.bullmq_options(None)  # validate now, not when the worker starts
+
+    def bullmq_options(self, client: redis_asyncio.Redis | None) -> dict[str, Any]:
+        return worker_options(
+            {
+                "prefix": self.prefix,
+                "concurrency": self.concurrency,
+                "lockDuration": self.lock_duration_ms,
+                "stalledInterval": self.stalled_interval_ms,
+                "maxStalledCount": self.max_stalled_count,
+                "runRetryDelay": self.fetch_retry_delay_ms,
+                "metrics": {"maxDataPoints": self.metrics_data_points},
+                "autorun": False,
+                "connection": client,
+            }
+        )
