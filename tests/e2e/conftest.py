@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.support import Providers, bullmq_prefix, running_providers, throwaway_database
+from tests.e2e.support import Providers, bullmq_prefix, throwaway_database
+from tests.fakeservers.providers import running
 
 
 @pytest.fixture
 def providers() -> Iterator[Providers]:
-    with running_providers() as found:
+    with running(Providers()) as found:
         yield found
 
 

@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -30,9 +29,9 @@ import asyncpg
 import redis
 
 from adapters.postgres.migrator import migrate
-from tests.fakeservers.sendgrid import FakeSendGrid
+from tests.fakeservers.providers import Providers as FakeProviders
+from tests.fakeservers.scripted import ScriptedServer
 from tests.fakeservers.sentry import FakeSentry
-from tests.fakeservers.twilio import FakeTwilio
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODE_CLI = ROOT / "tests" / "node" / "bullmq_cli.js"
@@ -42,10 +41,6 @@ TWILIO_FROM = "+15005550006"
 SENDGRID_FROM = "reminders@clinic.example.com"
 STATUS_CALLBACK = "https://hooks.clinic.example.com/twilio/status"
 WORKER_PROGRAMS = ("worker-reminders", "worker-nurture", "worker-dunning", "worker-snapshots")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def js_date(moment: datetime) -> dict[str, str]:
@@ -69,36 +64,19 @@ def free_port() -> int:
         return port
 
 
-class Providers:
-    """The fake Twilio, SendGrid and Sentry, served from their own event loop on a daemon thread."""
+class Providers(FakeProviders):
+    """The fake Twilio and SendGrid, and the fake Sentry, served from their own event loop on a daemon thread."""
 
     def __init__(self) -> None:
-        self.twilio = FakeTwilio(now=now_utc)
-        self.sendgrid = FakeSendGrid()
+        super().__init__(thread_name="e2e-fake-providers")
         self.sentry = FakeSentry()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="e2e-fake-providers", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-        for server in (self.twilio, self.sendgrid, self.sentry):
-            self._call(server.start())
-
-    def stop(self) -> None:
-        for server in (self.twilio, self.sendgrid, self.sentry):
-            self._call(server.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    def _call(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+    def servers(self) -> tuple[ScriptedServer, ...]:
+        return (*super().servers(), self.sentry)
 
     def sms_ledger_keys(self) -> list[str]:
         """The ledger key of every message the fake Twilio created (from the StatusCallback URL), duplicates kept."""
         return [parse_qs(urlsplit(url).query)["ledger_key"][0] for url in list(self.twilio.status_callbacks.values())]
-
-    def sms_to(self, phone: str) -> list[dict[str, Any]]:
-        return [m for m in list(self.twilio.messages) if m["to"] == phone]
 
     def twilio_history(self) -> list[str]:
         """Every request the fake Twilio received, in order (creates with their recipient and ledger key, look-ups
@@ -116,23 +94,6 @@ class Providers:
             key = parse_qs(urlsplit(callbacks.get(message["sid"], "")).query).get("ledger_key")
             lines.append(f"created {message['sid']} to={message['to']} at {message['date_created']} ledger_key={key}")
         return lines
-
-    def mail_to(self, address: str) -> list[dict[str, Any]]:
-        return [
-            mail
-            for mail in list(self.sendgrid.accepted)
-            if any(to["email"] == address for p in mail["personalizations"] for to in p["to"])
-        ]
-
-
-@contextlib.contextmanager
-def running_providers() -> Iterator[Providers]:
-    providers = Providers()
-    providers.start()
-    try:
-        yield providers
-    finally:
-        providers.stop()
 
 
 @contextlib.contextmanager

@@ -16,12 +16,12 @@ from tests.e2e.support import (
     eventually,
     job_counts,
     js_date,
-    now_utc,
     stopped_cleanly,
     supervised,
     system_env,
 )
 from tests.e2e.world import run_sql, seed_clinic
+from tests.fakeservers.providers import now_utc
 
 pytestmark = pytest.mark.slow
 

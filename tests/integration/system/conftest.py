@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from tests.contract.postgres_support import temporary_database
-from tests.integration.system.support import Providers, delete_keys, running_providers, system_env, token
+from tests.fakeservers.providers import running
+from tests.integration.system.support import Providers, delete_keys, system_env, token
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def providers() -> Iterator[Providers]:
-    with running_providers() as found:
+    with running(Providers()) as found:
         yield found
 
 

@@ -16,7 +16,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -26,8 +25,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis_asyncio
 
-from tests.fakeservers.sendgrid import FakeSendGrid
-from tests.fakeservers.twilio import FakeTwilio
+from tests.fakeservers.providers import Providers as FakeProviders
 from tests.integration.bullmq.support import node
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -37,10 +35,6 @@ TWILIO_FROM = "+15005550006"
 SENDGRID_FROM = "worker@clinic.example.com"
 STATUS_CALLBACK = "https://hooks.clinic.example.com/twilio/status"
 READY_LINE = "worker_started"
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def js_date(moment: datetime) -> dict[str, str]:
@@ -53,32 +47,8 @@ def token() -> str:
     return uuid.uuid4().hex[:10]
 
 
-class Providers:
-    """The fake Twilio and SendGrid, served from their own event loop on a daemon thread."""
-
-    def __init__(self) -> None:
-        self.twilio = FakeTwilio(now=now_utc)
-        self.sendgrid = FakeSendGrid()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-providers", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        self._call(self.twilio.start())
-        self._call(self.sendgrid.start())
-
-    def stop(self) -> None:
-        self._call(self.twilio.close())
-        self._call(self.sendgrid.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-    def _call(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
-
-    def sms_to(self, phone: str) -> list[dict[str, Any]]:
-        """The messages the fake Twilio created for this number, oldest first."""
-        return [m for m in list(self.twilio.messages) if m["to"] == phone]
+class Providers(FakeProviders):
+    """The fake Twilio and SendGrid on their own thread, and how many create requests reached Twilio per number."""
 
     def sms_posts_to(self, phone: str) -> int:
         """How many create requests for this number reached the fake Twilio (answered or not)."""
@@ -88,24 +58,6 @@ class Providers:
             for r in list(self.twilio.requests)
             if r.method == "POST" and (b"To=" + quoted in r.body or b"To=" + phone.encode() in r.body)
         )
-
-    def mail_to(self, address: str) -> list[dict[str, Any]]:
-        """The mail bodies the fake SendGrid accepted for this address, oldest first."""
-        return [
-            mail
-            for mail in list(self.sendgrid.accepted)
-            if any(to["email"] == address for p in mail["personalizations"] for to in p["to"])
-        ]
-
-
-@contextlib.contextmanager
-def running_providers() -> Iterator[Providers]:
-    providers = Providers()
-    providers.start()
-    try:
-        yield providers
-    finally:
-        providers.stop()
 
 
 def system_env(providers: Providers, database_url: str, prefix: str, **overrides: str | None) -> dict[str, str]:

@@ -15,6 +15,7 @@ import pytest
 from domain.jobs import ReminderKind
 from domain.reminder_scan import reminder_ledger_key
 from domain.values import AppointmentId, Channel
+from tests.fakeservers.providers import now_utc
 from tests.integration.system.support import (
     STATUS_CALLBACK,
     Providers,
@@ -22,7 +23,6 @@ from tests.integration.system.support import (
     add_jobs,
     inspect_jobs,
     js_date,
-    now_utc,
     wait_for_state,
     workers,
 )

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.fakeservers.providers import now_utc
 from tests.integration.system.support import (
     Providers,
     WorkerProcess,
     add_jobs,
     js_date,
     node_jobs,
-    now_utc,
     run_cli,
     wait_for_state,
     workers,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakeservers.providers import now_utc
 from tests.fakeservers.twilio import twilio_error
 from tests.integration.system.support import (
     Providers,
@@ -16,7 +17,6 @@ from tests.integration.system.support import (
     add_jobs,
     delete_keys,
     js_date,
-    now_utc,
     system_env,
     token,
     wait_for_state,

@@ -12,7 +12,8 @@ from typing import Any
 import attrs
 
 from entrypoints.demo import midday_zone
-from tests.integration.system.support import now_utc, token
+from tests.fakeservers.providers import now_utc
+from tests.integration.system.support import token
 
 
 @attrs.frozen
