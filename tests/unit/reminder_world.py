@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from domain.delivery import Dispatcher
 from domain.models import (
     DEFAULT_TRANSACTIONAL_WINDOW,
     Appointment,
@@ -17,22 +16,10 @@ from domain.models import (
     SendWindow,
 )
 from domain.reminders import ReminderService
-from domain.values import AppointmentId, Channel, ContactId, EmailAddress, OrgId, PhoneNumber
-from tests.fakes import (
-    FakeClock,
-    FakeEmailSender,
-    FakeJobPublisher,
-    FakeSmsSender,
-    FakeTemplateRenderer,
-    InMemoryAppointments,
-    InMemoryContacts,
-    InMemoryOrganizations,
-    InMemorySendLedger,
-    InMemoryTemplates,
-)
+from domain.values import AppointmentId, Channel, ContactId, EmailAddress, PhoneNumber
+from tests.fakes import FakeClock, FakeJobPublisher, FakeTemplateRenderer, InMemoryAppointments
+from tests.unit.worlds import CONTACT, ORG, MessagingWorld
 
-ORG = OrgId("org-1")
-CONTACT = ContactId("c-1")
 APPOINTMENT = AppointmentId("a-1")
 
 
@@ -41,18 +28,24 @@ def local(zone: str, year: int, month: int, day: int, hour: int, minute: int = 0
     return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(zone), fold=fold).astimezone(UTC)
 
 
-@attrs.define
-class ReminderWorld:
-    clock: FakeClock
-    orgs: InMemoryOrganizations
-    contacts: InMemoryContacts
-    appointments: InMemoryAppointments
-    templates: InMemoryTemplates
-    publisher: FakeJobPublisher
-    ledger: InMemorySendLedger
-    sms: FakeSmsSender
-    email: FakeEmailSender
-    service: ReminderService
+@attrs.define(kw_only=True)
+class ReminderWorld(MessagingWorld):
+    appointments: InMemoryAppointments = attrs.field(init=False)
+    publisher: FakeJobPublisher = attrs.Factory(FakeJobPublisher)
+    service: ReminderService = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.appointments = InMemoryAppointments(self.orgs, self.contacts)
+        self.service = ReminderService(
+            appointments=self.appointments,
+            contacts=self.contacts,
+            organizations=self.orgs,
+            templates=self.templates,
+            renderer=FakeTemplateRenderer(),
+            publisher=self.publisher,
+            dispatcher=self.dispatcher(),
+            clock=self.clock,
+        )
 
     def add_org(self, zone: str = "America/New_York", window: SendWindow = DEFAULT_TRANSACTIONAL_WINDOW) -> None:
         self.orgs.add(Organization(ORG, "Bright Smiles", ZoneInfo(zone), "USD", transactional_window=window))
@@ -93,23 +86,4 @@ class ReminderWorld:
 
 def make_world(now: datetime) -> ReminderWorld:
     """Fakes sharing one clock set to ``now``; no org, contact or appointment yet."""
-    clock = FakeClock(now)
-    orgs = InMemoryOrganizations()
-    contacts = InMemoryContacts()
-    appointments = InMemoryAppointments(orgs, contacts)
-    templates = InMemoryTemplates()
-    publisher = FakeJobPublisher()
-    ledger = InMemorySendLedger()
-    sms = FakeSmsSender(clock=clock)
-    email = FakeEmailSender()
-    service = ReminderService(
-        appointments=appointments,
-        contacts=contacts,
-        organizations=orgs,
-        templates=templates,
-        renderer=FakeTemplateRenderer(),
-        publisher=publisher,
-        dispatcher=Dispatcher(ledger, sms, email, clock),
-        clock=clock,
-    )
-    return ReminderWorld(clock, orgs, contacts, appointments, templates, publisher, ledger, sms, email, service)
+    return ReminderWorld(clock=FakeClock(now))

@@ -9,7 +9,6 @@ from typing import Any
 import attrs
 import pytest
 
-from domain.delivery import Dispatcher
 from domain.dunning import DunningService, dunning_ledger_key, stage_for
 from domain.errors import DeliveryRateLimited, DeliveryRejected, InvalidJob, SuppressionReason
 from domain.jobs import DunningJob
@@ -23,40 +22,30 @@ from domain.models import (
     Template,
 )
 from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
-from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber, zone
-from tests.fakes import (
-    FakeClock,
-    FakeEmailSender,
-    FakeSmsSender,
-    FakeTemplateRenderer,
-    InMemoryContacts,
-    InMemoryInvoices,
-    InMemoryOrganizations,
-    InMemorySendLedger,
-    InMemoryTemplates,
-)
+from domain.values import Channel, EmailAddress, MessagePurpose, PhoneNumber, zone
+from tests.fakes import FakeClock, FakeTemplateRenderer, InMemoryInvoices
+from tests.unit.worlds import CONTACT, ORG, MessagingWorld
 
-ORG = OrgId("org-1")
-CONTACT = ContactId("c-1")
 # 12:00 in Berlin (the contact's zone), inside the 07:00-21:00 transactional window
 NOW = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
 LINK = "https://pay.example.com/i/42?t=a&b=c"
 
 
-@attrs.define
-class World:
-    clock: FakeClock
-    orgs: InMemoryOrganizations
-    contacts: InMemoryContacts
-    invoices: InMemoryInvoices
-    templates: InMemoryTemplates
-    ledger: InMemorySendLedger
-    sms: FakeSmsSender
-    email: FakeEmailSender
-    service: DunningService
+@attrs.define(kw_only=True)
+class World(MessagingWorld):
+    invoices: InMemoryInvoices = attrs.Factory(InMemoryInvoices)
+    service: DunningService = attrs.field(init=False)
 
-    def change_contact(self, **changes: Any) -> None:
-        self.contacts.add(attrs.evolve(self.contacts.contacts[(ORG, CONTACT)], **changes))
+    def __attrs_post_init__(self) -> None:
+        self.service = DunningService(
+            contacts=self.contacts,
+            organizations=self.orgs,
+            invoices=self.invoices,
+            templates=self.templates,
+            renderer=FakeTemplateRenderer(),
+            dispatcher=self.dispatcher(),
+            clock=self.clock,
+        )
 
     def change_org(self, **changes: Any) -> None:
         self.orgs.add(attrs.evolve(self.orgs.orgs[ORG], **changes))
@@ -68,11 +57,9 @@ def job(days_overdue: int = 3, amount: str = "125.50", payment_link: str = LINK)
 
 @pytest.fixture
 def world() -> World:
-    clock = FakeClock(NOW)
-    orgs = InMemoryOrganizations()
-    orgs.add(Organization(ORG, "Acme Dental", zone("America/New_York"), "USD"))
-    contacts = InMemoryContacts()
-    contacts.add(
+    w = World(clock=FakeClock(NOW))
+    w.orgs.add(Organization(ORG, "Acme Dental", zone("America/New_York"), "USD"))
+    w.contacts.add(
         Contact(
             CONTACT,
             ORG,
@@ -82,22 +69,8 @@ def world() -> World:
             zone("Europe/Berlin"),
         )
     )
-    invoices = InMemoryInvoices()
-    invoices.owe(ORG, CONTACT, 12550)
-    templates = InMemoryTemplates()
-    ledger = InMemorySendLedger()
-    sms = FakeSmsSender(clock=clock)
-    email = FakeEmailSender()
-    service = DunningService(
-        contacts=contacts,
-        organizations=orgs,
-        invoices=invoices,
-        templates=templates,
-        renderer=FakeTemplateRenderer(),
-        dispatcher=Dispatcher(ledger, sms, email, clock),
-        clock=clock,
-    )
-    return World(clock, orgs, contacts, invoices, templates, ledger, sms, email, service)
+    w.invoices.owe(ORG, CONTACT, 12550)
+    return w
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from typing import Any
 import attrs
 import pytest
 
-from domain.delivery import Dispatcher
 from domain.errors import DeliveryRateLimited, DeliveryRejected, InvalidJob, SuppressionReason
 from domain.jobs import NurtureJob
 from domain.messages import SendClaim
@@ -29,32 +28,23 @@ from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
 from domain.values import (
     AppointmentId,
     Channel,
-    ContactId,
     EmailAddress,
     EnrollmentId,
     MessagePurpose,
-    OrgId,
     PhoneNumber,
     SequenceId,
     zone,
 )
 from tests.fakes import (
     FakeClock,
-    FakeEmailSender,
     FakeJobPublisher,
-    FakeSmsSender,
     FakeTemplateRenderer,
     InMemoryAppointments,
-    InMemoryContacts,
     InMemoryNurtureEnrollments,
-    InMemoryOrganizations,
-    InMemorySendLedger,
-    InMemoryTemplates,
     PublishedJob,
 )
+from tests.unit.worlds import CONTACT, ORG, MessagingWorld
 
-ORG = OrgId("org-1")
-CONTACT = ContactId("c-1")
 ENROLLMENT = EnrollmentId("enr-1")
 SEQUENCE = SequenceId("seq-1")
 # 10:00 in Los Angeles (the contact's zone), inside the 08:00-20:00 marketing window
@@ -68,19 +58,27 @@ STEPS = (
 PERSONALIZATION = {"first_name": "Dana", "tip": "floss daily"}
 
 
-@attrs.define
-class World:
-    clock: FakeClock
-    orgs: InMemoryOrganizations
-    contacts: InMemoryContacts
-    appointments: InMemoryAppointments
-    enrollments: InMemoryNurtureEnrollments
-    templates: InMemoryTemplates
-    ledger: InMemorySendLedger
-    sms: FakeSmsSender
-    email: FakeEmailSender
-    publisher: FakeJobPublisher
-    service: NurtureService
+@attrs.define(kw_only=True)
+class World(MessagingWorld):
+    appointments: InMemoryAppointments = attrs.field(init=False)
+    enrollments: InMemoryNurtureEnrollments = attrs.Factory(InMemoryNurtureEnrollments)
+    publisher: FakeJobPublisher = attrs.Factory(FakeJobPublisher)
+    service: NurtureService = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.appointments = InMemoryAppointments(self.orgs, self.contacts)
+        self.service = NurtureService(
+            enrollments=self.enrollments,
+            contacts=self.contacts,
+            organizations=self.orgs,
+            appointments=self.appointments,
+            templates=self.templates,
+            renderer=FakeTemplateRenderer(),
+            ledger=self.ledger,
+            dispatcher=self.dispatcher(),
+            publisher=self.publisher,
+            clock=self.clock,
+        )
 
     def enroll(
         self, enrollment_id: str = ENROLLMENT, sequence_id: str = SEQUENCE, last_step_done: int = 0, **changes: Any
@@ -99,9 +97,6 @@ class World:
     def enrollment(self, enrollment_id: str = ENROLLMENT) -> Enrollment:
         return self.enrollments.enrollments[EnrollmentId(enrollment_id)]
 
-    def change_contact(self, **changes: Any) -> None:
-        self.contacts.add(attrs.evolve(self.contacts.contacts[(ORG, CONTACT)], **changes))
-
 
 def job(step: int = 1, template: str = "welcome", **personalization: Any) -> NurtureJob:
     return NurtureJob(ORG, CONTACT, step, template, {**PERSONALIZATION, **personalization})
@@ -109,11 +104,9 @@ def job(step: int = 1, template: str = "welcome", **personalization: Any) -> Nur
 
 @pytest.fixture
 def world() -> World:
-    clock = FakeClock(NOW)
-    orgs = InMemoryOrganizations()
-    orgs.add(Organization(ORG, "Acme Dental", zone("America/New_York"), "USD"))
-    contacts = InMemoryContacts()
-    contacts.add(
+    w = World(clock=FakeClock(NOW))
+    w.orgs.add(Organization(ORG, "Acme Dental", zone("America/New_York"), "USD"))
+    w.contacts.add(
         Contact(
             CONTACT,
             ORG,
@@ -124,30 +117,12 @@ def world() -> World:
             marketing_consent=True,
         )
     )
-    enrollments = InMemoryNurtureEnrollments()
-    enrollments.add_sequence(Sequence(SEQUENCE, ORG, STEPS))
-    templates = InMemoryTemplates()
-    templates.add(Template(ORG, "welcome", Channel.EMAIL, "<p>Hello {{ first_name }}</p>", "Welcome {{ first_name }}"))
-    templates.add(Template(ORG, "tips", Channel.SMS, "Hi {{ first_name }}, tip: {{ tip }}"))
-    templates.add(Template(ORG, "offer", Channel.EMAIL, "<p>An offer for {{ first_name }}</p>", "Your offer"))
-    ledger = InMemorySendLedger()
-    sms = FakeSmsSender(clock=clock)
-    email = FakeEmailSender()
-    publisher = FakeJobPublisher()
-    appointments = InMemoryAppointments(orgs, contacts)
-    service = NurtureService(
-        enrollments=enrollments,
-        contacts=contacts,
-        organizations=orgs,
-        appointments=appointments,
-        templates=templates,
-        renderer=FakeTemplateRenderer(),
-        ledger=ledger,
-        dispatcher=Dispatcher(ledger, sms, email, clock),
-        publisher=publisher,
-        clock=clock,
+    w.enrollments.add_sequence(Sequence(SEQUENCE, ORG, STEPS))
+    w.templates.add(
+        Template(ORG, "welcome", Channel.EMAIL, "<p>Hello {{ first_name }}</p>", "Welcome {{ first_name }}")
     )
-    w = World(clock, orgs, contacts, appointments, enrollments, templates, ledger, sms, email, publisher, service)
+    w.templates.add(Template(ORG, "tips", Channel.SMS, "Hi {{ first_name }}, tip: {{ tip }}"))
+    w.templates.add(Template(ORG, "offer", Channel.EMAIL, "<p>An offer for {{ first_name }}</p>", "Your offer"))
     w.enroll()
     return w
 
