@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from adapters.postgres import PostgresDatabase
 from tests.contract.backends import Backend, FakeBackend, PostgresBackend
-from tests.contract.postgres_support import REPOSITORY_TABLES, temporary_database
+from tests.contract.postgres_support import emptied_database, temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -24,12 +23,8 @@ def contract_database() -> Iterator[str]:
 
 @pytest.fixture
 async def postgres_backend(contract_database: str) -> AsyncIterator[PostgresBackend]:
-    db = await PostgresDatabase.connect(contract_database, max_size=4)
-    await db.execute(f"truncate {REPOSITORY_TABLES}")
-    try:
+    async with emptied_database(contract_database, max_size=4) as db:
         yield PostgresBackend(db)
-    finally:
-        await db.close()
 
 
 @pytest.fixture(params=["fake", "postgres"])

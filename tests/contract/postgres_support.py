@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from adapters.postgres import migrate
+from adapters.postgres import PostgresDatabase, migrate
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -73,3 +73,14 @@ async def fresh_database(purpose: str, *, migrated: bool = True) -> AsyncIterato
         yield dsn
     finally:
         await drop_database(name)
+
+
+@asynccontextmanager
+async def emptied_database(dsn: str, *, max_size: int) -> AsyncIterator[PostgresDatabase]:
+    """A pool of up to ``max_size`` connections on ``dsn`` with the repositories' tables emptied; closed afterwards."""
+    database = await PostgresDatabase.connect(dsn, max_size=max_size)
+    await database.execute(f"truncate {REPOSITORY_TABLES}")
+    try:
+        yield database
+    finally:
+        await database.close()

@@ -8,7 +8,7 @@ import pytest
 
 from adapters.postgres import PostgresDatabase
 from tests.contract.backends import PostgresSeed
-from tests.contract.postgres_support import REPOSITORY_TABLES, temporary_database
+from tests.contract.postgres_support import emptied_database, temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -21,12 +21,8 @@ def integration_database() -> Iterator[str]:
 @pytest.fixture
 async def db(integration_database: str) -> AsyncIterator[PostgresDatabase]:
     """A pool on the integration database (room for 25 concurrent connections), tables emptied."""
-    database = await PostgresDatabase.connect(integration_database, max_size=25)
-    await database.execute(f"truncate {REPOSITORY_TABLES}")
-    try:
+    async with emptied_database(integration_database, max_size=25) as database:
         yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture
