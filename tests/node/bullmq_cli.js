@@ -7,7 +7,8 @@
 //   add-noop  {count, name, data}  addBulk in chunks of 1000                                        -> {count}
 //   trickle   {count, intervalMs, name, data}  one add per interval                               -> {ids}
 'use strict';
-const { Queue, Job } = require('bullmq');
+const { Job } = require('bullmq');
+const { main } = require('./queue_command');
 
 function revive(value) {
   if (Array.isArray(value)) return value.map(revive);
@@ -18,67 +19,47 @@ function revive(value) {
   return value;
 }
 
-async function main() {
-  const cmd = JSON.parse(process.argv[2]);
-  const connection = { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null, ...(cmd.redis || {}) };
-  const queue = new Queue(cmd.queue, { connection, prefix: cmd.prefix });
-  try {
-    await queue.waitUntilReady();
-    let out;
-    switch (cmd.op) {
-      case 'add': {
-        const ids = [];
-        for (const job of cmd.jobs) {
-          const added = await queue.add(job.name, revive(job.data), job.opts || {});
-          ids.push(added.id);
-        }
-        out = { ids };
-        break;
-      }
-      case 'inspect': {
-        const jobs = [];
-        for (const id of cmd.ids) {
-          const job = await Job.fromId(queue, id);
-          jobs.push(job ? {
-            id: job.id, name: job.name, data: job.data, state: await job.getState(),
-            returnvalue: job.returnvalue, failedReason: job.failedReason, attemptsMade: job.attemptsMade,
-            attemptsStarted: job.attemptsStarted, stacktrace: job.stacktrace, timestamp: job.timestamp,
-            processedOn: job.processedOn, finishedOn: job.finishedOn, delay: job.delay, opts: job.opts,
-          } : null);
-        }
-        out = { jobs };
-        break;
-      }
-      case 'counts':
-        out = { counts: await queue.getJobCounts() };
-        break;
-      case 'version':
-        out = { version: await queue.getVersion() };
-        break;
-      case 'add-noop': {
-        for (let done = 0; done < cmd.count; done += 1000) {
-          const n = Math.min(1000, cmd.count - done);
-          await queue.addBulk(Array.from({ length: n }, () => ({ name: cmd.name, data: cmd.data })));
-        }
-        out = { count: cmd.count };
-        break;
-      }
-      case 'trickle': {
-        const ids = [];
-        for (let i = 0; i < cmd.count; i++) {
-          ids.push((await queue.add(cmd.name, cmd.data)).id);
-          await new Promise((resolve) => setTimeout(resolve, cmd.intervalMs));
-        }
-        out = { ids };
-        break;
-      }
-      default:
-        throw new Error(`unknown op ${cmd.op}`);
+main({
+  async add(queue, cmd) {
+    const ids = [];
+    for (const job of cmd.jobs) {
+      const added = await queue.add(job.name, revive(job.data), job.opts || {});
+      ids.push(added.id);
     }
-    process.stdout.write(JSON.stringify(out) + '\n');
-  } finally {
-    await queue.close();
-  }
-}
-
-main().catch((err) => { console.error(err); process.exit(1); });
+    return { ids };
+  },
+  async inspect(queue, cmd) {
+    const jobs = [];
+    for (const id of cmd.ids) {
+      const job = await Job.fromId(queue, id);
+      jobs.push(job ? {
+        id: job.id, name: job.name, data: job.data, state: await job.getState(),
+        returnvalue: job.returnvalue, failedReason: job.failedReason, attemptsMade: job.attemptsMade,
+        attemptsStarted: job.attemptsStarted, stacktrace: job.stacktrace, timestamp: job.timestamp,
+        processedOn: job.processedOn, finishedOn: job.finishedOn, delay: job.delay, opts: job.opts,
+      } : null);
+    }
+    return { jobs };
+  },
+  async counts(queue) {
+    return { counts: await queue.getJobCounts() };
+  },
+  async version(queue) {
+    return { version: await queue.getVersion() };
+  },
+  async 'add-noop'(queue, cmd) {
+    for (let done = 0; done < cmd.count; done += 1000) {
+      const n = Math.min(1000, cmd.count - done);
+      await queue.addBulk(Array.from({ length: n }, () => ({ name: cmd.name, data: cmd.data })));
+    }
+    return { count: cmd.count };
+  },
+  async trickle(queue, cmd) {
+    const ids = [];
+    for (let i = 0; i < cmd.count; i++) {
+      ids.push((await queue.add(cmd.name, cmd.data)).id);
+      await new Promise((resolve) => setTimeout(resolve, cmd.intervalMs));
+    }
+    return { ids };
+  },
+});
