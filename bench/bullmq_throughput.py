@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis_asyncio
@@ -103,23 +104,48 @@ async def one_run(
         await client.aclose()
 
 
-async def bench(jobs: int, concurrency: int, pairs: int, latency_jobs: int) -> None:
-    results: dict[str, list[dict[str, float]]] = {"node": [], "python": []}
+async def alternate(
+    kinds: tuple[str, str],
+    jobs: int,
+    concurrency: int,
+    pairs: int,
+    latency_jobs: int,
+    extra: dict[str, Any],
+    before_run: Callable[[], None] = lambda: None,
+) -> tuple[dict[str, list[dict[str, float]]], list[float]]:
+    """Run the two kinds in pairs, alternating which goes first; the ratio per pair is second kind / first kind."""
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     ratios = []
     for pair in range(pairs):
-        order = ("node", "python") if pair % 2 == 0 else ("python", "node")
-        for kind in order:
-            results[kind].append(await one_run(kind, jobs, concurrency, latency_jobs))
-            print(f"pair {pair + 1} {kind:6}: {json.dumps(results[kind][-1])}", flush=True)
-        ratios.append(results["python"][-1]["jobs_per_s"] / results["node"][-1]["jobs_per_s"])
-    print(f"\n{jobs} no-op jobs, concurrency {concurrency}, {pairs} pairs; latency over {latency_jobs} trickled jobs")
+        for kind in kinds if pair % 2 == 0 else kinds[::-1]:
+            before_run()
+            results[kind].append(await one_run(kind, jobs, concurrency, latency_jobs, extra))
+            print(f"pair {pair + 1} {kind:8}: {json.dumps(results[kind][-1])}", flush=True)
+        ratios.append(results[kinds[1]][-1]["jobs_per_s"] / results[kinds[0]][-1]["jobs_per_s"])
+    return results, ratios
+
+
+def report(
+    results: dict[str, list[dict[str, float]]], ratios: list[float], jobs: int, concurrency: int, latency_jobs: int
+) -> None:
+    first, second = results
+    print(
+        f"\n{jobs} no-op jobs, concurrency {concurrency}, {len(ratios)} pairs;"
+        f" latency over {latency_jobs} trickled jobs"
+    )
     print("| worker | jobs/s (median) | add-to-start median ms | p99 ms |\n|---|---|---|---|")
     for kind, runs in results.items():
         rate = statistics.median(r["jobs_per_s"] for r in runs)
         median = statistics.median(r["latency_median_ms"] for r in runs)
         p99 = statistics.median(r["latency_p99_ms"] for r in runs)
         print(f"| {kind} | {rate:,.0f} | {median:.0f} | {p99:.0f} |")
-    print(f"\nPython/Node per pair: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
+    per_pair = ", ".join(f"{r:.2f}" for r in ratios)
+    print(f"\n{second}/{first} per pair: {per_pair}; median {statistics.median(ratios):.2f}")
+
+
+async def bench(jobs: int, concurrency: int, pairs: int, latency_jobs: int) -> None:
+    results, ratios = await alternate(("node", "python"), jobs, concurrency, pairs, latency_jobs, {})
+    report(results, ratios, jobs, concurrency, latency_jobs)
 
 
 async def compare_observability(jobs: int, concurrency: int, pairs: int, latency_jobs: int) -> None:
@@ -131,27 +157,14 @@ async def compare_observability(jobs: int, concurrency: int, pairs: int, latency
     await collector.start()
     await sentry.start()
     extra = {"otlp": collector.base_url, "sentry_dsn": sentry.dsn}
-    results: dict[str, list[dict[str, float]]] = {"plain": [], "observed": []}
-    ratios = []
     try:
-        for pair in range(pairs):
-            order = ("plain", "observed") if pair % 2 == 0 else ("observed", "plain")
-            for kind in order:
-                collector.exports.clear()
-                results[kind].append(await one_run(kind, jobs, concurrency, latency_jobs, extra))
-                print(f"pair {pair + 1} {kind:8}: {json.dumps(results[kind][-1])}", flush=True)
-            ratios.append(results["observed"][-1]["jobs_per_s"] / results["plain"][-1]["jobs_per_s"])
+        results, ratios = await alternate(
+            ("plain", "observed"), jobs, concurrency, pairs, latency_jobs, extra, collector.exports.clear
+        )
     finally:
         await collector.close()
         await sentry.close()
-    print(f"\n{jobs} no-op jobs, concurrency {concurrency}, {pairs} pairs; latency over {latency_jobs} trickled jobs")
-    print("| worker | jobs/s (median) | add-to-start median ms | p99 ms |\n|---|---|---|---|")
-    for kind, runs in results.items():
-        rate = statistics.median(r["jobs_per_s"] for r in runs)
-        median = statistics.median(r["latency_median_ms"] for r in runs)
-        p99 = statistics.median(r["latency_p99_ms"] for r in runs)
-        print(f"| {kind} | {rate:,.0f} | {median:.0f} | {p99:.0f} |")
-    print(f"\nobserved/plain per pair: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
+    report(results, ratios, jobs, concurrency, latency_jobs)
 
 
 def _observe(config: dict[str, Any]) -> None:
