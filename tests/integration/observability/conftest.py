@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import attrs
@@ -14,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from redis.asyncio import Redis
 
 from adapters.observability import tracing
+from tests.integration.messaging.support import redis_prefix as shared_redis_prefix
 
 
 @pytest.fixture
@@ -58,11 +58,5 @@ def spans() -> Iterator[SpanCapture]:
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
     """A client of the shared Redis and a key prefix of our own, whose keys are deleted afterwards."""
-    client = Redis(host="127.0.0.1", port=6379)
-    prefix = f"test-{uuid.uuid4().hex}"
-    try:
-        yield client, prefix
-    finally:
-        async for key in client.scan_iter(match=f"{prefix}:*"):
-            await client.delete(key)
-        await client.aclose()
+    async with shared_redis_prefix() as found:
+        yield found
