@@ -64,8 +64,17 @@ class HiredisPackingConnection(redis_asyncio.Connection):
         return packed
 
 
-def open_redis(settings: RedisSettings, concurrency: int = 10) -> redis_asyncio.Redis:
-    """A client on its own connection pool for a worker of ``concurrency`` jobs. Close it with :func:`close_redis`."""
+def open_redis(
+    settings: RedisSettings,
+    concurrency: int = 10,
+    client_name: str | None = None,
+    single_connection: bool = False,
+) -> redis_asyncio.Redis:
+    """A client on its own connection pool for a worker of ``concurrency`` jobs. Close it with :func:`close_redis`.
+
+    ``client_name`` names every connection of the pool as it connects (``CLIENT SETNAME``, again after a
+    reconnection); ``single_connection`` keeps one connection for all commands (one at a time).
+    """
     retry = Retry(
         ExponentialWithJitterBackoff(cap=settings.retry_cap_s, base=0.05),
         settings.retries,
@@ -84,8 +93,9 @@ def open_redis(settings: RedisSettings, concurrency: int = 10) -> redis_asyncio.
         socket_keepalive=True,
         decode_responses=True,  # what bullmq's own client uses; its scripts expect str replies
         retry=retry,
+        client_name=client_name,
     )
-    return redis_asyncio.Redis(connection_pool=pool)
+    return redis_asyncio.Redis(connection_pool=pool, single_connection_client=single_connection)
 
 
 async def close_redis(client: redis_asyncio.Redis) -> None:

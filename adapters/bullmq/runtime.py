@@ -44,10 +44,12 @@ from bullmq import Job as BullJob
 from bullmq import Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
+from adapters.bullmq.connection import close_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.return_values import json_safe
 from adapters.bullmq.router import JobRouter
 from adapters.bullmq.worker_config import WorkerConfig
+from adapters.bullmq.worker_identity import node_worker_client_name, open_blocking_redis, use_blocking_client
 from adapters.observability.logging import job_log_context
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
@@ -77,12 +79,17 @@ class RetryableFailure(Exception):
 
 
 class _Worker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
-    """bullmq's Worker with two repairs: undecodable job data is failed instead of stalling for ever, and jobs
-    fetched while closing are handed to the drain instead of being dropped."""
+    """bullmq's Worker with three repairs: undecodable job data is failed instead of stalling for ever, jobs
+    fetched while closing are handed to the drain instead of being dropped, and it waits for jobs on its own
+    connection named as Node names a worker's (adapters/bullmq/worker_identity.py)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, blocking_client: redis_asyncio.Redis, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.late_jobs: list[BullJob] = []
+        use_blocking_client(self, blocking_client)
+
+    async def _ensure_client_names(self) -> None:
+        """Nothing to do: the blocking client is named as it connects, and the pool must stay unnamed."""
 
     async def getNextJob(self, token: str) -> BullJob | None:
         if self.closing:
@@ -187,7 +194,19 @@ class QueueWorker:
 
     async def serve(self, stop: asyncio.Event, force: asyncio.Event) -> int:
         """Run until stopped; return the process exit code."""
-        worker = _Worker(self._queue, self._process, self._config.bullmq_options(self._client))
+        blocking = open_blocking_redis(self._config.redis, node_worker_client_name(self._config.prefix, self._queue))
+        try:
+            return await self._serve(
+                _Worker(
+                    self._queue, self._process, self._config.bullmq_options(self._client), blocking_client=blocking
+                ),
+                stop,
+                force,
+            )
+        finally:
+            await close_redis(blocking)
+
+    async def _serve(self, worker: _Worker, stop: asyncio.Event, force: asyncio.Event) -> int:
         worker.on("failed", self._on_failed)
         worker.on("error", self._on_error)
         self._worker = worker

@@ -6,6 +6,8 @@
 //   version   {}  the meta version marker this Queue writes                                       -> {version}
 //   add-noop  {count, name, data}  addBulk in chunks of 1000                                        -> {count}
 //   trickle   {count, intervalMs, name, data}  one add per interval                               -> {ids}
+//   workers   {}  queue.getWorkers() (what Bull Board shows), and the client name it matches      -> {workers, clientName}
+//   obliterate {}  queue.obliterate({force: true}), as an operator resetting a queue does           -> {}
 'use strict';
 const { Job } = require('bullmq');
 const { main } = require('./queue_command');
@@ -46,6 +48,13 @@ main({
   },
   async version(queue) {
     return { version: await queue.getVersion() };
+  },
+  async workers(queue) {
+    return { workers: await queue.getWorkers(), clientName: queue.clientName() };
+  },
+  async obliterate(queue) {
+    await queue.obliterate({ force: true });
+    return {};
   },
   async 'add-noop'(queue, cmd) {
     for (let done = 0; done < cmd.count; done += 1000) {
