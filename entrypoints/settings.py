@@ -13,6 +13,8 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/clientflow"
+DEFAULT_RELEASE = "clientflow-worker@0.1.0"
+"""The release reported to Sentry and as the traces' ``service.version`` when ``RELEASE`` is unset."""
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
@@ -55,7 +57,7 @@ def _opt(env: Mapping[str, str], name: str) -> str | None:
 class Settings:
     node_env: str = "development"
     log_level: str = "info"
-    release: str = "clientflow-worker@0.1.0"
+    release: str = DEFAULT_RELEASE
 
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
@@ -133,7 +135,8 @@ class Settings:
         settings = cls(
             node_env=node_env,
             log_level=log_level,
-            release=_opt(env, "RELEASE") or cls.release,
+            # a slotted attrs class keeps no default on the class: ``cls.release`` is a member_descriptor
+            release=_opt(env, "RELEASE") or DEFAULT_RELEASE,
             redis_host=_opt(env, "REDIS_HOST") or "127.0.0.1",
             redis_port=_int(env, "REDIS_PORT", 6379, minimum=1),
             redis_password=_opt(env, "REDIS_PASSWORD"),

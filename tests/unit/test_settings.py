@@ -15,6 +15,13 @@ def test_defaults_match_the_node_worker() -> None:
     assert settings.describe()["sms_provider"] == "outbox"
 
 
+def test_the_default_release_is_a_string() -> None:
+    """Without RELEASE, Sentry and the traces' service.version get the default release text (it once was the
+    slotted class's member_descriptor, which OpenTelemetry warned about at every start-up)."""
+    assert Settings.from_env({}).release == "clientflow-worker@0.1.0"
+    assert Settings.from_env({"RELEASE": "clientflow-worker@2.0.0"}).release == "clientflow-worker@2.0.0"
+
+
 def test_node_variable_names_are_read() -> None:
     """REDIS_*, DATABASE_URL, LOG_LEVEL and the provider variables land in their settings."""
     settings = Settings.from_env(
