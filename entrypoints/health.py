@@ -17,6 +17,9 @@ from collections.abc import Sequence
 import attrs
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
@@ -41,9 +44,18 @@ class HealthServerOptions:
 
 
 def open_probe_redis(url: str, timeout_seconds: float) -> aioredis.Redis:
-    """The health server's own Redis client: short timeouts, so a dead Redis answers 503 quickly."""
+    """The health server's own Redis client: short timeouts, so a dead Redis answers 503 quickly.
+
+    A pooled connection that died while Redis restarted fails its next command with ConnectionError although Redis
+    is back: each command is retried once, at once, on a fresh connection, so only a Redis that still refuses
+    connections makes a probe fail (a hung one is bounded by the probe's own timeout).
+    """
     return aioredis.Redis.from_url(
-        url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, health_check_interval=10
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        health_check_interval=10,
+        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
     )
 
 
