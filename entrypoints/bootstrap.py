@@ -254,11 +254,12 @@ def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
 @asynccontextmanager
 async def worker_components(
     queue: QueueName,
-) -> AsyncIterator[tuple[WorkerConfig, Mapping[JobName, Handler], MetricsRecorder]]:
-    """What ``python -m entrypoints.worker --queue <name>`` runs: config, handlers and the process's metrics
-    recorder (the adapters count into it; the worker flushes it) for one queue's worker.
+) -> AsyncIterator[tuple[WorkerConfig, Mapping[JobName, Handler], MetricsRecorder, tuple[Schedule, ...]]]:
+    """What ``python -m entrypoints.worker --queue <name>`` runs: config, handlers, the process's metrics
+    recorder (the adapters count into it; the worker flushes it) and the schedules, for one queue's worker.
 
-    Every worker upserts the schedules at start-up (idempotent, safe concurrently), so no process is special.
+    Every worker upserts the schedules at start-up and then re-asserts them while it runs (idempotent, safe
+    concurrently), so no process is special.
     """
     settings = Settings.from_env()
     observe(settings, process=f"worker-{queue}")
@@ -268,6 +269,6 @@ async def worker_components(
         async with open_system(settings) as system:
             report = await sync_schedules(system.redis, settings.bullmq_prefix, system.schedules)
             log.info("schedules_synced", report=str(report))
-            yield worker_config(settings, queue), system.handlers(queue), system.metrics
+            yield worker_config(settings, queue), system.handlers(queue), system.metrics, system.schedules
     finally:
         stop_observing()

@@ -4,7 +4,8 @@ Exit codes: 0 after a clean or forced shutdown (SIGTERM/SIGINT), 78 on a configu
 a handler's ConfigurationError), 70 when the runtime itself crashed. The supervisor restarts on non-zero.
 
 Beside the queue's worker the process runs its heartbeat (what /health/ready counts), the flush of its metrics to
-Redis and the dead-letter sweep; all three stop with the worker, and the heartbeat is withdrawn on the way out.
+Redis, the dead-letter sweep and the schedule keeper (schedules re-asserted while workers run); all stop with the
+worker, and the heartbeat is withdrawn on the way out.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from adapters.bullmq.worker_config import WorkerConfig
 from adapters.health.heartbeat import Heartbeat
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
+from adapters.scheduling.keeper import keep_schedules
+from adapters.scheduling.schedules import Schedule
 from domain.errors import ConfigurationError, TransientError
 from domain.jobs import JobName, QueueName
 from entrypoints.bootstrap import worker_components
@@ -72,11 +75,13 @@ async def run_worker(
     handlers: Mapping[JobName, Handler],
     signals: ShutdownSignals | None = None,
     recorder: MetricsRecorder | None = None,
+    schedules: Sequence[Schedule] = (),
 ) -> int:
     """Consume ``config.queue`` with ``handlers`` until a shutdown signal; return the process exit code.
 
     With ``signals`` None, SIGTERM/SIGINT handlers are installed on the running loop. ``recorder`` is the process's
-    metrics (shared with the adapters that count provider messages); a new one when None.
+    metrics (shared with the adapters that count provider messages); a new one when None. ``schedules`` are
+    re-asserted every ``config.schedule_check_interval_s`` while the worker serves.
     """
     own_signals = signals is None
     signals = signals or ShutdownSignals()
@@ -89,7 +94,7 @@ async def run_worker(
         if own_signals:
             signals.install()
         try:
-            async with _running_beside(config, client, worker, recorder):
+            async with _running_beside(config, client, worker, recorder, schedules):
                 return await worker.serve(signals.stop, signals.force)
         finally:
             if own_signals:
@@ -128,9 +133,13 @@ def worker_id() -> str:
 
 @asynccontextmanager
 async def _running_beside(
-    config: WorkerConfig, client: redis_asyncio.Redis, worker: QueueWorker, recorder: MetricsRecorder
+    config: WorkerConfig,
+    client: redis_asyncio.Redis,
+    worker: QueueWorker,
+    recorder: MetricsRecorder,
+    schedules: Sequence[Schedule],
 ) -> AsyncIterator[None]:
-    """The heartbeat, the metrics flush and the dead-letter sweep, for as long as the worker serves."""
+    """The heartbeat, the metrics flush, the dead-letter sweep and the schedule keeper, while the worker serves."""
     queue = str(config.queue)
     stop = asyncio.Event()
     heartbeat = Heartbeat(
@@ -156,6 +165,9 @@ async def _running_beside(
         asyncio.ensure_future(recorder.run(client, stop, config.metrics_flush_interval_s)),
         asyncio.ensure_future(sweeper.run(stop)),
     ]
+    if schedules:
+        interval = config.schedule_check_interval_s
+        tasks.append(asyncio.ensure_future(keep_schedules(client, config.prefix, schedules, stop, interval)))
     try:
         yield
     finally:
@@ -168,8 +180,8 @@ async def _running_beside(
 async def _main(queue: QueueName) -> int:
     """Build the worker from the environment (entrypoints/bootstrap.py) and serve until a shutdown signal."""
     try:
-        async with worker_components(queue) as (config, handlers, recorder):
-            return await run_worker(config, handlers, recorder=recorder)
+        async with worker_components(queue) as (config, handlers, recorder, schedules):
+            return await run_worker(config, handlers, recorder=recorder, schedules=schedules)
     except (ConfigurationError, SettingsError) as error:
         log.critical("worker_refused_to_start", queue=str(queue), error=str(error))
         return EXIT_CONFIGURATION

@@ -37,6 +37,9 @@ class WorkerConfig:
     """The heartbeat's period; it expires after three missed beats."""
     metrics_flush_interval_s: float = 5.0
     dead_letter_sweep_interval_s: float = 300.0
+    schedule_check_interval_s: float = 30.0
+    """How often the process re-asserts the schedules (adapters/scheduling/keeper.py): the longest a schedule
+    stays missing after a queue reset while workers run."""
     dead_letter_settle_s: float = 30.0
     """Failures younger than this are left to the ``failed`` event's copy; the sweep takes the older ones."""
 

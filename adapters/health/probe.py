@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from adapters.health.heartbeat import live_workers
 from adapters.health.queues import all_queue_stats, dead_letter_size, redis_now_ms
-from adapters.health.schedules import read_schedules
+from adapters.health.schedules import missing_schedules, read_schedules
 from adapters.observability.metrics import MetricsSnapshot, QueueStats, ScheduleStatus, read_recorded
 
 
@@ -111,13 +111,20 @@ class HealthProbe:
             )
 
     async def schedules(self) -> list[ScheduleHealth]:
-        """Each schedule with its problem, if any: overdue (next run passed by more than the grace) or failed."""
+        """Each schedule with its problem, if any: missing from its queue (its job scheduler is gone), overdue
+        (next run passed by more than the grace) or failed."""
         await self.check_redis()
         with _redis_answers():
             now = datetime.fromtimestamp(await redis_now_ms(self.redis) / 1000, tz=UTC)
             statuses = await read_schedules(self.redis, self.prefix)
+            missing = await missing_schedules(self.redis, self.prefix)
         overdue_before = now - self.schedule_grace
-        return [ScheduleHealth(s, _schedule_problem(s, overdue_before)) for s in statuses]
+        return [
+            ScheduleHealth(
+                s, f"schedule {s.name} missing" if s.name in missing else _schedule_problem(s, overdue_before)
+            )
+            for s in statuses
+        ]
 
     async def snapshot(self) -> MetricsSnapshot:
         """Everything ``/metrics`` exposes; with Redis down (even if lost after the ping), only the dependency

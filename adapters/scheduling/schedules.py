@@ -169,7 +169,7 @@ async def _sync_one(queue: Queue, schedule: Schedule, options: Mapping[str, Any]
 
 async def _record_definition(client: redis_asyncio.Redis, prefix: str, queue: Queue, schedule: Schedule) -> None:
     fields: dict[str, str | int | datetime] = {"pattern": schedule.pattern or f"every {schedule.every_ms} ms"}
-    fields["tz"] = schedule.tz
+    fields.update(tz=schedule.tz, queue=str(schedule.queue), scheduler_id=schedule.id)
     record = await scheduler_record(queue, schedule.id)
     next_run = _epoch_ms_to_datetime(record.get("next")) if record else None
     if next_run is not None:

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
+from adapters.scheduling.schedules import Schedule
 from domain.jobs import JobName
 from entrypoints.worker import ShutdownSignals, run_worker
 
@@ -85,10 +86,12 @@ async def delete_keys(prefix: str, port: int = 6379) -> None:
 
 
 @contextlib.asynccontextmanager
-async def worker_running(config: WorkerConfig, handlers: Mapping[JobName, Handler]) -> AsyncIterator[ShutdownSignals]:
-    """Run ``run_worker`` in this event loop; on exit stop it and check it exited 0."""
+async def worker_running(
+    config: WorkerConfig, handlers: Mapping[JobName, Handler], schedules: Sequence[Schedule] = ()
+) -> AsyncIterator[ShutdownSignals]:
+    """Run ``run_worker`` in this event loop (keeping ``schedules``); on exit stop it and check it exited 0."""
     signals = ShutdownSignals()
-    task = asyncio.ensure_future(run_worker(config, handlers, signals))
+    task = asyncio.ensure_future(run_worker(config, handlers, signals, schedules=schedules))
     try:
         yield signals
     finally:
