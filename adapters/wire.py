@@ -9,17 +9,35 @@ decided here once:
 - Ids (``orgId``, ``contactId``, ``appointmentId``) and ``template`` are non-empty strings without control
   characters. JS numbers are refused: the CRM's ids are strings (UUIDs or cuids), a number means a producer bug.
 - ``message`` and ``paymentLink`` are strings; their content rules belong to the services.
+- Text is repaired, never refused: a lone UTF-16 surrogate (JavaScript's ``slice`` cutting an emoji in half;
+  ``JSON.stringify`` writes it as ``\\ud83e``) becomes U+FFFD in every string of ``data``, keys and nested values
+  included. Python would otherwise carry it until the first UTF-8 encoding (the database, the provider's request)
+  fails. The repaired fields are named in ``DecodedJob.repaired_fields``.
 - Date-times are ISO 8601 extended strings with seconds, an optional fraction and a zone (``Z`` or ``+HH:MM``),
   converted to aware UTC. Without a zone they are refused: a naive time is ambiguous.
 - ``sequenceStep`` and ``daysOverdue`` are integers. JS has no integer type, so an integral float (``3.0``) is
-  accepted as ``3``; ``3.5`` is not. A boolean is never a number.
-- ``amount`` becomes a ``Decimal`` through the float's shortest ``repr`` (``125.5`` -> ``Decimal('125.5')``), which
-  is exactly the text ``JSON.stringify`` wrote. NaN, infinities, booleans and strings are refused.
+  accepted as ``3``; ``3.5`` is not. node-postgres returns ``bigint`` and ``numeric`` columns as strings, so a
+  string of decimal digits (``"7"``, optional leading ``-``, no sign ``+``, spaces or fraction) is the integer it
+  spells. A boolean is never a number.
+- ``amount`` is a ``Decimal``:
+
+  - a JS number becomes the decimal with at most 3 fraction digits (the most any ISO 4217 currency has) within
+    floating-point noise of it (:data:`NOISE_ULPS` units in the last place), so ``123.30000000000001`` (what
+    ``41.1 + 41.1 + 41.1`` gives) is ``123.3``; any other number is the decimal of its shortest ``repr``
+    (``125.5`` -> ``Decimal('125.5')``, exactly the text ``JSON.stringify`` wrote), which the currency's rule then
+    judges (``123.305`` is not a whole cent);
+  - a string (node-postgres returns ``numeric`` columns as strings: ``"123.30"``) is accepted when it is an exact
+    plain decimal: optional ``-``, digits, optionally ``.`` and digits (no exponent, no spaces, no ``+``); it is
+    taken exactly, with no noise rule (``"123.301"`` is not a whole cent);
+  - NaN, infinities, booleans and other strings are refused, naming the form (``is a string that is not a plain
+    decimal number``), never the value.
 - ``date`` (snapshot jobs) is strictly ``YYYY-MM-DD``. ``reminderType`` is ``24h`` or ``3h``.
 - ``personalization`` is a JSON object with string keys. The Node README declares it required, but
   ``JSON.stringify`` drops a key whose value is ``undefined``, so an absent key decodes as ``{}``: a template that
   then needs a variable fails with a clear missing-variable error at render time. ``null`` is refused.
 - The scan and fan-out jobs carry nothing: ``{}`` (extra keys tolerated).
+
+docs/wire-format.md lists the accepted representations per field.
 
 Errors are ``InvalidJob`` naming the field by its wire name, never its value, e.g.
 ``invalid job: scheduledFor is not an ISO 8601 date-time with a time zone``.
@@ -48,6 +66,16 @@ from domain.jobs import JOB_TYPES, Job, JobName, ReminderKind, job_type_of
 from domain.values import AppointmentId, ContactId, OrgId
 
 _MAX_SAFE_INTEGER = 2**53 - 1
+NOISE_ULPS = 1024
+"""How far (in units in the last place of the double) a JS number may lie from a decimal of at most 3 fraction
+digits and still be read as it: a sum of a thousand amounts stays within it, while 123.3000001 (a ten-millionth
+off, ~7 billion ulps) does not."""
+_MAX_FRACTION_DIGITS = 3  # ISO 4217: no currency has more minor-unit digits (BHD, KWD, ...)
+_MILLI = Decimal(1).scaleb(-_MAX_FRACTION_DIGITS)
+_DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+_INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,15})")
+_MAX_DECIMAL_TEXT = 40
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_NAME_CHARS = 64
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -58,8 +86,11 @@ _DATE_TIME = re.compile(
 
 @attrs.frozen
 class DecodedJob:
+    """``unknown_keys`` and ``repaired_fields`` (lone surrogates replaced) are wire names, never values."""
+
     job: Job
     unknown_keys: tuple[str, ...]
+    repaired_fields: tuple[str, ...] = ()
 
 
 class _WireProblem(ValueError):
@@ -106,7 +137,25 @@ def _integer(value: object, _type: object) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, str):
+        if _INTEGER_TEXT.fullmatch(value) and abs(int(value)) <= _MAX_SAFE_INTEGER:
+            return int(value)
+        raise _WireProblem("is a string that is not an integer in decimal digits")
     raise _WireProblem("is not an integer")
+
+
+def decimal_of_js_number(value: float) -> Decimal:
+    """The decimal a finite JS number stands for: the nearest decimal of at most 3 fraction digits when the number
+    is within :data:`NOISE_ULPS` of it, else the number's shortest ``repr``."""
+    shortest = Decimal(repr(value))
+    exponent = shortest.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent >= -_MAX_FRACTION_DIGITS:
+        return shortest
+    nearest = shortest.quantize(_MILLI)
+    nearest_double = float(nearest)
+    if abs(value - nearest_double) <= NOISE_ULPS * math.ulp(nearest_double):
+        return Decimal(repr(nearest_double))
+    return shortest
 
 
 def _decimal(value: object, _type: object) -> Decimal:
@@ -117,8 +166,32 @@ def _decimal(value: object, _type: object) -> Decimal:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _WireProblem("is not a finite number")
-        return Decimal(repr(value))
+        return decimal_of_js_number(value)
+    if isinstance(value, str):
+        if len(value) <= _MAX_DECIMAL_TEXT and _DECIMAL_TEXT.fullmatch(value):
+            return Decimal(value)
+        raise _WireProblem("is a string that is not a plain decimal number")
     raise _WireProblem("is not a number")
+
+
+def _wire_key(key: object) -> str:
+    """A top-level key as named in reasons and logs: repaired, printable."""
+    return _printable_name(_LONE_SURROGATE.sub("\ufffd", str(key)))
+
+
+def _repaired(value: object, path: str, repaired: set[str]) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD; ``path`` (the top-level wire key) is added to
+    ``repaired`` when anything changed."""
+    if isinstance(value, str):
+        fixed = _LONE_SURROGATE.sub("\ufffd", value)
+        if fixed != value:
+            repaired.add(path)
+        return fixed
+    if isinstance(value, list):
+        return [_repaired(item, path, repaired) for item in value]
+    if isinstance(value, dict):
+        return {_repaired(key, path, repaired): _repaired(item, path, repaired) for key, item in value.items()}
+    return value
 
 
 def _date_time(value: object, _type: object) -> datetime:
@@ -246,13 +319,18 @@ def decode_job(name: str, data: object) -> DecodedJob:
         raise InvalidJob("data", "is not a JSON object")
     payload = JOB_TYPES[job_name].payload
     wire_names = _WIRE_NAMES[payload]
+    repaired: set[str] = set()
+    data = {
+        _repaired(key, _wire_key(key), repaired): _repaired(value, _wire_key(key), repaired)
+        for key, value in data.items()
+    }
     try:
         job = _CONVERTER.structure(data, payload)
     except ClassValidationError as error:
         _raise_first_problem(error, wire_names)
     known = set(wire_names.values())
     unknown = sorted({_printable_name(str(key)) for key in data if key not in known})
-    return DecodedJob(job=job, unknown_keys=tuple(unknown))
+    return DecodedJob(job=job, unknown_keys=tuple(unknown), repaired_fields=tuple(sorted(repaired)))
 
 
 def encode_job(job: Job) -> dict[str, Any]:

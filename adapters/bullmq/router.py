@@ -25,6 +25,7 @@ class RoutedJob:
     payload: Job
     handler: Handler
     unknown_keys: tuple[str, ...]
+    repaired_fields: tuple[str, ...] = ()
 
 
 class JobRouter:
@@ -47,4 +48,4 @@ class JobRouter:
             raise InvalidJob("job name", f"is not a job of the {self.queue} queue")
         job_name, handler = entry
         decoded = decode_job(job_name, data)
-        return RoutedJob(job_name, decoded.job, handler, decoded.unknown_keys)
+        return RoutedJob(job_name, decoded.job, handler, decoded.unknown_keys, decoded.repaired_fields)

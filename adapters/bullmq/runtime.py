@@ -340,6 +340,8 @@ class QueueWorker:
         if routed.unknown_keys:
             # A newer CRM may add fields: tolerated, and named (never their values) so the port can follow.
             log.info("job_has_unknown_keys", keys=list(routed.unknown_keys))
+        if routed.repaired_fields:
+            log.info("job_text_repaired", fields=list(routed.repaired_fields))  # lone surrogates -> U+FFFD
         try:
             outcome = await routed.handler(routed.payload)
         except (InvalidJob, DeliveryRejected) as error:

@@ -219,7 +219,11 @@ def test_each_required_key_set_to_null_is_named(name: JobName, key: str) -> None
         (JobName.REMINDER, "reminderType", "24H", "is not one of '24h', '3h'"),
         (JobName.REMINDER, "reminderType", 24, "is not one of '24h', '3h'"),
         (JobName.NURTURE, "sequenceStep", 2.5, "is not an integer"),
-        (JobName.NURTURE, "sequenceStep", "2", "is not an integer"),
+        (JobName.NURTURE, "sequenceStep", "2.0", "is a string that is not an integer in decimal digits"),
+        (JobName.NURTURE, "sequenceStep", " 2", "is a string that is not an integer in decimal digits"),
+        (JobName.NURTURE, "sequenceStep", "+2", "is a string that is not an integer in decimal digits"),
+        (JobName.NURTURE, "sequenceStep", "02", "is a string that is not an integer in decimal digits"),
+        (JobName.NURTURE, "sequenceStep", "9007199254740992", "is a string that is not an integer in decimal digits"),
         (JobName.NURTURE, "sequenceStep", True, "is not an integer"),
         (JobName.NURTURE, "template", "", "is empty"),
         (JobName.NURTURE, "template", 3, "is not a string"),
@@ -227,7 +231,15 @@ def test_each_required_key_set_to_null_is_named(name: JobName, key: str) -> None
         (JobName.NURTURE, "personalization", ["firstName"], "is not a JSON object"),
         (JobName.NURTURE, "personalization", "Ana", "is not a JSON object"),
         (JobName.NURTURE, "personalization", {1: "Ana"}, "is not a JSON object"),
-        (JobName.DUNNING, "amount", "125.50", "is not a number"),
+        (JobName.DUNNING, "amount", "125,50", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", "1.2e2", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", " 125.50", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", "+125.50", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", "$125.50", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", "125.", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", "", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", "NaN", "is a string that is not a plain decimal number"),
+        (JobName.DUNNING, "amount", "1" * 41, "is a string that is not a plain decimal number"),
         (JobName.DUNNING, "amount", True, "is not a number"),
         (JobName.DUNNING, "amount", float("nan"), "is not a finite number"),
         (JobName.DUNNING, "amount", float("inf"), "is not a finite number"),
@@ -366,14 +378,16 @@ def test_encode_pads_early_years_to_four_digits() -> None:
     [
         ("125.5", Decimal("125.5")),
         ("125", Decimal("125")),
-        ("0.30000000000000004", Decimal("0.30000000000000004")),  # what JS writes for 0.1 + 0.2
+        ("0.30000000000000004", Decimal("0.3")),  # what JS writes for 0.1 + 0.2: noise around 0.3
+        ("0.1234", Decimal("0.1234")),
         ("19.99", Decimal("19.99")),
         ("1e+21", Decimal("1E+21")),
         ("-3.5", Decimal("-3.5")),
     ],
 )
 def test_amount_is_the_decimal_of_the_text_node_wrote(wire: str, expected: Decimal) -> None:
-    """The float's shortest repr is exactly JSON.stringify's text, so no binary noise enters the Decimal."""
+    """The float's shortest repr is exactly JSON.stringify's text, so no binary noise enters the Decimal (and
+    noise around a short decimal is dropped)."""
     data = json.loads(DUNNING_JSON.replace('"amount":125.5', f'"amount":{wire}'))
     decoded = decode_job(JobName.DUNNING, data)
     assert isinstance(decoded.job, DunningJob)
@@ -381,11 +395,89 @@ def test_amount_is_the_decimal_of_the_text_node_wrote(wire: str, expected: Decim
     assert str(decoded.job.amount) == str(expected)
 
 
-def test_amount_from_float_arithmetic_keeps_its_repr() -> None:
-    """A float computed in Python (0.1 + 0.2) decodes to its repr, not its exact binary value."""
-    decoded = decode_job(JobName.DUNNING, data_of(JobName.DUNNING, amount=0.1 + 0.2))
+def _amount(value: object) -> Decimal:
+    decoded = decode_job(JobName.DUNNING, data_of(JobName.DUNNING, amount=value))
     assert isinstance(decoded.job, DunningJob)
-    assert decoded.job.amount == Decimal("0.30000000000000004")
+    return decoded.job.amount
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (41.1 + 41.1 + 41.1, Decimal("123.3")),  # 123.30000000000001 in JS and Python alike
+        (0.1 + 0.2, Decimal("0.3")),
+        (sum([0.1] * 1000), Decimal("100")),  # 99.9999999999986: a thousand additions of noise
+        (19.99 * 3, Decimal("59.97")),  # 59.97000000000001
+        (1.005 * 1000, Decimal("1005")),  # 1004.9999999999999
+    ],
+)
+def test_amount_within_float_noise_of_a_decimal_is_that_decimal(value: float, expected: Decimal) -> None:
+    """A JS number within floating-point noise of a decimal with at most 3 places is that decimal."""
+    assert _amount(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        (123.305, "123.305"),
+        (123.3000001, "123.3000001"),
+        (0.0001, "0.0001"),
+        (1.2345 + 0.0000000000000002, "1.2345000000000002"),  # noise, but around a 4-place decimal
+    ],
+)
+def test_amount_farther_than_noise_from_a_cent_keeps_its_text(value: float, kept: str) -> None:
+    """A number that is not noise away from a short decimal keeps its written text, for the currency to judge."""
+    assert str(_amount(value)) == kept
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("123.30", "123.30"), ("123", "123"), ("-5.00", "-5.00"), ("0.001", "0.001"), ("123.30000000000001", None)],
+)
+def test_amount_as_an_exact_decimal_string_is_taken_exactly(text: str, expected: str | None) -> None:
+    """node-postgres returns NUMERIC as a string: a plain decimal string is its exact value, with no noise rule."""
+    assert str(_amount(text)) == (expected or text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("7", 7), ("-3", -3), ("0", 0), ("9007199254740991", 2**53 - 1)])
+def test_integer_strings_from_node_postgres_are_their_integer(text: str, expected: int) -> None:
+    """node-postgres returns bigint/numeric columns as strings: digits spell the integer."""
+    decoded = decode_job(JobName.DUNNING, data_of(JobName.DUNNING, daysOverdue=text))
+    assert isinstance(decoded.job, DunningJob)
+    assert decoded.job.days_overdue == expected
+
+
+# --- text ------------------------------------------------------------------------------------------------------
+
+
+def test_lone_surrogates_in_every_text_field_become_replacement_characters() -> None:
+    """Text cut inside an emoji by JS ``slice`` arrives with lone surrogates: each becomes U+FFFD, in top-level
+    strings, nested values and keys, and the repaired fields are named."""
+    data = json.loads(
+        '{"orgId":"org_1","contactId":"ct_9f2","sequenceStep":2,"template":"welcome-2",'
+        '"personalization":{"firstName":"Ana \\ud83e","tags":["\\udc00x"],"k\\ud800":1,"ok":"\\ud83d\\ude00"}}'
+    )
+    decoded = decode_job(JobName.NURTURE, data)
+    assert isinstance(decoded.job, NurtureJob)
+    assert decoded.job.personalization == {
+        "firstName": "Ana \ufffd",
+        "tags": ["\ufffdx"],
+        "k\ufffd": 1,
+        "ok": "\U0001f600",
+    }
+    assert decoded.repaired_fields == ("personalization",)
+    reminder = json.loads(REMINDER_JSON.replace("3 PM", "3 PM \\ud83e"))
+    repaired = decode_job(JobName.REMINDER, reminder)
+    assert isinstance(repaired.job, ReminderJob)
+    assert repaired.job.message == "See you tomorrow at 3 PM \ufffd"
+    assert repaired.job.message.encode("utf-8")  # encodable now: the database and providers take it
+    assert repaired.repaired_fields == ("message",)
+
+
+def test_text_without_lone_surrogates_is_untouched() -> None:
+    """Nothing is reported repaired for well-formed text, emoji pairs included."""
+    reminder = json.loads(REMINDER_JSON.replace("3 PM", "3 PM \\ud83d\\ude00"))
+    assert decode_job(JobName.REMINDER, reminder).repaired_fields == ()
 
 
 @pytest.mark.parametrize(

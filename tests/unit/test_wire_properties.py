@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.wire import decode_job, encode_job
+from adapters.wire import NOISE_ULPS, decimal_of_js_number, decode_job, encode_job
 from domain.errors import InvalidJob
 from domain.jobs import (
     AppointmentScanJob,
@@ -43,7 +44,14 @@ instants = st.datetimes(
     min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC) | offsets
 ).map(lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000))
 js_integers = st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
-amounts = js_integers.map(Decimal) | st.floats(allow_nan=False, allow_infinity=False).map(lambda f: Decimal(repr(f)))
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+# A round trip keeps what the wire reads as itself: every short decimal, and any number not within float noise of a
+# shorter one (0.30000000000000004 is read as 0.3 by design: see test_js_numbers_are_read_within_noise).
+amounts = (
+    js_integers.map(Decimal)
+    | st.integers(min_value=-(10**12), max_value=10**12).map(lambda n: Decimal(n).scaleb(-3))
+    | finite_floats.map(lambda f: Decimal(repr(f))).filter(lambda d: decimal_of_js_number(float(d)) == d)
+)
 personalizations = st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=5)
 
 jobs: st.SearchStrategy[Job] = st.one_of(
@@ -115,3 +123,16 @@ def test_garbage_in_one_field_is_blamed_on_that_field(job: Job, data: st.DataObj
     except InvalidJob as error:
         blamed = error.field
     assert blamed in (None, key)
+
+
+@MODEST
+@given(finite_floats)
+def test_js_numbers_are_read_within_noise(number: float) -> None:
+    """Any finite JS number is read either as its shortest repr or as a decimal of at most 3 places within
+    NOISE_ULPS of it."""
+    read = decimal_of_js_number(number)
+    if read != Decimal(repr(number)):
+        exponent = read.as_tuple().exponent
+        assert isinstance(exponent, int)
+        assert exponent >= -3
+        assert abs(number - float(read)) <= NOISE_ULPS * math.ulp(float(read))
