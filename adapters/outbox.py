@@ -16,6 +16,7 @@ from adapters.observability.provider_calls import provider_call
 from adapters.postgres.pool import PostgresDatabase
 from domain.messages import EmailMessage, ProviderReceipt, SmsMessage
 from domain.ports import Clock
+from domain.sms import sms_length
 from domain.values import Channel
 
 _log = structlog.get_logger("clientflow.outbox")
@@ -53,7 +54,7 @@ class OutboxSmsSender:
     recorder: MetricsRecorder | None = None
 
     async def send(self, message: SmsMessage) -> ProviderReceipt:
-        with provider_call("outbox", "sms", self.recorder):
+        with provider_call("outbox", "sms", self.recorder, sms_length(message.body)):
             receipt = await _record(
                 self.database,
                 Channel.SMS,

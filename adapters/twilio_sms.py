@@ -47,6 +47,7 @@ from domain.errors import (
 )
 from domain.messages import ProviderReceipt, SmsMessage
 from domain.ports import Clock
+from domain.sms import sms_length
 
 TWILIO_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_RATE_LIMIT_BACKOFF = timedelta(seconds=30)
@@ -221,7 +222,7 @@ class TwilioSmsSender:
             await self.redis.set(self._record_key(message.ledger_key), record, ex=self.record_ttl)
         except (RedisError, OSError) as error:
             raise TransientError(f"could not record the send for reconciliation ({type(error).__name__})") from None
-        with provider_call("twilio", "sms", self.recorder):
+        with provider_call("twilio", "sms", self.recorder, sms_length(message.body)):
             created = await self._create(message)
         return ProviderReceipt(str(created.sid))
 

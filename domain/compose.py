@@ -16,9 +16,8 @@ import attrs
 from domain.errors import InvalidJob, InvalidValue
 from domain.models import Contact, Template
 from domain.ports import TemplateRenderer
+from domain.sms import SMS_MAX_CHARS, utf16_length
 from domain.values import Channel, EmailAddress, PhoneNumber
-
-SMS_MAX_CHARS = 1600  # Twilio's limit for one message body (it splits into segments below that)
 
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
@@ -50,9 +49,9 @@ def one_line(subject: str) -> str:
 
 
 def render_sms(renderer: TemplateRenderer, template: Template, variables: Mapping[str, Any]) -> str:
-    """The SMS body; InvalidJob("template") when it renders longer than SMS_MAX_CHARS."""
+    """The SMS body; InvalidJob("template") when it renders longer than the SMS body limit (domain/sms.py)."""
     body = _render(renderer, template.body, variables, html=False)
-    if len(body) > SMS_MAX_CHARS:
+    if utf16_length(body) > SMS_MAX_CHARS:
         raise InvalidJob("template", f"renders an SMS longer than {SMS_MAX_CHARS} characters")
     return body
 

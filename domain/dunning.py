@@ -1,9 +1,11 @@
 """Dunning: remind a contact of an overdue payment, escalating by how long it has been overdue.
 
 Rules, in the order they apply:
-- The payload is checked first. ``daysOverdue`` below 1 contradicts the job itself (nothing is overdue yet): an
-  invalid job, like an ``amount`` that is not > 0, finite and in whole cents of the org's currency, or a
-  ``paymentLink`` that is not an https URL with a host (no credentials, no whitespace or control characters). Error
+- The payload is checked first, in full, before any look-up, so an invalid job fails whatever the database holds.
+  ``daysOverdue`` below 1 contradicts the job itself (nothing is overdue yet): an invalid job, like an ``amount``
+  that is not > 0, finite and with at most 3 decimals (the most any currency has), or a ``paymentLink`` that is
+  not an https URL with a host (no credentials, no whitespace or control characters). Only the currency's own
+  minor unit needs the org: an amount not in whole cents of the org's currency fails once the org is read. Error
   messages name the field, never its value.
 - The org's escalation policy picks the stage: the one with the highest ``min_days_overdue`` not above
   ``daysOverdue``. A valid job before the org's first stage is Skipped("before_first_stage").
@@ -45,6 +47,7 @@ from domain.send_windows import is_open, next_open
 from domain.values import Channel, ContactId, MessagePurpose, Money, OrgId, PhoneNumber
 
 CHANNEL_ORDER = (Channel.EMAIL, Channel.SMS)
+MOST_DECIMALS_CURRENCY = "KWD"  # 3 decimal places, the most of any ISO 4217 currency
 
 _DEFAULT_SMS = {
     DunningTone.FRIENDLY: "Hi {{ first_name }}, a friendly reminder from {{ org_name }}: {{ amount }} is "
@@ -109,6 +112,12 @@ def check_payment_link(link: str) -> str:
     return link
 
 
+def check_amount_form(amount: Decimal) -> None:
+    """What any currency requires of an amount, checked before the org (and its currency) is read: finite, > 0, at
+    most 3 decimal places (ISO 4217's largest minor unit)."""
+    check_amount(amount, MOST_DECIMALS_CURRENCY)
+
+
 def check_amount(amount: Decimal, currency: str) -> Money:
     """The amount as Money of the org's currency: > 0, finite, with no more decimals than the currency has."""
     try:
@@ -138,6 +147,7 @@ class DunningService:
         if job.days_overdue < 1:
             raise InvalidJob("daysOverdue", "must be at least 1")
         payment_link = check_payment_link(job.payment_link)
+        check_amount_form(job.amount)
         org = await self.organizations.get(job.org_id)
         if org is None:
             return Skipped("org_not_found")

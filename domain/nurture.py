@@ -103,6 +103,8 @@ class NurtureService:
     clock: Clock
 
     async def process(self, job: NurtureJob) -> Outcome:
+        if job.sequence_step < 1:  # checked before any look-up: steps count from 1
+            raise InvalidJob("sequenceStep", "must be at least 1")
         now = self.clock.now()
         org = await self.organizations.get(job.org_id)
         if org is None:

@@ -36,6 +36,7 @@ from domain.reminder_scan import (
     reminder_variables,
 )
 from domain.send_windows import is_open, nearest_open
+from domain.sms import sms_body_problem
 from domain.values import Channel, MessagePurpose, OrgId
 
 # Job times travel as JavaScript dates (milliseconds); a stored start with microseconds is still the same start.
@@ -132,9 +133,13 @@ class ReminderService:
 
     async def process(self, job: ReminderJob) -> Outcome:
         """Send the job's message once, if the appointment still stands, on a channel the contact allows, within
-        the transactional send window."""
+        the transactional send window. The payload is checked before any look-up: an empty ``message`` or one over
+        the SMS body limit (1,600 characters, domain/sms.py) is an invalid job."""
         if not job.message.strip():
             raise InvalidJob("message", "is empty")
+        too_long = sms_body_problem(job.message)  # the message is the SMS text, whichever channel carries it
+        if too_long is not None:
+            raise InvalidJob("message", too_long)
         now = self.clock.now()
         appointment = await self.appointments.get(job.org_id, job.appointment_id)
         stale = _stale_reason(appointment, job, now)

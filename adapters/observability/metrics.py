@@ -88,6 +88,11 @@ def _provider_messages_field(provider: str, channel: str, outcome: str, error_co
     return _field("provider_messages_total", {key: _label_value(value) for key, value in labels.items()})
 
 
+@functools.lru_cache(maxsize=_FIELD_CACHE_SIZE)
+def _sms_segments_field(provider: str, encoding: str) -> str:
+    return _field("sms_segments_total", {"provider": _label_value(provider), "encoding": _label_value(encoding)})
+
+
 @attrs.define
 class MetricsRecorder:
     """In-process counters of one worker process; ``run`` flushes them to Redis."""
@@ -119,6 +124,10 @@ class MetricsRecorder:
         """One message handed to a provider. ``outcome``: sent, rejected, rate_limited, unknown; ``error_code``
         the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
         self._pending[_provider_messages_field(provider, channel, outcome, error_code)] += 1.0
+
+    def sms_segments(self, provider: str, encoding: str, segments: int) -> None:
+        """An SMS the provider accepted: the segments it bills (domain/sms.py), by encoding (``gsm7``, ``ucs2``)."""
+        self._pending[_sms_segments_field(provider, encoding)] += float(segments)
 
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
@@ -290,6 +299,7 @@ class _SnapshotCollector(Collector):
         for counter, help_text in (
             ("jobs_total", "Job attempts by outcome"),
             ("provider_messages_total", "Messages handed to providers by outcome and error code"),
+            ("sms_segments_total", "SMS segments the providers accepted (what they bill), by encoding"),
         ):
             samples = by_metric.get(counter, [])
             label_names = [name for name, _ in samples[0].labels] if samples else []

@@ -20,6 +20,7 @@ from domain.errors import (
     DeliveryRejected,
     TransientError,
 )
+from domain.sms import SmsLength
 
 
 def _outcome(error: BaseException) -> tuple[str, str | None]:
@@ -39,8 +40,12 @@ def _outcome(error: BaseException) -> tuple[str, str | None]:
 
 
 @contextlib.contextmanager
-def provider_call(provider: str, channel: str, recorder: MetricsRecorder | None) -> Iterator[None]:
-    """Wrap one send: the span ``<provider> send`` and, when ``recorder`` is given, the messages-by-outcome count."""
+def provider_call(
+    provider: str, channel: str, recorder: MetricsRecorder | None, sms: SmsLength | None = None
+) -> Iterator[None]:
+    """Wrap one send: the span ``<provider> send`` and, when ``recorder`` is given, the messages-by-outcome count;
+    for an SMS (``sms``: its length, domain/sms.py) the span carries its segments, and an accepted one adds them to
+    the segment count."""
     with child_span(
         f"{provider} send", attributes={"clientflow.provider": provider, "clientflow.channel": channel}
     ) as span:
@@ -53,5 +58,11 @@ def provider_call(provider: str, channel: str, recorder: MetricsRecorder | None)
                 recorder.provider_message(provider, channel, outcome, code)
             raise
         set_span_attributes(span, {"clientflow.outcome": "sent"})
+        if sms is not None:
+            set_span_attributes(
+                span, {"clientflow.sms.segments": sms.segments, "clientflow.sms.encoding": sms.encoding}
+            )
         if recorder is not None:
             recorder.provider_message(provider, channel, "sent", None)
+            if sms is not None:
+                recorder.sms_segments(provider, sms.encoding, sms.segments)

@@ -145,6 +145,20 @@ async def test_an_invalid_amount_is_an_invalid_job_naming_the_field_only(
     assert world.email.sent == []
 
 
+@pytest.mark.parametrize(
+    ("amount", "problem"),
+    [("-5", "must be greater than 0"), ("0", "must be greater than 0"), ("1.0001", "has more than 3 decimal places")],
+)
+async def test_an_invalid_amount_fails_even_for_an_org_that_does_not_exist(
+    world: World, amount: str, problem: str
+) -> None:
+    """The payload is validated before any look-up: an unknown org does not turn an invalid job into a skip."""
+    world.orgs.orgs.clear()
+    with pytest.raises(InvalidJob) as raised:
+        await world.service.process(job(amount=amount, days_overdue=7))
+    assert (raised.value.field, raised.value.problem) == ("amount", problem)
+
+
 async def test_a_currency_without_decimals_refuses_cents(world: World) -> None:
     """The decimal places allowed follow the org's currency: 1.5 JPY is not an amount."""
     world.change_org(currency="JPY")

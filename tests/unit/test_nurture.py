@@ -251,6 +251,15 @@ async def test_a_step_matching_no_enrollment_is_invalid(
     )
 
 
+@pytest.mark.parametrize("step", [0, -1])
+async def test_a_step_below_one_is_invalid_before_any_look_up(world: World, step: int) -> None:
+    """Steps count from 1: a lower step fails as invalid even for an org that does not exist."""
+    world.orgs.orgs.clear()
+    with pytest.raises(InvalidJob) as raised:
+        await world.service.process(job(step=step))
+    assert (raised.value.field, raised.value.problem) == ("sequenceStep", "must be at least 1")
+
+
 async def test_a_contact_without_enrollments_gets_an_invalid_job(world: World) -> None:
     """A contact enrolled nowhere cannot have a nurture step: the job is invalid."""
     world.enrollments.enrollments.clear()

@@ -126,6 +126,25 @@ async def test_empty_message_is_an_invalid_job() -> None:
         await world.service.process(_job(message="  "))
 
 
+@pytest.mark.parametrize("message", ["x" * 1601, "é" * 512_000, "\U0001f600" * 801])
+async def test_a_message_over_the_sms_limit_fails_before_any_claim(message: str) -> None:
+    """Over 1,600 characters (UTF-16 units, as JavaScript counts: an emoji is two), the reminder is a permanent,
+    readable failure naming the field, raised before any look-up or ledger claim: nothing is claimed or sent."""
+    world = _world()
+    with pytest.raises(InvalidJob) as raised:
+        await world.service.process(_job(message=message))
+    assert str(raised.value) == "invalid job: message is longer than 1600 characters, the SMS body limit"
+    assert world.sms.sent == world.email.sent == []
+    assert world.ledger.rows == {}
+
+
+async def test_a_message_of_exactly_1600_characters_is_sent() -> None:
+    """The limit itself is allowed: 1,600 characters go out as one message."""
+    world = _world()
+    assert await world.service.process(_job(message="a" * 1600)) == Sent((Channel.SMS,))
+    assert len(world.sms.sent) == 1
+
+
 async def test_no_sms_consent_falls_back_to_email() -> None:
     """Without SMS consent the reminder goes by email with the default subject, escaped HTML and the job's text."""
     world = _world(sms_consent=False)

@@ -9,6 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from adapters.observability.metrics import MetricsRecorder, MetricsSnapshot, read_recorded, render_prometheus
+from adapters.observability.provider_calls import provider_call
+from domain.errors import DeliveryRejected
+from domain.sms import sms_length
 from tests.integration.observability.canaries import PHONE, leaked
 
 
@@ -95,3 +98,19 @@ async def test_run_flushes_once_more_when_stopped(redis_prefix: tuple[Redis, str
     stop.set()
     await task
     assert [s.metric for s in await read_recorded(client, prefix)].count("jobs_total") == 1
+
+
+async def test_sms_segments_are_counted_by_encoding_for_accepted_messages_only(redis_prefix: tuple[Redis, str]) -> None:
+    """Each SMS a provider accepted adds the segments it bills (GSM-7 or UCS-2); a refused one adds none."""
+    client, prefix = redis_prefix
+    recorder = MetricsRecorder(prefix)
+    for body in ("a" * 161, "Hi 😀 " * 20):  # 2 GSM-7 segments, then 120 UCS-2 units = 2 segments
+        with provider_call("twilio", "sms", recorder, sms_length(body)):
+            pass
+    with pytest.raises(DeliveryRejected), provider_call("twilio", "sms", recorder, sms_length("b" * 400)):
+        raise DeliveryRejected("recipient has opted out", "21610")
+    await recorder.flush(client)
+
+    samples = _samples(render_prometheus(_snapshot(await read_recorded(client, prefix))))
+    assert samples[_key("clientflow_sms_segments_total", encoding="gsm7", provider="twilio")] == 2
+    assert samples[_key("clientflow_sms_segments_total", encoding="ucs2", provider="twilio")] == 2
