@@ -1,6 +1,7 @@
 // Producer and inspector for tests and benchmarks, with the real npm bullmq as the Node CRM uses it.
 // Usage: node bullmq_cli.js '<json command>'; prints one JSON line. Commands ({op, redis:{host,port}, prefix, queue}):
-//   add       {jobs:[{name, data, opts}]}  objects {"$date": iso} in data become real JS Dates  -> {ids}
+//   add       {jobs:[{name, data, opts}]}  objects {"$date": iso} in data become real JS Dates,
+//             {"$repeat": [text, n]} text.repeat(n) (bodies too long for a command line)            -> {ids}
 //   inspect   {ids:[...]}  Job.fromId for each                                                   -> {jobs}
 //   counts    {}  queue.getJobCounts()                                                            -> {counts}
 //   version   {}  the meta version marker this Queue writes                                       -> {version}
@@ -16,6 +17,7 @@ function revive(value) {
   if (Array.isArray(value)) return value.map(revive);
   if (value && typeof value === 'object') {
     if (Object.keys(value).length === 1 && typeof value.$date === 'string') return new Date(value.$date);
+    if (Object.keys(value).length === 1 && Array.isArray(value.$repeat)) return value.$repeat[0].repeat(value.$repeat[1]);
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, revive(v)]));
   }
   return value;
