@@ -174,16 +174,21 @@ def _decimal(value: object, _type: object) -> Decimal:
     raise _WireProblem("is not a number")
 
 
+def repair_text(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate replaced by U+FFFD (see the module rules)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def _wire_key(key: object) -> str:
     """A top-level key as named in reasons and logs: repaired, printable."""
-    return _printable_name(_LONE_SURROGATE.sub("\ufffd", str(key)))
+    return _printable_name(repair_text(str(key)))
 
 
 def _repaired(value: object, path: str, repaired: set[str]) -> Any:
     """``value`` with every lone surrogate replaced by U+FFFD; ``path`` (the top-level wire key) is added to
     ``repaired`` when anything changed."""
     if isinstance(value, str):
-        fixed = _LONE_SURROGATE.sub("\ufffd", value)
+        fixed = repair_text(value)
         if fixed != value:
             repaired.add(path)
         return fixed

@@ -54,6 +54,7 @@ from adapters.observability.logging import job_log_context
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
 from adapters.observability.tracing import job_span, set_span_attributes
+from adapters.wire import repair_text
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,
@@ -134,10 +135,11 @@ def _attempts_allowed(job: BullJob) -> int:
 
 
 def _org_id(job: BullJob) -> str | None:
-    """The job's org id as the producer wrote it (read before decoding, so invalid jobs carry it too)."""
+    """The job's org id as the producer wrote it (read before decoding, so invalid jobs carry it too), its lone
+    surrogates repaired so that no log line, span or report has to encode one."""
     data = job.data
     org_id = data.get("orgId") if isinstance(data, Mapping) else None
-    return org_id if isinstance(org_id, str) else None
+    return repair_text(org_id) if isinstance(org_id, str) else None
 
 
 def _trace_carrier(job: BullJob) -> str | None:
