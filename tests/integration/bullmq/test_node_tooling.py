@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import pathlib
 from collections.abc import AsyncIterator
 
 import pytest
 
+from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.bullmq.worker_identity import node_worker_client_name
 from domain.jobs import JOB_TYPES, Job, JobName, QueueName
 from domain.outcomes import Outcome, Published
-from tests.integration.bullmq.support import eventually, node, worker_running
+from tests.integration.bullmq.support import OwnRedis, eventually, node, unique_prefix, worker_running
 
 CONSUMED = [q for q in QueueName if q is not QueueName.DEAD_LETTER]
 
@@ -59,3 +61,24 @@ async def test_client_name_is_the_one_npm_bullmq_matches(prefix: str, queue: str
     """Our name for a worker connection equals npm bullmq's ``clientName()`` (base64 of the UTF-8 queue name)."""
     answer = await node("workers", prefix, queue)
     assert node_worker_client_name(prefix, queue) == answer["clientName"]
+
+
+async def test_a_worker_is_listed_again_after_a_redis_restart(tmp_path: pathlib.Path) -> None:
+    """The worker's connection is named as it connects, so after Redis restarts Node lists the worker again."""
+    own = OwnRedis(tmp_path)
+    own.start()
+    prefix = unique_prefix()
+    config = WorkerConfig(queue=QueueName.DUNNING, prefix=prefix, redis=RedisSettings(port=own.port))
+    try:
+        async with worker_running(config, _handlers(QueueName.DUNNING)):
+
+            async def listed_once() -> bool:
+                answer = await node("workers", prefix, "dunning", port=own.port)
+                return len(answer["workers"]) == 1
+
+            await eventually(listed_once, within=10)
+            own.stop()
+            own.start()
+            await eventually(listed_once, within=30)
+    finally:
+        own.stop()
