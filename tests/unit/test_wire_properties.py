@@ -136,3 +136,34 @@ def test_js_numbers_are_read_within_noise(number: float) -> None:
         assert isinstance(exponent, int)
         assert exponent >= -3
         assert abs(number - float(read)) <= NOISE_ULPS * math.ulp(float(read))
+
+
+# Any code point, lone surrogates included: what JSON.parse of a string JavaScript cut anywhere can hold.
+js_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=()), max_size=20)
+
+
+@MODEST
+@given(
+    st.sampled_from([JobName.REMINDER, JobName.NURTURE, JobName.DUNNING]),
+    st.dictionaries(
+        js_text, st.recursive(js_text, lambda inner: st.lists(inner, max_size=3), max_leaves=6), max_size=4
+    ),
+    js_text,
+)
+def test_decoded_text_is_always_encodable(name: JobName, extra: dict[str, Any], message: str) -> None:
+    """Whatever text JavaScript sent, every string of a decoded job (and every key named) encodes as UTF-8: lone
+    surrogates never get past the wire."""
+    base = {
+        JobName.REMINDER: {"orgId": "o", "contactId": "c", "appointmentId": "a", "message": message,
+                           "scheduledFor": "2026-11-28T19:00:00.000Z", "reminderType": "3h"},
+        JobName.NURTURE: {"orgId": "o", "contactId": "c", "sequenceStep": 1, "template": "t",
+                          "personalization": {message: [message, extra]}},
+        JobName.DUNNING: {"orgId": "o", "contactId": "c", "amount": 1, "daysOverdue": 1, "paymentLink": message},
+    }[name]  # fmt: skip
+    try:
+        decoded = decode_job(name, {**extra, **base})
+    except InvalidJob as error:
+        str(error).encode("utf-8")
+        return
+    json.dumps(encode_job(decoded.job), ensure_ascii=False).encode("utf-8")
+    json.dumps([decoded.unknown_keys, decoded.repaired_fields], ensure_ascii=False).encode("utf-8")
