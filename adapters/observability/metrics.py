@@ -88,6 +88,11 @@ def _provider_messages_field(provider: str, channel: str, outcome: str, error_co
     return _field("provider_messages_total", {key: _label_value(value) for key, value in labels.items()})
 
 
+@functools.lru_cache(maxsize=_FIELD_CACHE_SIZE)
+def _counter_field(metric: str, labels: tuple[tuple[str, str], ...]) -> str:
+    return _field(metric, {key: _label_value(value) for key, value in labels})
+
+
 @attrs.define
 class MetricsRecorder:
     """In-process counters of one worker process; ``run`` flushes them to Redis."""
@@ -119,6 +124,21 @@ class MetricsRecorder:
         """One message handed to a provider. ``outcome``: sent, rejected, rate_limited, unknown; ``error_code``
         the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
         self._pending[_provider_messages_field(provider, channel, outcome, error_code)] += 1.0
+
+    def webhook_event(self, provider: str, kind: str, outcome: str) -> None:
+        """One webhook event handled. ``kind``: the provider's status or event name (``other`` beyond its documented
+        list); ``outcome``: applied, unchanged, ignored or received (a SendGrid batch's events)."""
+        labels = (("provider", provider), ("kind", kind), ("outcome", outcome))
+        self._pending[_counter_field("webhook_events_total", labels)] += 1.0
+
+    def webhook_refused(self, provider: str, reason: str) -> None:
+        """One webhook request refused: unsigned, bad_signature, stale_timestamp, too_large, not_configured ..."""
+        self._pending[_counter_field("webhook_refusals_total", (("provider", provider), ("reason", reason)))] += 1.0
+
+    def sends_reconciled(self, outcome: str, count: int) -> None:
+        """Unsettled sends looked at by reconciliation. ``outcome``: settled, given_up (failed_unconfirmed: alert)."""
+        if count:
+            self._pending[_counter_field("reconciled_sends_total", (("outcome", outcome),))] += float(count)
 
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
@@ -290,6 +310,9 @@ class _SnapshotCollector(Collector):
         for counter, help_text in (
             ("jobs_total", "Job attempts by outcome"),
             ("provider_messages_total", "Messages handed to providers by outcome and error code"),
+            ("webhook_events_total", "Provider webhook events by provider, kind and outcome"),
+            ("webhook_refusals_total", "Webhook requests refused (signature, age, size) by provider and reason"),
+            ("reconciled_sends_total", "Unsettled sends settled from the provider or given up (failed_unconfirmed)"),
         ):
             samples = by_metric.get(counter, [])
             label_names = [name for name, _ in samples[0].labels] if samples else []
