@@ -16,7 +16,7 @@ from adapters.webhooks.sendgrid import SendGridSignature
 from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
 from adapters.webhooks.twilio import TwilioWebhooks
 from tests.contract.postgres_support import emptied_database, temporary_database
-from tests.integration.webhooks.support import AUTH_TOKEN, PUBLIC_URL, SendGridKeys
+from tests.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, SendGridKeys
 
 MAX_BODY_BYTES = 64 * 1024
 

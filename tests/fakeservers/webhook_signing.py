@@ -19,9 +19,11 @@ AUTH_TOKEN = "f00dfacecafe0123456789abcdef0123"
 PUBLIC_URL = "https://hooks.example.com"
 
 
-def twilio_headers(path_qs: str, form: Mapping[str, str], token: str = AUTH_TOKEN) -> dict[str, str]:
+def twilio_headers(
+    path_qs: str, form: Mapping[str, str], token: str = AUTH_TOKEN, public_url: str = PUBLIC_URL
+) -> dict[str, str]:
     """``X-Twilio-Signature`` for a POST of ``form`` to the public URL of ``path_qs``."""
-    signature = RequestValidator(token).compute_signature(PUBLIC_URL + path_qs, dict(form))
+    signature = RequestValidator(token).compute_signature(public_url + path_qs, dict(form))
     return {"X-Twilio-Signature": signature}
 
 
