@@ -74,6 +74,11 @@ class PostgresDeliveryFeedback:
         return SuppressionReason(reason) if reason is not None else None
 
     async def apply(self, reports: Sequence[DeliveryReport], changes: Sequence[ConsentChange]) -> FeedbackApplied:
+        if not changes:  # one statement is one transaction already: spare the BEGIN/COMMIT round trips
+            async with self.db.connection() as connection:
+                return FeedbackApplied(
+                    reports=await self._apply_reports(connection, reports) if reports else 0, consent_changes=0
+                )
         async with self.db.transaction() as connection:
             moved = await self._apply_reports(connection, reports) if reports else 0
             applied = 0
