@@ -10,6 +10,7 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.health.server import running_health_server
+from adapters.observability.metrics import MetricsRecorder
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from adapters.postgres.feedback import PostgresDeliveryFeedback
 from adapters.webhooks.sendgrid import SendGridSignature
@@ -47,20 +48,23 @@ class Webhooks:
     ledger: PostgresSendLedger
     feedback: PostgresDeliveryFeedback
     db: PostgresDatabase
+    metrics: MetricsRecorder
 
 
 @pytest.fixture
 async def webhooks(db: PostgresDatabase, sendgrid_keys: SendGridKeys) -> AsyncIterator[Webhooks]:
     feedback = PostgresDeliveryFeedback(db)
+    metrics = MetricsRecorder("unflushed")  # the tests flush it under a prefix of their own
     handlers = WebhookHandlers(
         feedback=feedback,
         clock=SystemClock(),
         twilio=TwilioWebhooks(AUTH_TOKEN, PUBLIC_URL),
         sendgrid=SendGridSignature(sendgrid_keys.public_key, max_age_seconds=300),
         max_body_bytes=MAX_BODY_BYTES,
+        metrics=metrics,
     )
     async with (
         running_health_server(build_webhooks_app(handlers), "127.0.0.1", 0) as port,
         aiohttp.ClientSession() as http,
     ):
-        yield Webhooks(f"http://127.0.0.1:{port}", http, PostgresSendLedger(db), feedback, db)
+        yield Webhooks(f"http://127.0.0.1:{port}", http, PostgresSendLedger(db), feedback, db, metrics)

@@ -8,11 +8,13 @@ from urllib.parse import urlencode
 import pytest
 from yarl import URL
 
+from adapters.observability.metrics import MetricsSnapshot, read_recorded, render_prometheus
 from domain.errors import SuppressionReason
 from domain.feedback import DeliveryProgress
 from domain.messages import LedgerState, SendClaim
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
 from tests.fakeservers.webhook_signing import twilio_headers
+from tests.integration.messaging.support import redis_prefix
 from tests.integration.webhooks.conftest import MAX_BODY_BYTES, Webhooks
 
 PHONE = PhoneNumber("+14155550123")
@@ -138,3 +140,21 @@ async def test_a_redelivered_stop_after_start_changes_nothing(webhooks: Webhooks
     await post_inbound(webhooks, "STOP", "SMin1")
     assert await webhooks.feedback.suppression(Channel.SMS, PHONE) is None
     assert await webhooks.db.fetchval("select count(*) from consent_changes") == 2
+
+
+async def test_events_and_refusals_are_counted_in_the_metrics(webhooks: Webhooks) -> None:
+    """After a delivered callback, a repeat, a STOP and an unsigned request, the Prometheus text counts each."""
+    await claimed(webhooks)
+    await post_status(webhooks, "delivered")
+    await post_status(webhooks, "delivered")
+    await post_inbound(webhooks, "STOP", "SMin1")
+    await post_status(webhooks, "delivered", headers={})
+    async with redis_prefix() as (client, prefix):
+        webhooks.metrics.prefix = prefix
+        await webhooks.metrics.flush(client)
+        recorded = await read_recorded(client, prefix)
+    text = render_prometheus(MetricsSnapshot((), None, (), recorded, {})).decode()
+    assert 'clientflow_webhook_events_total{kind="delivered",outcome="applied",provider="twilio"} 1.0' in text
+    assert 'clientflow_webhook_events_total{kind="delivered",outcome="unchanged",provider="twilio"} 1.0' in text
+    assert 'clientflow_webhook_events_total{kind="inbound_withdrawn",outcome="applied",provider="twilio"} 1.0' in text
+    assert 'clientflow_webhook_refusals_total{provider="twilio",reason="unsigned"} 1.0' in text
