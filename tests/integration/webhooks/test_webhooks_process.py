@@ -11,6 +11,8 @@ import pytest
 from tests.contract.postgres_support import ADMIN_DSN
 from tests.e2e.support import ROOT
 
+pytestmark = pytest.mark.slow  # each case starts a Python process (~5-10 s on a loaded machine)
+
 
 def run_webhooks(**env: str) -> subprocess.CompletedProcess[str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SENDGRID_", "WEBHOOKS_", "NODE_"))}
