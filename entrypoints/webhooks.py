@@ -40,6 +40,8 @@ async def reconcile_periodically(webhooks: Webhooks, interval_seconds: float, st
         except TransientError as error:
             log.warning("reconciliation_failed", error=str(error))
         else:
+            for (channel, age), count in ages.items():
+                webhooks.metrics.unsettled_sends(str(channel), int(age.total_seconds()), count)
             webhooks.metrics.sends_reconciled("settled", report.settled)
             webhooks.metrics.sends_reconciled("given_up", report.given_up)
             if report.given_up:

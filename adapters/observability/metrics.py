@@ -99,6 +99,7 @@ class MetricsRecorder:
 
     prefix: str
     _pending: defaultdict[str, float] = attrs.field(factory=lambda: defaultdict(float), init=False)
+    _gauges: dict[str, float] = attrs.field(factory=dict, init=False)  # latest values, written whole (HSET)
 
     def _observe(self, metric: str, queue: str, job_name: str, seconds: float) -> None:
         fields = _histogram_fields(metric, queue, job_name)
@@ -140,19 +141,29 @@ class MetricsRecorder:
         if count:
             self._pending[_counter_field("reconciled_sends_total", (("outcome", outcome),))] += float(count)
 
+    def unsettled_sends(self, channel: str, older_than_seconds: int, count: int) -> None:
+        """Gauge: ledger entries of ``channel`` still claimed/unknown ``older_than_seconds`` after their last change
+        (one process, the webhooks program, sets it)."""
+        labels = (("channel", channel), ("older_than_seconds", str(older_than_seconds)))
+        self._gauges[_counter_field("unsettled_sends", labels)] = float(count)
+
     async def flush(self, client: aioredis.Redis) -> None:
-        """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
+        """Add the pending deltas (and set the gauges) in Redis; on failure they stay pending for the next flush."""
         pending, self._pending = self._pending, defaultdict(float)
-        if not pending:
+        gauges, self._gauges = self._gauges, {}
+        if not pending and not gauges:
             return
         try:
             async with client.pipeline(transaction=False) as pipe:
                 for field, amount in pending.items():
                     pipe.hincrbyfloat(recorded_metrics_key(self.prefix), field, amount)
+                for field, value in gauges.items():
+                    pipe.hset(recorded_metrics_key(self.prefix), field, value)
                 await pipe.execute()
         except Exception:
             for field, amount in pending.items():
                 self._pending[field] += amount
+            self._gauges = {**gauges, **self._gauges}
             raise
 
     async def run(self, client: aioredis.Redis, stop: asyncio.Event, interval_seconds: float = 5.0) -> None:
@@ -320,6 +331,16 @@ class _SnapshotCollector(Collector):
             for sample in samples:
                 family.add_metric([value for _, value in sample.labels], sample.value)
             yield family
+        unsettled = GaugeMetricFamily(
+            f"{NAMESPACE}_unsettled_sends",
+            "Sends still claimed/unknown longer than older_than_seconds, per channel (reconciliation)",
+            labels=["channel", "older_than_seconds"],
+        )
+        for sample in by_metric.get("unsettled_sends", []):
+            unsettled.add_metric(
+                [dict(sample.labels)["channel"], dict(sample.labels)["older_than_seconds"]], sample.value
+            )
+        yield unsettled
         for histogram, help_text in (
             ("job_wait_seconds", "Time from added to started"),
             ("job_run_seconds", "Time an attempt ran"),

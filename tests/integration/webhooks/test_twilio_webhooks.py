@@ -143,7 +143,8 @@ async def test_a_redelivered_stop_after_start_changes_nothing(webhooks: Webhooks
 
 
 async def test_events_and_refusals_are_counted_in_the_metrics(webhooks: Webhooks) -> None:
-    """After a delivered callback, a repeat, a STOP and an unsigned request, the Prometheus text counts each."""
+    """After a delivered callback, a repeat, a STOP and an unsigned request, the Prometheus text counts each; the
+    unsettled-sends gauge shows its latest value."""
     await claimed(webhooks)
     await post_status(webhooks, "delivered")
     await post_status(webhooks, "delivered")
@@ -151,6 +152,9 @@ async def test_events_and_refusals_are_counted_in_the_metrics(webhooks: Webhooks
     await post_status(webhooks, "delivered", headers={})
     async with redis_prefix() as (client, prefix):
         webhooks.metrics.prefix = prefix
+        webhooks.metrics.unsettled_sends("sms", 300, 2)
+        await webhooks.metrics.flush(client)
+        webhooks.metrics.unsettled_sends("sms", 300, 1)  # a gauge: the latest value replaces the last
         await webhooks.metrics.flush(client)
         recorded = await read_recorded(client, prefix)
     text = render_prometheus(MetricsSnapshot((), None, (), recorded, {})).decode()
@@ -158,3 +162,4 @@ async def test_events_and_refusals_are_counted_in_the_metrics(webhooks: Webhooks
     assert 'clientflow_webhook_events_total{kind="delivered",outcome="unchanged",provider="twilio"} 1.0' in text
     assert 'clientflow_webhook_events_total{kind="inbound_withdrawn",outcome="applied",provider="twilio"} 1.0' in text
     assert 'clientflow_webhook_refusals_total{provider="twilio",reason="unsigned"} 1.0' in text
+    assert 'clientflow_unsettled_sends{channel="sms",older_than_seconds="300"} 1.0' in text
