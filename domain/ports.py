@@ -284,8 +284,11 @@ class DeliveryFeedback(Protocol):
 class UnsettledSends(Protocol):
     """Reconciliation's view of the ledger: entries whose outcome is still not known."""
 
-    async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[LedgerEntry]:
-        """CLAIMED or UNKNOWN entries last changed before ``updated_before``, oldest first, at most ``limit``."""
+    async def unsettled(
+        self, updated_before: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> Sequence[LedgerEntry]:
+        """CLAIMED or UNKNOWN entries last changed before ``updated_before``, ordered by (``updated_at``, ``key``),
+        at most ``limit``; with ``after``, only those ordered after that (updated_at, key) (keyset paging)."""
         ...
 
     async def give_up(self, entry: LedgerEntry, at: datetime) -> bool:

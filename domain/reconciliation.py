@@ -8,7 +8,7 @@ look-up: the Event Webhook settles it (``DeliveryFeedback``); with no event by t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -44,11 +44,16 @@ class UnknownSendReconciler:
     horizon: timedelta = timedelta(hours=24)
     batch: int = 500
 
+    _cursor: tuple[datetime, str] | None = attrs.field(default=None, init=False)
+
     async def run_once(self) -> ReconciliationReport:
-        """Look at up to ``batch`` unsettled entries once; TransientError from the store propagates."""
+        """Look at the next ``batch`` unsettled entries (each pass continues where the last ended, starting over
+        after the newest, so every entry is visited however many wait); TransientError from the store propagates."""
         now = self.clock.now()
         settled = given_up = left = lookups_failed = 0
-        for entry in await self.sends.unsettled(now - self.settle, self.batch):
+        entries = await self.sends.unsettled(now - self.settle, self.batch, self._cursor)
+        self._cursor = (entries[-1].updated_at, entries[-1].key) if len(entries) == self.batch else None
+        for entry in entries:
             if entry.channel is Channel.SMS:
                 try:
                     if await self._settle_sms(entry):

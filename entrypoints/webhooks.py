@@ -18,6 +18,7 @@ from datetime import timedelta
 import structlog
 
 from adapters.health.server import running_health_server
+from adapters.observability.sentry import report_alert
 from adapters.webhooks.server import build_webhooks_app
 from domain.errors import ConfigurationError, TransientError
 from entrypoints.bootstrap import Webhooks, observe, open_webhooks, stop_observing
@@ -46,6 +47,7 @@ async def reconcile_periodically(webhooks: Webhooks, interval_seconds: float, st
             webhooks.metrics.sends_reconciled("given_up", report.given_up)
             if report.given_up:
                 log.error("sends_failed_unconfirmed", count=report.given_up)
+                report_alert(f"{report.given_up} sends failed unconfirmed (never re-sent)", program="webhooks")
             if report.settled or report.left or report.lookups_failed:
                 log.info(
                     "sends_reconciled",

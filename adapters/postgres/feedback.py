@@ -141,12 +141,18 @@ class PostgresDeliveryFeedback:
         status = await self.db.fetchval("select delivery_status from send_ledger where key = $1", key)
         return DeliveryProgress(status) if status is not None else None
 
-    async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[LedgerEntry]:
+    async def unsettled(
+        self, updated_before: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> Sequence[LedgerEntry]:
         rows = await self.db.fetch(
             f"select {_ENTRY_COLUMNS} from send_ledger"  # noqa: S608  # fixed column list
-            " where state in ('claimed', 'unknown') and updated_at < $1 order by updated_at limit $2",
+            " where state in ('claimed', 'unknown') and updated_at < $1"
+            "   and ($3::timestamptz is null or (updated_at, key) > ($3::timestamptz, $4::text))"
+            " order by updated_at, key limit $2",
             updated_before,
             limit,
+            after[0] if after else None,
+            after[1] if after else None,
         )
         return [
             LedgerEntry(

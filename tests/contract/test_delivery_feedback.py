@@ -161,8 +161,10 @@ async def test_unsettled_lists_old_claimed_and_unknown_entries_oldest_first(back
     await backend.ledger.mark_sent("k-sent", "SM1", T0)
     found = await backend.feedback.unsettled(T0 + timedelta(minutes=5), 10)
     limited = await backend.feedback.unsettled(T0 + timedelta(minutes=5), 1)
+    next_page = await backend.feedback.unsettled(T0 + timedelta(minutes=5), 1, (limited[0].updated_at, "k-old"))
     assert [e.key for e in found] == ["k-old", "k-mid"]
     assert [e.key for e in limited] == ["k-old"]
+    assert [e.key for e in next_page] == ["k-mid"]
 
 
 async def test_give_up_is_a_compare_and_set_on_the_entry_as_read(backend: Backend) -> None:

@@ -103,8 +103,17 @@ class InMemoryDeliveryFeedback:
         states = (LedgerState.CLAIMED, LedgerState.UNKNOWN)
         return [row.entry for row in self.ledger.rows.values() if row.entry.state in states]
 
-    async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[LedgerEntry]:
-        found = sorted((e for e in self._unsettled() if e.updated_at < updated_before), key=lambda e: e.updated_at)
+    async def unsettled(
+        self, updated_before: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> Sequence[LedgerEntry]:
+        found = sorted(
+            (
+                e
+                for e in self._unsettled()
+                if e.updated_at < updated_before and (after is None or (e.updated_at, e.key) > after)
+            ),
+            key=lambda e: (e.updated_at, e.key),
+        )
         return found[:limit]
 
     async def give_up(self, entry: LedgerEntry, at: datetime) -> bool:

@@ -156,3 +156,16 @@ async def test_an_unknown_email_waits_for_its_event_until_the_horizon() -> None:
     clock.advance(timedelta(hours=1))
     after = await reconciler.run_once()
     assert (before.left, after.given_up) == (1, 1)
+
+
+async def test_passes_page_through_many_waiting_entries() -> None:
+    """With more unsettled entries than a batch, successive passes visit all of them, then start over."""
+    clock, ledger, _sms, reconciler = reconciler_world(horizon=timedelta(hours=1))
+    reconciler.batch = 2
+    for n in range(3):
+        claim = SendClaim(f"dunning:c-{n}:7:email", OrgId("org-1"), ContactId(f"c-{n}"), Channel.EMAIL,
+                          MessagePurpose.TRANSACTIONAL, EmailAddress("ana@example.com"))  # fmt: skip
+        await ledger.claim(claim, T0 + timedelta(seconds=n))
+    clock.advance(timedelta(minutes=10))
+    visited = [(await reconciler.run_once()).left for _ in range(3)]
+    assert visited == [2, 1, 2]
