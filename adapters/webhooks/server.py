@@ -162,8 +162,10 @@ class WebhookHandlers:
 
     @staticmethod
     def _log_change(change: ConsentChange, applied: int | None) -> None:
+        """``applied``: 1 new, 0 a redelivery, None unknown (a batch reports its total only)."""
+        event = {None: "consent_change_received", 0: "consent_change_repeated"}.get(applied, "consent_changed")
         log.info(
-            "consent_changed" if applied != 0 else "consent_change_repeated",
+            event,
             channel=str(change.channel),
             action=str(change.action),
             reason=str(change.reason) if change.reason else None,

@@ -61,5 +61,5 @@ async def test_webhook_traffic_logs_no_canary(
             pass
     output = log_output.getvalue()
     events_logged = {json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")}
-    assert {"consent_changed", "inbound_sms_ignored", "webhook_refused", "sendgrid_events_applied"} <= events_logged
+    assert {"consent_changed", "consent_change_received", "inbound_sms_ignored", "webhook_refused"} <= events_logged
     assert leaked(output) == []
