@@ -18,9 +18,12 @@ from datetime import timedelta
 import structlog
 
 from adapters.health.server import running_health_server
+from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_alert
 from adapters.webhooks.server import build_webhooks_app
 from domain.errors import ConfigurationError, TransientError
+from domain.ports import UnsettledSends
+from domain.reconciliation import UnknownSendReconciler
 from entrypoints.bootstrap import Webhooks, observe, open_webhooks, stop_observing
 from entrypoints.settings import Settings, SettingsError
 
@@ -32,19 +35,25 @@ UNSETTLED_AGES = (timedelta(minutes=5), timedelta(hours=1), timedelta(hours=6))
 log = structlog.get_logger("entrypoints.webhooks")
 
 
-async def reconcile_periodically(webhooks: Webhooks, interval_seconds: float, stop: asyncio.Event) -> None:
+async def reconcile_periodically(
+    reconciler: UnknownSendReconciler,
+    sends: UnsettledSends,
+    metrics: MetricsRecorder,
+    interval_seconds: float,
+    stop: asyncio.Event,
+) -> None:
     """One reconciliation pass every ``interval_seconds`` until ``stop``; a failed pass is logged and retried."""
     while not stop.is_set():
         try:
-            report = await webhooks.reconciler.run_once()
-            ages = await webhooks.feedback.unsettled_by_age(webhooks.reconciler.clock.now(), UNSETTLED_AGES)
+            report = await reconciler.run_once()
+            ages = await sends.unsettled_by_age(reconciler.clock.now(), UNSETTLED_AGES)
         except TransientError as error:
             log.warning("reconciliation_failed", error=str(error))
         else:
             for (channel, age), count in ages.items():
-                webhooks.metrics.unsettled_sends(str(channel), int(age.total_seconds()), count)
-            webhooks.metrics.sends_reconciled("settled", report.settled)
-            webhooks.metrics.sends_reconciled("given_up", report.given_up)
+                metrics.unsettled_sends(str(channel), int(age.total_seconds()), count)
+            metrics.sends_reconciled("settled", report.settled)
+            metrics.sends_reconciled("given_up", report.given_up)
             if report.given_up:
                 log.error("sends_failed_unconfirmed", count=report.given_up)
                 report_alert(f"{report.given_up} sends failed unconfirmed (never re-sent)", program="webhooks")
@@ -75,7 +84,11 @@ async def serve(webhooks: Webhooks, stop: asyncio.Event) -> None:
         if webhooks.handlers.sendgrid is None:
             log.warning("sendgrid_events_unsigned", hint="set SENDGRID_WEBHOOK_VERIFICATION_KEY")
         tasks = [
-            asyncio.create_task(reconcile_periodically(webhooks, settings.reconcile_interval_seconds, stop)),
+            asyncio.create_task(
+                reconcile_periodically(
+                    webhooks.reconciler, webhooks.feedback, webhooks.metrics, settings.reconcile_interval_seconds, stop
+                )
+            ),
             asyncio.create_task(webhooks.metrics.run(webhooks.redis, stop)),
         ]
         try:
