@@ -43,6 +43,7 @@ class SuppressionReason(enum.StrEnum):
     OPTED_OUT = "opted_out"
     INVALID_NUMBER = "invalid_number"
     BOUNCED = "bounced"
+    SPAM_REPORTED = "spam_reported"
 
 
 class DeliveryError(ClientFlowError):

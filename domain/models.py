@@ -182,7 +182,11 @@ class Enrollment:
 
 
 class DeliveryStatus(enum.StrEnum):
+    """A KPI message count's outcome: sent (the provider took it), delivered (reported delivered), failed (refused,
+    given up, or reported undelivered/failed)."""
+
     SENT = "sent"
+    DELIVERED = "delivered"
     FAILED = "failed"
 
 

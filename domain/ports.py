@@ -8,10 +8,11 @@ connection, timeout) and the delivery errors of ``domain.errors`` for provider a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from domain.errors import SuppressionReason
+from domain.feedback import ConsentChange, DeliveryProgress, DeliveryReport, FeedbackApplied
 from domain.jobs import Job
 from domain.messages import ClaimResult, EmailMessage, LedgerEntry, ProviderReceipt, SendClaim, SmsMessage
 from domain.models import (
@@ -248,4 +249,56 @@ class JobPublisher(Protocol):
         delayed until ``run_at`` when given and in the future. Returns False when a job with that id exists
         already (nothing is added). Raises TransientError when the queue cannot be reached.
         """
+        ...
+
+
+class SuppressionList(Protocol):
+    """Addresses withdrawn from a channel for every org (a STOP, a hard bounce, a spam report)."""
+
+    async def suppression(self, channel: Channel, recipient: PhoneNumber | EmailAddress) -> SuppressionReason | None:
+        """Why ``recipient`` gets nothing on ``channel`` now, or None. Phones compare in E.164, email ignoring case."""
+        ...
+
+
+class DeliveryFeedback(Protocol):
+    """Where the providers' webhooks land: the ledger's delivery progress and the consent changes."""
+
+    async def apply(self, reports: Sequence[DeliveryReport], changes: Sequence[ConsentChange]) -> FeedbackApplied:
+        """Apply everything in one transaction (all or nothing; TransientError when the store cannot be reached).
+
+        A report moves its entry's progress forward only (compare-and-set on the rank: a lower or equal rank, a
+        report for another channel or another provider message id, or an unknown key changes nothing). The first
+        report for a CLAIMED or UNKNOWN entry (or one given up as ``failed_unconfirmed``) settles it to SENT with
+        the report's message id: the provider has the message. A change whose (source, event_id) was applied
+        before changes nothing; WITHDRAWN suppresses the address with the change's reason (keeping an earlier
+        reason); RESTORED lifts an opt-out (every org's, including opt-outs learnt from refused sends), never a
+        bounce or spam report. Every applied change is kept with its time and source.
+        """
+        ...
+
+    async def progress(self, key: str) -> DeliveryProgress | None:
+        """The delivery progress recorded for ``key`` (None: no report yet, or no such entry)."""
+        ...
+
+
+class UnsettledSends(Protocol):
+    """Reconciliation's view of the ledger: entries whose outcome is still not known."""
+
+    async def unsettled(
+        self, updated_before: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> Sequence[LedgerEntry]:
+        """CLAIMED or UNKNOWN entries last changed before ``updated_before``, ordered by (``updated_at``, ``key``),
+        at most ``limit``; with ``after``, only those ordered after that (updated_at, key) (keyset paging)."""
+        ...
+
+    async def give_up(self, entry: LedgerEntry, at: datetime) -> bool:
+        """``entry`` -> FAILED with reason ``failed_unconfirmed``, only if it is still exactly as read (state and
+        ``updated_at``: compare-and-set). Never re-sent afterwards; a later provider report still settles it."""
+        ...
+
+    async def unsettled_by_age(
+        self, now: datetime, ages: Sequence[timedelta]
+    ) -> Mapping[tuple[Channel, timedelta], int]:
+        """For each channel and each of ``ages``: how many CLAIMED or UNKNOWN entries last changed more than that
+        long before ``now`` (every pair present, zero included)."""
         ...

@@ -17,7 +17,7 @@ import attrs
 
 from domain.compose import one_line
 from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppressed
-from domain.errors import InvalidJob, InvalidValue
+from domain.errors import InvalidJob, InvalidValue, SuppressionReason
 from domain.jobs import AppointmentScanJob, ReminderJob, ReminderKind
 from domain.messages import EmailMessage, SendClaim, SmsMessage
 from domain.models import Appointment, AppointmentStatus, Contact, Organization, ReminderCandidate, Template
@@ -183,7 +183,8 @@ class ReminderService:
             if isinstance(result, Postponed):
                 return Deferred(result.until, result.reason)
             if isinstance(result, Suppressed):
-                outcome = Skipped("recipient_suppressed")
+                withdrawn = result.reason is SuppressionReason.OPTED_OUT  # a STOP: the contact's consent is gone
+                outcome = Skipped("consent" if withdrawn else "recipient_suppressed")
             elif isinstance(result, Rejected):
                 outcome = Undeliverable(result.reason, result.code)
                 if result.suppressed is None:

@@ -31,6 +31,7 @@ from adapters.postgres.crm import (
     PostgresOrganizations,
     PostgresTemplates,
 )
+from adapters.postgres.feedback import PostgresDeliveryFeedback
 from adapters.postgres.kpi import PostgresKpiFacts
 from adapters.postgres.ledger import PostgresSendLedger
 from adapters.postgres.migrator import migrate
@@ -44,12 +45,18 @@ from adapters.scheduling.status import ScheduleRunRecorder
 from adapters.sendgrid_email import SendGridEmailSender
 from adapters.template_renderer import PlaceholderTemplateRenderer
 from adapters.twilio_sms import TWILIO_API_BASE_URL, TwilioSmsSender
+from adapters.webhooks.sendgrid import SendGridSignature
+from adapters.webhooks.server import WebhookHandlers
+from adapters.webhooks.twilio import TwilioWebhooks
+from domain.consent import ConsentGatedLedger
 from domain.delivery import Dispatcher
 from domain.dunning import DunningService
+from domain.errors import ConfigurationError
 from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome
 from domain.ports import EmailSender, SmsSender
+from domain.reconciliation import UnknownSendReconciler
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
 from domain.values import EmailAddress
@@ -203,7 +210,8 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         contacts = PostgresContacts(database)
         appointments = PostgresAppointments(database)
         templates = PostgresTemplates(database)
-        ledger = PostgresSendLedger(database)
+        # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
+        ledger = ConsentGatedLedger(PostgresSendLedger(database), PostgresDeliveryFeedback(database))
         renderer = PlaceholderTemplateRenderer()
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
         dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
@@ -272,3 +280,74 @@ async def worker_components(
             yield worker_config(settings, queue), system.handlers(queue), system.metrics, system.schedules
     finally:
         stop_observing()
+
+
+@attrs.define
+class Webhooks:
+    """What ``python -m entrypoints.webhooks`` runs: the request handlers, the reconciler of unsettled sends, the
+    store they share and the process's metrics (flushed to ``redis``)."""
+
+    settings: Settings
+    handlers: WebhookHandlers
+    reconciler: UnknownSendReconciler
+    feedback: PostgresDeliveryFeedback
+    metrics: MetricsRecorder
+    redis: redis_asyncio.Redis
+
+
+def webhooks_problem(settings: Settings) -> str | None:
+    """Why the webhooks program cannot run with these settings (one line naming the setting), or None."""
+    if settings.twilio_configured and not settings.webhooks_public_url:
+        return "WEBHOOKS_PUBLIC_URL is required with Twilio (request signatures are checked against it)"
+    if settings.production and settings.sendgrid_configured and not settings.sendgrid_webhook_verification_key:
+        return "SENDGRID_WEBHOOK_VERIFICATION_KEY is required in production (unsigned events are refused)"
+    if settings.sendgrid_webhook_verification_key:
+        try:
+            SendGridSignature(settings.sendgrid_webhook_verification_key, settings.webhooks_max_age_seconds)
+        except (ValueError, TypeError):
+            return "SENDGRID_WEBHOOK_VERIFICATION_KEY is not a base64 ECDSA public key"
+    return None
+
+
+@asynccontextmanager
+async def open_webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
+    """Open the webhooks program's adapters (migrating first), yield them wired, close all in reverse.
+
+    Raises ConfigurationError naming the setting when ``webhooks_problem`` finds one.
+    """
+    problem = webhooks_problem(settings)
+    if problem is not None:
+        raise ConfigurationError(problem)
+    async with AsyncExitStack() as stack:
+        clock = SystemClock()
+        await migrate(settings.database_url)
+        database = await PostgresDatabase.connect(settings.database_url)
+        stack.push_async_callback(database.close)
+        redis = open_redis(redis_settings(settings))
+        stack.push_async_callback(close_redis, redis)
+        metrics = MetricsRecorder(settings.bullmq_prefix)
+        sms, _email, closers = _senders(settings, database, redis, clock, metrics)
+        for close in closers:
+            stack.push_async_callback(close)
+        feedback = PostgresDeliveryFeedback(database)
+        twilio = None
+        if settings.twilio_auth_token and settings.webhooks_public_url:
+            twilio = TwilioWebhooks(settings.twilio_auth_token, settings.webhooks_public_url)
+        key = settings.sendgrid_webhook_verification_key
+        handlers = WebhookHandlers(
+            feedback=feedback,
+            clock=clock,
+            twilio=twilio,
+            sendgrid=SendGridSignature(key, settings.webhooks_max_age_seconds) if key else None,
+            max_body_bytes=settings.webhooks_max_body_bytes,
+            metrics=metrics,
+        )
+        reconciler = UnknownSendReconciler(
+            sends=feedback,
+            feedback=feedback,
+            sms=sms,
+            clock=clock,
+            settle=timedelta(seconds=settings.send_settle_seconds),
+            horizon=timedelta(hours=settings.send_unconfirmed_after_hours),
+        )
+        yield Webhooks(settings, handlers, reconciler, feedback, metrics, redis)

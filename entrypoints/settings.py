@@ -94,6 +94,16 @@ class Settings:
     snapshot_cron: str = "0 * * * *"
     schedule_tz: str = "UTC"
 
+    # --- delivery webhooks (issue 17): the `webhooks` program and reconciliation of unsettled sends ---
+    webhooks_host: str = "127.0.0.1"  # loopback: the operator's HTTPS proxy forwards to it
+    webhooks_port: int = 9465
+    webhooks_public_url: str | None = None  # the URL Twilio calls (signatures are computed over it)
+    sendgrid_webhook_verification_key: str | None = attrs.field(default=None, repr=False)  # base64 ECDSA public key
+    webhooks_max_body_bytes: int = 1_048_576  # larger requests are refused with 413
+    webhooks_max_age_seconds: float = 300.0  # how far SendGrid's signed timestamp may be from now
+    reconcile_interval_seconds: float = 60.0  # how often unsettled sends are reconciled
+    send_unconfirmed_after_hours: float = 24.0  # still unsettled this long after the claim -> failed_unconfirmed
+
     @property
     def production(self) -> bool:
         return self.node_env == "production"
@@ -165,6 +175,15 @@ class Settings:
             scan_cron=_opt(env, "SCAN_CRON") or "0 * * * *",
             snapshot_cron=_opt(env, "SNAPSHOT_CRON") or "0 * * * *",
             schedule_tz=_opt(env, "SCHEDULE_TZ") or "UTC",
+            # delivery webhooks (issue 17)
+            webhooks_host=_opt(env, "WEBHOOKS_HOST") or "127.0.0.1",
+            webhooks_port=_int(env, "WEBHOOKS_PORT", 9465, minimum=1),
+            webhooks_public_url=_opt(env, "WEBHOOKS_PUBLIC_URL"),
+            sendgrid_webhook_verification_key=_opt(env, "SENDGRID_WEBHOOK_VERIFICATION_KEY"),
+            webhooks_max_body_bytes=_int(env, "WEBHOOKS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            webhooks_max_age_seconds=_float(env, "WEBHOOKS_MAX_AGE_SECONDS", 300.0, minimum=1.0),
+            reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0, minimum=1.0),
+            send_unconfirmed_after_hours=_float(env, "SEND_UNCONFIRMED_AFTER_HOURS", 24.0, minimum=1.0),
         )
         settings.check()
         return settings

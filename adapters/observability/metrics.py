@@ -89,8 +89,8 @@ def _provider_messages_field(provider: str, channel: str, outcome: str, error_co
 
 
 @functools.lru_cache(maxsize=_FIELD_CACHE_SIZE)
-def _sms_segments_field(provider: str, encoding: str) -> str:
-    return _field("sms_segments_total", {"provider": _label_value(provider), "encoding": _label_value(encoding)})
+def _counter_field(metric: str, labels: tuple[tuple[str, str], ...]) -> str:
+    return _field(metric, {key: _label_value(value) for key, value in labels})
 
 
 @attrs.define
@@ -99,6 +99,7 @@ class MetricsRecorder:
 
     prefix: str
     _pending: defaultdict[str, float] = attrs.field(factory=lambda: defaultdict(float), init=False)
+    _gauges: dict[str, float] = attrs.field(factory=dict, init=False)  # latest values, written whole (HSET)
 
     def _observe(self, metric: str, queue: str, job_name: str, seconds: float) -> None:
         fields = _histogram_fields(metric, queue, job_name)
@@ -127,21 +128,47 @@ class MetricsRecorder:
 
     def sms_segments(self, provider: str, encoding: str, segments: int) -> None:
         """An SMS the provider accepted: the segments it bills (domain/sms.py), by encoding (``gsm7``, ``ucs2``)."""
-        self._pending[_sms_segments_field(provider, encoding)] += float(segments)
+        labels = (("provider", provider), ("encoding", encoding))
+        self._pending[_counter_field("sms_segments_total", labels)] += float(segments)
+
+    def webhook_event(self, provider: str, kind: str, outcome: str) -> None:
+        """One webhook event handled. ``kind``: the provider's status or event name (``other`` beyond its documented
+        list); ``outcome``: applied, unchanged, ignored or received (a SendGrid batch's events)."""
+        labels = (("provider", provider), ("kind", kind), ("outcome", outcome))
+        self._pending[_counter_field("webhook_events_total", labels)] += 1.0
+
+    def webhook_refused(self, provider: str, reason: str) -> None:
+        """One webhook request refused: unsigned, bad_signature, stale_timestamp, too_large, not_configured ..."""
+        self._pending[_counter_field("webhook_refusals_total", (("provider", provider), ("reason", reason)))] += 1.0
+
+    def sends_reconciled(self, outcome: str, count: int) -> None:
+        """Unsettled sends looked at by reconciliation. ``outcome``: settled, given_up (failed_unconfirmed: alert)."""
+        if count:
+            self._pending[_counter_field("reconciled_sends_total", (("outcome", outcome),))] += float(count)
+
+    def unsettled_sends(self, channel: str, older_than_seconds: int, count: int) -> None:
+        """Gauge: ledger entries of ``channel`` still claimed/unknown ``older_than_seconds`` after their last change
+        (one process, the webhooks program, sets it)."""
+        labels = (("channel", channel), ("older_than_seconds", str(older_than_seconds)))
+        self._gauges[_counter_field("unsettled_sends", labels)] = float(count)
 
     async def flush(self, client: aioredis.Redis) -> None:
-        """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
+        """Add the pending deltas (and set the gauges) in Redis; on failure they stay pending for the next flush."""
         pending, self._pending = self._pending, defaultdict(float)
-        if not pending:
+        gauges, self._gauges = self._gauges, {}
+        if not pending and not gauges:
             return
         try:
             async with client.pipeline(transaction=False) as pipe:
                 for field, amount in pending.items():
                     pipe.hincrbyfloat(recorded_metrics_key(self.prefix), field, amount)
+                for field, value in gauges.items():
+                    pipe.hset(recorded_metrics_key(self.prefix), field, value)
                 await pipe.execute()
         except Exception:
             for field, amount in pending.items():
                 self._pending[field] += amount
+            self._gauges = {**gauges, **self._gauges}
             raise
 
     async def run(self, client: aioredis.Redis, stop: asyncio.Event, interval_seconds: float = 5.0) -> None:
@@ -300,6 +327,9 @@ class _SnapshotCollector(Collector):
             ("jobs_total", "Job attempts by outcome"),
             ("provider_messages_total", "Messages handed to providers by outcome and error code"),
             ("sms_segments_total", "SMS segments the providers accepted (what they bill), by encoding"),
+            ("webhook_events_total", "Provider webhook events by provider, kind and outcome"),
+            ("webhook_refusals_total", "Webhook requests refused (signature, age, size) by provider and reason"),
+            ("reconciled_sends_total", "Unsettled sends settled from the provider or given up (failed_unconfirmed)"),
         ):
             samples = by_metric.get(counter, [])
             label_names = [name for name, _ in samples[0].labels] if samples else []
@@ -307,6 +337,16 @@ class _SnapshotCollector(Collector):
             for sample in samples:
                 family.add_metric([value for _, value in sample.labels], sample.value)
             yield family
+        unsettled = GaugeMetricFamily(
+            f"{NAMESPACE}_unsettled_sends",
+            "Sends still claimed/unknown longer than older_than_seconds, per channel (reconciliation)",
+            labels=["channel", "older_than_seconds"],
+        )
+        for sample in by_metric.get("unsettled_sends", []):
+            unsettled.add_metric(
+                [dict(sample.labels)["channel"], dict(sample.labels)["older_than_seconds"]], sample.value
+            )
+        yield unsettled
         for histogram, help_text in (
             ("job_wait_seconds", "Time from added to started"),
             ("job_run_seconds", "Time an attempt ran"),

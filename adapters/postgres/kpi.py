@@ -57,10 +57,16 @@ outstanding as (
        and (i.closed_at is null or i.closed_at >= $3)
 ),
 messages as (
-    select coalesce(jsonb_object_agg(channel || ':' || state, n), '{}'::jsonb)::text as counts
-      from (select channel, state, count(*) as n from send_ledger
-             where org_id = $1 and claimed_at >= $2 and claimed_at < $3 and state in ('sent', 'failed')
-             group by channel, state) per_channel
+    -- sent/failed: the send's own outcome (state); delivered/failed: what the provider reported afterwards
+    -- (delivery_status, issue 17). A sent message later undelivered counts as sent and as failed.
+    select coalesce(jsonb_object_agg(channel || ':' || outcome, n), '{}'::jsonb)::text as counts
+      from (select l.channel, o.outcome, count(*) as n
+              from send_ledger l,
+                   lateral (values (case l.state when 'sent' then 'sent' when 'failed' then 'failed' end),
+                                   (case l.delivery_status when 'delivered' then 'delivered'
+                                         when 'undelivered' then 'failed' when 'failed' then 'failed' end)) o(outcome)
+             where l.org_id = $1 and l.claimed_at >= $2 and l.claimed_at < $3 and o.outcome is not null
+             group by l.channel, o.outcome) per_channel
 ),
 enrollments as (
     select count(*) filter (where enrolled_at >= $2 and enrolled_at < $3) as started,

@@ -23,6 +23,7 @@ from adapters.postgres import (
     PostgresSnapshotStore,
     PostgresTemplates,
 )
+from adapters.postgres.feedback import PostgresDeliveryFeedback
 from adapters.postgres.rows import dunning_policy_json
 from domain.models import Appointment, Contact, Enrollment, Organization, Template
 from domain.models import Sequence as NurtureSequence
@@ -49,6 +50,7 @@ from tests.fakes import (
     InMemorySnapshotStore,
     InMemoryTemplates,
 )
+from tests.fakes.feedback import InMemoryDeliveryFeedback
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -111,10 +113,12 @@ class FakeBackend:
     enrollments: InMemoryNurtureEnrollments = attrs.Factory(InMemoryNurtureEnrollments)
     kpi: FakeKpiFactsSource = attrs.Factory(FakeKpiFactsSource)
     snapshots: InMemorySnapshotStore = attrs.Factory(InMemorySnapshotStore)
+    feedback: InMemoryDeliveryFeedback = attrs.field(init=False)
     seed: FakeSeed = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.appointments = InMemoryAppointments(self.organizations, self.contacts)
+        self.feedback = InMemoryDeliveryFeedback(self.ledger)
         self.seed = FakeSeed(self)
 
 
@@ -270,6 +274,7 @@ class PostgresBackend:
     enrollments: NurtureEnrollments = attrs.field(init=False)
     kpi: KpiFactsSource = attrs.field(init=False)
     snapshots: SnapshotStore = attrs.field(init=False)
+    feedback: PostgresDeliveryFeedback = attrs.field(init=False)
     seed: PostgresSeed = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -282,6 +287,7 @@ class PostgresBackend:
         self.enrollments = PostgresNurtureEnrollments(self.db)
         self.kpi = PostgresKpiFacts(self.db)
         self.snapshots = PostgresSnapshotStore(self.db)
+        self.feedback = PostgresDeliveryFeedback(self.db)
         self.seed = PostgresSeed(self.db)
 
 

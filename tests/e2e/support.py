@@ -32,6 +32,7 @@ from adapters.postgres.migrator import migrate
 from tests.fakeservers.providers import Providers as FakeProviders
 from tests.fakeservers.scripted import ScriptedServer
 from tests.fakeservers.sentry import FakeSentry
+from tests.fakeservers.webhook_signing import SendGridKeys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODE_CLI = ROOT / "tests" / "node" / "bullmq_cli.js"
@@ -39,7 +40,9 @@ LINKED = (".venv", "domain", "adapters", "entrypoints", "scripts")
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TWILIO_FROM = "+15005550006"
 SENDGRID_FROM = "reminders@clinic.example.com"
-STATUS_CALLBACK = "https://hooks.clinic.example.com/twilio/status"
+WEBHOOKS_PUBLIC_URL = "https://hooks.clinic.example.com"
+STATUS_CALLBACK = f"{WEBHOOKS_PUBLIC_URL}/webhooks/twilio/status"
+SENDGRID_WEBHOOK_KEYS = SendGridKeys()  # the test key pair SendGrid would sign its Event Webhook with
 WORKER_PROGRAMS = ("worker-reminders", "worker-nurture", "worker-dunning", "worker-snapshots")
 
 
@@ -138,7 +141,9 @@ def system_env(providers: Providers, database_url: str, prefix: str, **overrides
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("CF_", "TWILIO_", "SENDGRID_", "REDIS_", "BULLMQ_", "SENTRY_", "OTEL_", "HEALTH_"))
+        if not key.startswith(
+            ("CF_", "TWILIO_", "SENDGRID_", "REDIS_", "BULLMQ_", "SENTRY_", "OTEL_", "HEALTH_", "WEBHOOKS_")
+        )
     }
     env.update(
         {
@@ -172,6 +177,9 @@ def system_env(providers: Providers, database_url: str, prefix: str, **overrides
             "EMAIL_PER_SECOND": "200",
             "HEALTH_HOST": "127.0.0.1",
             "HEALTH_PORT": str(free_port()),
+            "WEBHOOKS_PORT": str(free_port()),
+            "WEBHOOKS_PUBLIC_URL": WEBHOOKS_PUBLIC_URL,
+            "SENDGRID_WEBHOOK_VERIFICATION_KEY": SENDGRID_WEBHOOK_KEYS.public_key,
         }
     )
     env.update(overrides)

@@ -212,10 +212,13 @@ async def test_retry_after_an_opt_out_does_not_add_an_email() -> None:
 
 
 async def test_suppressed_sms_without_email_is_skipped() -> None:
-    """A suppressed phone number and no email address: skipped as suppressed."""
+    """A phone number that opted out and no email address: skipped for consent; an invalid one as suppressed."""
     world = _world(email=None)
     await world.ledger.suppress(ORG, Channel.SMS, PhoneNumber("+14155550100"), SuppressionReason.OPTED_OUT, NOW)
-    assert await world.service.process(_job()) == Skipped("recipient_suppressed")
+    assert await world.service.process(_job()) == Skipped("consent")
+    invalid = _world(email=None)
+    await invalid.ledger.suppress(ORG, Channel.SMS, PhoneNumber("+14155550100"), SuppressionReason.INVALID_NUMBER, NOW)
+    assert await invalid.service.process(_job()) == Skipped("recipient_suppressed")
 
 
 async def test_provider_opt_out_rejection_falls_back_to_email() -> None:

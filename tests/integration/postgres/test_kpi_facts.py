@@ -122,3 +122,17 @@ async def test_the_next_day_sees_its_own_rows(db: PostgresDatabase, seed: Postgr
     assert (facts.appointments_booked, facts.appointments_no_show) == (1, 1)
     assert facts.new_contacts == 1
     assert facts.enrollments_completed == 1
+
+
+async def test_delivery_reports_count_as_delivered_and_failed(db: PostgresDatabase, seed: PostgresSeed) -> None:
+    """A sent SMS reported delivered counts sent and delivered; one reported undelivered counts sent and failed."""
+    await seed.org(org("org-1"))
+    for key, status in (("k-delivered", "delivered"), ("k-undelivered", "undelivered"), ("k-accepted", "accepted")):
+        await _ledger_row(db, key, "c-1", "sms", "sent", START + HOUR)
+        await db.execute("update send_ledger set delivery_status = $2 where key = $1", key, status)
+    facts = await PostgresKpiFacts(db).facts(org("org-1"), START, END)
+    assert facts.messages == {
+        (Channel.SMS, DeliveryStatus.SENT): 3,
+        (Channel.SMS, DeliveryStatus.DELIVERED): 1,
+        (Channel.SMS, DeliveryStatus.FAILED): 1,
+    }

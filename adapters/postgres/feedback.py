@@ -1,0 +1,197 @@
+"""Delivery feedback in Postgres: the ledger's forward-only delivery progress, address-wide suppressions with their
+consent history, and reconciliation's view of unsettled sends (migration 0020).
+
+Every ledger move here is one conditional statement naming what it may leave (compare-and-set), separate from the
+send path's own moves in ``ledger.py``: a report raises ``delivery_status`` only to a higher rank, and settles a
+CLAIMED/UNKNOWN entry to SENT; giving up matches the entry exactly as read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import attrs
+
+from adapters.postgres.ledger import suppression_address
+from adapters.postgres.pool import PostgresDatabase
+from domain.errors import SuppressionReason
+from domain.feedback import ConsentAction, ConsentChange, DeliveryProgress, DeliveryReport, FeedbackApplied
+from domain.messages import LedgerEntry, LedgerState
+from domain.reconciliation import FAILED_UNCONFIRMED
+from domain.values import Channel, EmailAddress, PhoneNumber
+
+if TYPE_CHECKING:
+    from adapters.postgres.pool import Connection
+
+_STATUS_RANK_SQL = (
+    "case l.delivery_status when 'accepted' then 1 when 'sent' then 2"
+    " when 'delivered' then 3 when 'undelivered' then 3 when 'failed' then 3 else 0 end"
+)
+_SETTLES_SQL = f"(l.state in ('claimed', 'unknown') or (l.state = 'failed' and l.reason = '{FAILED_UNCONFIRMED}'))"
+
+# $1..$7: parallel arrays of the reports. Of several reports for one key in a batch the highest rank wins (the
+# first of equals), so a batch moves each entry once, exactly as the reports applied one by one would.
+_APPLY_REPORTS_SQL = f"""
+with incoming as (
+    select distinct on (key) key, channel, status, rank, at, message_id, error_code
+      from unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::text[])
+           with ordinality as i(key, channel, status, rank, at, message_id, error_code, n)
+     order by key, rank desc, n
+)
+update send_ledger l
+   set delivery_status = i.status,
+       delivery_error_code = i.error_code,
+       delivery_reported_at = i.at,
+       state = case when {_SETTLES_SQL} then 'sent' else l.state end,
+       updated_at = case when {_SETTLES_SQL} then i.at else l.updated_at end,
+       provider_message_id = coalesce(l.provider_message_id, i.message_id)
+  from incoming i
+ where l.key = i.key
+   and l.channel = i.channel
+   and (l.state <> 'failed' or l.reason = '{FAILED_UNCONFIRMED}')
+   and (l.provider_message_id is null or i.message_id is null or l.provider_message_id = i.message_id)
+   and {_STATUS_RANK_SQL} < i.rank
+returning l.key
+"""  # noqa: S608  # fixed SQL fragments, every value a parameter
+
+_ENTRY_COLUMNS = "key, channel, state, claimed_at, updated_at, provider_message_id, reason"
+
+
+@attrs.define
+class PostgresDeliveryFeedback:
+    """Implements ``SuppressionList``, ``DeliveryFeedback`` and ``UnsettledSends`` on one database."""
+
+    db: PostgresDatabase
+
+    async def suppression(self, channel: Channel, recipient: PhoneNumber | EmailAddress) -> SuppressionReason | None:
+        reason = await self.db.fetchval(
+            "select reason from address_suppressions where channel = $1 and address = $2",
+            channel.value,
+            suppression_address(recipient),
+        )
+        return SuppressionReason(reason) if reason is not None else None
+
+    async def apply(self, reports: Sequence[DeliveryReport], changes: Sequence[ConsentChange]) -> FeedbackApplied:
+        if not changes:  # one statement is one transaction already: spare the BEGIN/COMMIT round trips
+            async with self.db.connection() as connection:
+                return FeedbackApplied(
+                    reports=await self._apply_reports(connection, reports) if reports else 0, consent_changes=0
+                )
+        async with self.db.transaction() as connection:
+            moved = await self._apply_reports(connection, reports) if reports else 0
+            applied = 0
+            for change in changes:
+                applied += await self._apply_change(connection, change)
+        return FeedbackApplied(reports=moved, consent_changes=applied)
+
+    @staticmethod
+    async def _apply_reports(connection: Connection, reports: Sequence[DeliveryReport]) -> int:
+        rows = await connection.fetch(
+            _APPLY_REPORTS_SQL,
+            [r.ledger_key for r in reports],
+            [r.channel.value for r in reports],
+            [r.progress.value for r in reports],
+            [r.progress.rank for r in reports],
+            [r.at for r in reports],
+            [r.provider_message_id for r in reports],
+            [r.error_code for r in reports],
+        )
+        return len(rows)
+
+    @staticmethod
+    async def _apply_change(connection: Connection, change: ConsentChange) -> int:
+        address = suppression_address(change.recipient)
+        recorded = await connection.fetchval(
+            "insert into consent_changes (channel, address, action, reason, source, event_id, changed_at)"
+            " values ($1, $2, $3, $4, $5, $6, $7) on conflict (source, event_id) do nothing returning true",
+            change.channel.value,
+            address,
+            change.action.value,
+            change.reason.value if change.reason else None,
+            change.source,
+            change.event_id,
+            change.at,
+        )
+        if not recorded:
+            return 0
+        if change.action is ConsentAction.WITHDRAWN:
+            assert change.reason is not None  # ConsentChange's rule: a withdrawal names its reason
+            await connection.execute(
+                "insert into address_suppressions (channel, address, reason, source, suppressed_at)"
+                " values ($1, $2, $3, $4, $5) on conflict (channel, address) do nothing",
+                change.channel.value,
+                address,
+                change.reason.value,
+                change.source,
+                change.at,
+            )
+        else:
+            for table in ("address_suppressions", "suppressions"):
+                await connection.execute(
+                    f"delete from {table} where channel = $1 and address = $2 and reason = $3",  # noqa: S608
+                    change.channel.value,
+                    address,
+                    SuppressionReason.OPTED_OUT.value,
+                )
+        return 1
+
+    async def progress(self, key: str) -> DeliveryProgress | None:
+        status = await self.db.fetchval("select delivery_status from send_ledger where key = $1", key)
+        return DeliveryProgress(status) if status is not None else None
+
+    async def unsettled(
+        self, updated_before: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> Sequence[LedgerEntry]:
+        rows = await self.db.fetch(
+            f"select {_ENTRY_COLUMNS} from send_ledger"  # noqa: S608  # fixed column list
+            " where state in ('claimed', 'unknown') and updated_at < $1"
+            "   and ($3::timestamptz is null or (updated_at, key) > ($3::timestamptz, $4::text))"
+            " order by updated_at, key limit $2",
+            updated_before,
+            limit,
+            after[0] if after else None,
+            after[1] if after else None,
+        )
+        return [
+            LedgerEntry(
+                key=row["key"],
+                channel=Channel(row["channel"]),
+                state=LedgerState(row["state"]),
+                claimed_at=row["claimed_at"],
+                updated_at=row["updated_at"],
+                provider_message_id=row["provider_message_id"],
+                reason=row["reason"],
+            )
+            for row in rows
+        ]
+
+    async def give_up(self, entry: LedgerEntry, at: datetime) -> bool:
+        moved = await self.db.fetchval(
+            "update send_ledger set state = 'failed', reason = $4, updated_at = $5"
+            " where key = $1 and state = $2 and updated_at = $3 and state in ('claimed', 'unknown') returning true",
+            entry.key,
+            entry.state.value,
+            entry.updated_at,
+            FAILED_UNCONFIRMED,
+            at,
+        )
+        return bool(moved)
+
+    async def unsettled_by_age(
+        self, now: datetime, ages: Sequence[timedelta]
+    ) -> Mapping[tuple[Channel, timedelta], int]:
+        rows = await self.db.fetch(
+            "select l.channel, a.n as age_index, count(*) as count"
+            "  from send_ledger l, unnest($2::float8[]) with ordinality as a(seconds, n)"
+            " where l.state in ('claimed', 'unknown')"
+            "   and l.updated_at < $1::timestamptz - make_interval(secs => a.seconds)"
+            " group by l.channel, a.n",
+            now,
+            [age.total_seconds() for age in ages],
+        )
+        counts = {(channel, age): 0 for channel in Channel for age in ages}
+        for row in rows:
+            counts[(Channel(row["channel"]), ages[row["age_index"] - 1])] = row["count"]
+        return counts

@@ -1,0 +1,1 @@
+"""The providers' webhooks: Twilio status callbacks and inbound SMS, SendGrid's Event Webhook (aiohttp)."""
