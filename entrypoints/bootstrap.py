@@ -49,7 +49,7 @@ from domain.dunning import DunningService
 from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome
-from domain.ports import EmailSender, SmsSender
+from domain.ports import Clock, EmailSender, JobPublisher, SmsSender
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
 from domain.values import EmailAddress
@@ -112,24 +112,90 @@ class System:
     dunning: DunningService
     snapshots: SnapshotService
     recorder: ScheduleRunRecorder
+    sms: SmsSender
+    """The SMS sender the services use (dry runs ask it whether an unsettled message went out)."""
 
     def handlers(self, queue: QueueName) -> Mapping[JobName, Handler]:
         """The handlers of one queue's jobs; scheduled jobs record their runs for the status endpoints."""
         scan = self.recorder.wrap(find_schedule(self.schedules, "scan-appointments"), self.reminders.scan)
         fan_out = self.recorder.wrap(find_schedule(self.schedules, "fan-out-snapshots"), self.snapshots.fan_out)
-        by_queue: dict[QueueName, dict[JobName, Handler]] = {
-            QueueName.REMINDERS: {
-                JobName.REMINDER: _handler(self.reminders.process),
-                JobName.SCAN_APPOINTMENTS: _handler(scan),
-            },
-            QueueName.NURTURE: {JobName.NURTURE: _handler(self.nurture.process)},
-            QueueName.DUNNING: {JobName.DUNNING: _handler(self.dunning.process)},
-            QueueName.SNAPSHOTS: {
-                JobName.SNAPSHOT: _handler(self.snapshots.compute),
-                JobName.FAN_OUT_SNAPSHOTS: _handler(fan_out),
-            },
-        }
-        return by_queue[queue]
+        return _handlers_by_queue(self.services, _handler(scan), _handler(fan_out))[queue]
+
+    @property
+    def services(self) -> Services:
+        return Services(self.reminders, self.nurture, self.dunning, self.snapshots)
+
+
+@attrs.frozen
+class Services:
+    """The domain services of one wiring (real, or a dry run's)."""
+
+    reminders: ReminderService
+    nurture: NurtureService
+    dunning: DunningService
+    snapshots: SnapshotService
+
+
+def _handlers_by_queue(services: Services, scan: Handler, fan_out: Handler) -> dict[QueueName, dict[JobName, Handler]]:
+    return {
+        QueueName.REMINDERS: {
+            JobName.REMINDER: _handler(services.reminders.process),
+            JobName.SCAN_APPOINTMENTS: scan,
+        },
+        QueueName.NURTURE: {JobName.NURTURE: _handler(services.nurture.process)},
+        QueueName.DUNNING: {JobName.DUNNING: _handler(services.dunning.process)},
+        QueueName.SNAPSHOTS: {
+            JobName.SNAPSHOT: _handler(services.snapshots.compute),
+            JobName.FAN_OUT_SNAPSHOTS: fan_out,
+        },
+    }
+
+
+def build_services(
+    settings: Settings,
+    database: PostgresDatabase,
+    sms: SmsSender,
+    email: EmailSender,
+    publisher: JobPublisher,
+    clock: Clock,
+) -> Services:
+    """Wire the domain services to these edges: the one place a service is built (real runs and dry runs)."""
+    organizations = PostgresOrganizations(database)
+    contacts = PostgresContacts(database)
+    appointments = PostgresAppointments(database)
+    templates = PostgresTemplates(database)
+    ledger = PostgresSendLedger(database)
+    renderer = PlaceholderTemplateRenderer()
+    dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
+    return Services(
+        reminders=ReminderService(
+            appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
+        ),
+        nurture=NurtureService(
+            PostgresNurtureEnrollments(database),
+            contacts,
+            organizations,
+            appointments,
+            templates,
+            renderer,
+            ledger,
+            dispatcher,
+            publisher,
+            clock,
+        ),
+        dunning=DunningService(
+            contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock
+        ),
+        snapshots=SnapshotService(
+            organizations, PostgresKpiFacts(database), PostgresSnapshotStore(database), clock, publisher
+        ),
+    )
+
+
+def dry_run_handlers(services: Services, queue: QueueName) -> Mapping[JobName, Handler]:
+    """One queue's handlers for a dry run: the services themselves, with no schedule status recorded."""
+    scan, fan_out = _handler(services.reminders.scan), _handler(services.snapshots.fan_out)
+    return _handlers_by_queue(services, scan, fan_out)[queue]
 
 
 def _senders(
@@ -199,14 +265,8 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         for close in closers:
             stack.push_async_callback(close)
 
-        organizations = PostgresOrganizations(database)
-        contacts = PostgresContacts(database)
-        appointments = PostgresAppointments(database)
-        templates = PostgresTemplates(database)
-        ledger = PostgresSendLedger(database)
-        renderer = PlaceholderTemplateRenderer()
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
-        dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
+        services = build_services(settings, database, sms, email, publisher, clock)
         schedules = define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz)
         yield System(
             settings=settings,
@@ -214,28 +274,12 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
             redis=redis,
             schedules=schedules,
             metrics=metrics,
-            reminders=ReminderService(
-                appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
-            ),
-            nurture=NurtureService(
-                PostgresNurtureEnrollments(database),
-                contacts,
-                organizations,
-                appointments,
-                templates,
-                renderer,
-                ledger,
-                dispatcher,
-                publisher,
-                clock,
-            ),
-            dunning=DunningService(
-                contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock
-            ),
-            snapshots=SnapshotService(
-                organizations, PostgresKpiFacts(database), PostgresSnapshotStore(database), clock, publisher
-            ),
+            reminders=services.reminders,
+            nurture=services.nurture,
+            dunning=services.dunning,
+            snapshots=services.snapshots,
             recorder=ScheduleRunRecorder(redis, settings.bullmq_prefix, clock),
+            sms=sms,
         )
 
 
