@@ -94,9 +94,11 @@ class Settings:
 
     # -- operations (issue 18): queue maintenance and dead-letter retention; one block until the typed declaration
     maintenance_cron: str = "15 * * * *"  # MAINTENANCE_CRON: the queue maintenance schedule (in SCHEDULE_TZ)
-    completed_jobs_max_age_hours: float = 48.0  # COMPLETED_JOBS_MAX_AGE_HOURS: completed jobs kept this long
-    failed_jobs_max_age_hours: float = 336.0  # FAILED_JOBS_MAX_AGE_HOURS: failed jobs kept this long (14 days)
-    finished_jobs_max_count: int = 10_000  # FINISHED_JOBS_MAX_COUNT: at most this many completed (and failed) per queue
+    completed_jobs_max_age_hours: float = 48.0  # MAINTENANCE_COMPLETED_MAX_AGE_HOURS: completed jobs kept this long
+    failed_jobs_max_age_hours: float = 336.0  # MAINTENANCE_FAILED_MAX_AGE_HOURS: failed jobs kept this long (14 days)
+    finished_jobs_max_count: int = (
+        10_000  # MAINTENANCE_FINISHED_MAX_COUNT: at most this many completed (and failed) per queue
+    )
     dead_letter_retention_days: float = 30.0  # DEAD_LETTER_RETENTION_DAYS: dead letters kept this long
 
     @property
@@ -170,9 +172,9 @@ class Settings:
             snapshot_cron=_opt(env, "SNAPSHOT_CRON") or "0 * * * *",
             schedule_tz=_opt(env, "SCHEDULE_TZ") or "UTC",
             maintenance_cron=_opt(env, "MAINTENANCE_CRON") or "15 * * * *",
-            completed_jobs_max_age_hours=_float(env, "COMPLETED_JOBS_MAX_AGE_HOURS", 48.0, minimum=1.0),
-            failed_jobs_max_age_hours=_float(env, "FAILED_JOBS_MAX_AGE_HOURS", 336.0, minimum=1.0),
-            finished_jobs_max_count=_int(env, "FINISHED_JOBS_MAX_COUNT", 10_000, minimum=100),
+            completed_jobs_max_age_hours=_float(env, "MAINTENANCE_COMPLETED_MAX_AGE_HOURS", 48.0, minimum=1.0),
+            failed_jobs_max_age_hours=_float(env, "MAINTENANCE_FAILED_MAX_AGE_HOURS", 336.0, minimum=1.0),
+            finished_jobs_max_count=_int(env, "MAINTENANCE_FINISHED_MAX_COUNT", 10_000, minimum=100),
             dead_letter_retention_days=_float(env, "DEAD_LETTER_RETENTION_DAYS", 30.0, minimum=1.0),
         )
         settings.check()
