@@ -15,6 +15,7 @@ import redis.asyncio as redis_asyncio
 import structlog
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
+from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
 from adapters.bullmq.publisher import BullmqJobPublisher, Retention
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
@@ -39,7 +40,7 @@ from adapters.postgres.pool import PostgresDatabase
 from adapters.postgres.snapshots import PostgresSnapshotStore
 from adapters.rate_limit import RedisRateLimiter
 from adapters.scheduling.cron import install_zoned_repeat_strategy
-from adapters.scheduling.schedules import Schedule, define_schedules, find_schedule, sync_schedules
+from adapters.scheduling.schedules import OWNED_QUEUES, Schedule, define_schedules, find_schedule, sync_schedules
 from adapters.scheduling.status import ScheduleRunRecorder
 from adapters.sendgrid_email import SendGridEmailSender
 from adapters.template_renderer import PlaceholderTemplateRenderer
@@ -48,7 +49,7 @@ from domain.delivery import Dispatcher
 from domain.dunning import DunningService
 from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
-from domain.outcomes import Outcome
+from domain.outcomes import Outcome, Skipped
 from domain.ports import Clock, EmailSender, JobPublisher, SmsSender
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
@@ -114,12 +115,14 @@ class System:
     recorder: ScheduleRunRecorder
     sms: SmsSender
     """The SMS sender the services use (dry runs ask it whether an unsettled message went out)."""
+    maintenance: QueueMaintenance
 
     def handlers(self, queue: QueueName) -> Mapping[JobName, Handler]:
         """The handlers of one queue's jobs; scheduled jobs record their runs for the status endpoints."""
         scan = self.recorder.wrap(find_schedule(self.schedules, "scan-appointments"), self.reminders.scan)
         fan_out = self.recorder.wrap(find_schedule(self.schedules, "fan-out-snapshots"), self.snapshots.fan_out)
-        return _handlers_by_queue(self.services, _handler(scan), _handler(fan_out))[queue]
+        maintain = self.recorder.wrap(find_schedule(self.schedules, "maintain-queues"), self.maintenance.run)
+        return _handlers_by_queue(self.services, _handler(scan), _handler(fan_out), _handler(maintain))[queue]
 
     @property
     def services(self) -> Services:
@@ -136,7 +139,9 @@ class Services:
     snapshots: SnapshotService
 
 
-def _handlers_by_queue(services: Services, scan: Handler, fan_out: Handler) -> dict[QueueName, dict[JobName, Handler]]:
+def _handlers_by_queue(
+    services: Services, scan: Handler, fan_out: Handler, maintain: Handler
+) -> dict[QueueName, dict[JobName, Handler]]:
     return {
         QueueName.REMINDERS: {
             JobName.REMINDER: _handler(services.reminders.process),
@@ -147,6 +152,7 @@ def _handlers_by_queue(services: Services, scan: Handler, fan_out: Handler) -> d
         QueueName.SNAPSHOTS: {
             JobName.SNAPSHOT: _handler(services.snapshots.compute),
             JobName.FAN_OUT_SNAPSHOTS: fan_out,
+            JobName.MAINTAIN_QUEUES: maintain,
         },
     }
 
@@ -195,7 +201,20 @@ def build_services(
 def dry_run_handlers(services: Services, queue: QueueName) -> Mapping[JobName, Handler]:
     """One queue's handlers for a dry run: the services themselves, with no schedule status recorded."""
     scan, fan_out = _handler(services.reminders.scan), _handler(services.snapshots.fan_out)
-    return _handlers_by_queue(services, scan, fan_out)[queue]
+    return _handlers_by_queue(services, scan, fan_out, _no_dry_run_maintenance)[queue]
+
+
+async def _no_dry_run_maintenance(_job: Job) -> Outcome:
+    return Skipped("maintenance_is_not_dry_run")
+
+
+def maintenance_policy(settings: Settings) -> MaintenancePolicy:
+    return MaintenancePolicy(
+        completed_max_age_s=settings.completed_jobs_max_age_hours * 3600,
+        failed_max_age_s=settings.failed_jobs_max_age_hours * 3600,
+        finished_max_count=settings.finished_jobs_max_count,
+        dead_letter_retention_s=settings.dead_letter_retention_days * 86400,
+    )
 
 
 def _senders(
@@ -267,7 +286,9 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
 
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
         services = build_services(settings, database, sms, email, publisher, clock)
-        schedules = define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz)
+        schedules = define_schedules(
+            settings.scan_cron, settings.snapshot_cron, settings.schedule_tz, settings.maintenance_cron
+        )
         yield System(
             settings=settings,
             database=database,
@@ -280,6 +301,9 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
             snapshots=services.snapshots,
             recorder=ScheduleRunRecorder(redis, settings.bullmq_prefix, clock),
             sms=sms,
+            maintenance=QueueMaintenance(
+                redis, settings.bullmq_prefix, [str(q) for q in OWNED_QUEUES], maintenance_policy(settings), metrics
+            ),
         )
 
 

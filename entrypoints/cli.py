@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("last", type=date.fromisoformat)
     backfill.set_defaults(run=_backfill)
     run = commands.add_parser("run-now")
-    run.add_argument("schedule", choices=["scan-appointments", "fan-out-snapshots"])
+    run.add_argument("schedule", choices=["scan-appointments", "fan-out-snapshots", "maintain-queues"])
     run.set_defaults(run=_run_now)
     commands.add_parser("schedules").set_defaults(run=_schedules)
     add_dead_letter_commands(commands)

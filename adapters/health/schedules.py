@@ -2,7 +2,8 @@
 
 One hash per schedule, ``<prefix>:cf:schedule:<name>``, with string fields ``pattern`` (cron), ``tz`` (IANA zone),
 ``next_run``, ``last_started``, ``last_finished`` (ISO 8601 with offset, UTC), ``last_outcome`` (``ok``, or a
-short PII-free word such as ``failed``) and ``jobs_queued`` (an integer); names are listed in the set
+short PII-free word such as ``failed``), ``jobs_queued`` (an integer) and, for maintenance, ``removed`` (a JSON
+object of counts by ``<queue>:<kind>``); names are listed in the set
 ``<prefix>:cf:schedules``. The scheduler writes with ``record_schedule_status``; the health server reads.
 """
 
@@ -15,7 +16,7 @@ import redis.asyncio as aioredis
 
 from adapters.observability.metrics import ScheduleStatus
 
-FIELDS = ("pattern", "tz", "next_run", "last_started", "last_finished", "last_outcome", "jobs_queued")
+FIELDS = ("pattern", "tz", "next_run", "last_started", "last_finished", "last_outcome", "jobs_queued", "removed")
 
 
 def schedule_key(prefix: str, name: str) -> str:
@@ -68,6 +69,7 @@ async def read_schedules(client: aioredis.Redis, prefix: str) -> Sequence[Schedu
                 last_finished=raw.get("last_finished"),
                 last_outcome=raw.get("last_outcome"),
                 jobs_queued=int(jobs_queued) if jobs_queued and jobs_queued.isdigit() else None,
+                removed=raw.get("removed"),
             )
         )
     return statuses

@@ -88,6 +88,11 @@ def _provider_messages_field(provider: str, channel: str, outcome: str, error_co
     return _field("provider_messages_total", {key: _label_value(value) for key, value in labels.items()})
 
 
+@functools.lru_cache(maxsize=_FIELD_CACHE_SIZE)
+def _maintenance_field(queue: str, kind: str) -> str:
+    return _field("maintenance_removed_total", {"queue": _label_value(queue), "kind": _label_value(kind)})
+
+
 @attrs.define
 class MetricsRecorder:
     """In-process counters of one worker process; ``run`` flushes them to Redis."""
@@ -119,6 +124,11 @@ class MetricsRecorder:
         """One message handed to a provider. ``outcome``: sent, rejected, rate_limited, unknown; ``error_code``
         the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
         self._pending[_provider_messages_field(provider, channel, outcome, error_code)] += 1.0
+
+    def maintenance_removed(self, queue: str, kind: str, count: int) -> None:
+        """A maintenance run removed ``count`` items of ``kind`` (completed, failed, expired, leftovers) of
+        ``queue`` (a queue name, ``dead-letter`` or ``cf`` for our own keys); zero counts create the series."""
+        self._pending[_maintenance_field(queue, kind)] += float(count)
 
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
@@ -191,6 +201,8 @@ class ScheduleStatus:
     last_finished: str | None
     last_outcome: str | None
     jobs_queued: int | None
+    removed: str | None = None
+    """Maintenance only: the last run's counts, a JSON object by ``<queue>:<kind>``."""
 
 
 @attrs.frozen
@@ -290,6 +302,7 @@ class _SnapshotCollector(Collector):
         for counter, help_text in (
             ("jobs_total", "Job attempts by outcome"),
             ("provider_messages_total", "Messages handed to providers by outcome and error code"),
+            ("maintenance_removed_total", "Items removed by queue maintenance, by queue and kind"),
         ):
             samples = by_metric.get(counter, [])
             label_names = [name for name, _ in samples[0].labels] if samples else []

@@ -73,8 +73,14 @@ class Schedule:
         return {"every": self.every_ms}
 
 
-def define_schedules(scan_cron: str, snapshot_cron: str, tz: str) -> tuple[Schedule, ...]:
-    """Our two schedules (Settings ``scan_cron``, ``snapshot_cron``, ``schedule_tz``); ConfigurationError if bad.
+DEFAULT_MAINTENANCE_CRON = "15 * * * *"
+
+
+def define_schedules(
+    scan_cron: str, snapshot_cron: str, tz: str, maintenance_cron: str = DEFAULT_MAINTENANCE_CRON
+) -> tuple[Schedule, ...]:
+    """Our schedules (Settings ``scan_cron``, ``snapshot_cron``, ``schedule_tz``, ``maintenance_cron``);
+    ConfigurationError if bad. Queue maintenance (adapters/bullmq/maintenance.py) runs hourly at :15 by default.
 
     The snapshot fan-out runs hourly by default: it picks the orgs whose local time is 01:xx (domain/snapshots.py),
     which with a single UTC org is exactly the Node README's ``0 1 * * *``.
@@ -82,6 +88,7 @@ def define_schedules(scan_cron: str, snapshot_cron: str, tz: str) -> tuple[Sched
     return (
         Schedule("scan-appointments", JobName.SCAN_APPOINTMENTS, pattern=scan_cron, tz=tz),
         Schedule("fan-out-snapshots", JobName.FAN_OUT_SNAPSHOTS, pattern=snapshot_cron, tz=tz),
+        Schedule("maintain-queues", JobName.MAINTAIN_QUEUES, pattern=maintenance_cron, tz=tz),
     )
 
 
