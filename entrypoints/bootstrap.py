@@ -40,7 +40,14 @@ from adapters.postgres.pool import PostgresDatabase
 from adapters.postgres.snapshots import PostgresSnapshotStore
 from adapters.rate_limit import RedisRateLimiter
 from adapters.scheduling.cron import install_zoned_repeat_strategy
-from adapters.scheduling.schedules import OWNED_QUEUES, Schedule, define_schedules, find_schedule, sync_schedules
+from adapters.scheduling.schedules import (
+    OWNED_QUEUES,
+    Schedule,
+    define_schedules,
+    find_schedule,
+    maintenance_schedule,
+    sync_schedules,
+)
 from adapters.scheduling.status import ScheduleRunRecorder
 from adapters.sendgrid_email import SendGridEmailSender
 from adapters.template_renderer import PlaceholderTemplateRenderer
@@ -286,8 +293,9 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
 
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
         services = build_services(settings, database, sms, email, publisher, clock)
-        schedules = define_schedules(
-            settings.scan_cron, settings.snapshot_cron, settings.schedule_tz, settings.maintenance_cron
+        schedules = (
+            *define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz),
+            maintenance_schedule(settings.maintenance_cron, settings.schedule_tz),
         )
         yield System(
             settings=settings,

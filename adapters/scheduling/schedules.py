@@ -73,14 +73,8 @@ class Schedule:
         return {"every": self.every_ms}
 
 
-DEFAULT_MAINTENANCE_CRON = "15 * * * *"
-
-
-def define_schedules(
-    scan_cron: str, snapshot_cron: str, tz: str, maintenance_cron: str = DEFAULT_MAINTENANCE_CRON
-) -> tuple[Schedule, ...]:
-    """Our schedules (Settings ``scan_cron``, ``snapshot_cron``, ``schedule_tz``, ``maintenance_cron``);
-    ConfigurationError if bad. Queue maintenance (adapters/bullmq/maintenance.py) runs hourly at :15 by default.
+def define_schedules(scan_cron: str, snapshot_cron: str, tz: str) -> tuple[Schedule, ...]:
+    """Our two schedules (Settings ``scan_cron``, ``snapshot_cron``, ``schedule_tz``); ConfigurationError if bad.
 
     The snapshot fan-out runs hourly by default: it picks the orgs whose local time is 01:xx (domain/snapshots.py),
     which with a single UTC org is exactly the Node README's ``0 1 * * *``.
@@ -88,8 +82,12 @@ def define_schedules(
     return (
         Schedule("scan-appointments", JobName.SCAN_APPOINTMENTS, pattern=scan_cron, tz=tz),
         Schedule("fan-out-snapshots", JobName.FAN_OUT_SNAPSHOTS, pattern=snapshot_cron, tz=tz),
-        Schedule("maintain-queues", JobName.MAINTAIN_QUEUES, pattern=maintenance_cron, tz=tz),
     )
+
+
+def maintenance_schedule(cron: str, tz: str) -> Schedule:
+    """Queue maintenance (adapters/bullmq/maintenance.py; Settings ``maintenance_cron``, hourly at :15 by default)."""
+    return Schedule("maintain-queues", JobName.MAINTAIN_QUEUES, pattern=cron, tz=tz)
 
 
 def find_schedule(schedules: Iterable[Schedule], key: str) -> Schedule:
