@@ -212,6 +212,8 @@ class MetricsSnapshot:
     schedules: Sequence[ScheduleStatus]
     recorded: Sequence[RecordedSample]
     dependencies: Mapping[str, bool]
+    redis_memory: Mapping[str, int] = attrs.field(factory=dict)
+    """Redis' ``INFO memory``: ``used`` and, when a limit is set, ``max`` (bytes)."""
 
     def as_json(self) -> dict[str, object]:
         """The same facts as the Prometheus text, shaped for people and scripts."""
@@ -221,6 +223,7 @@ class MetricsSnapshot:
             "dead_letter_size": self.dead_letter_size,
             "schedules": [attrs.asdict(s) for s in self.schedules],
             "recorded": [{"metric": s.metric, "labels": dict(s.labels), "value": s.value} for s in self.recorded],
+            "redis_memory": dict(self.redis_memory),
         }
 
 
@@ -239,6 +242,7 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._dependency_metrics()
+        yield from self._redis_memory_metrics()
         yield from self._queue_metrics()
         yield from self._schedule_metrics()
         yield from self._recorded_metrics()
@@ -248,6 +252,12 @@ class _SnapshotCollector(Collector):
         for name, is_up in sorted(self._snapshot.dependencies.items()):
             up.add_metric([name], 1.0 if is_up else 0.0)
         yield up
+
+    def _redis_memory_metrics(self) -> Iterator[Metric]:
+        memory = self._snapshot.redis_memory
+        for key, help_text in (("used", "Memory Redis uses (INFO used_memory)"), ("max", "Redis' maxmemory limit")):
+            if key in memory:
+                yield GaugeMetricFamily(f"{NAMESPACE}_redis_memory_{key}_bytes", help_text, value=memory[key])
 
     def _queue_metrics(self) -> Iterator[Metric]:
         snapshot = self._snapshot
