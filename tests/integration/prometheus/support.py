@@ -6,17 +6,16 @@ the reason, only when the binaries are still not there (the package could not be
 
 from __future__ import annotations
 
-import json
 import pathlib
 import shutil
 import subprocess
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -44,11 +43,15 @@ def promtool(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProc
     )
 
 
-def api(path: str, **params: str) -> Any:
-    """GET Prometheus' HTTP API; the ``data`` of a successful answer."""
-    url = f"http://127.0.0.1:{PROMETHEUS_PORT}{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=5) as answer:  # a loopback URL we build
-        body = json.loads(answer.read())
+async def api(path: str, **params: str) -> Any:
+    """GET Prometheus' HTTP API (without blocking the loop that serves /metrics); the ``data`` of a success."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{PROMETHEUS_PORT}{path}", params=params, timeout=aiohttp.ClientTimeout(5)
+        ) as answer,
+    ):
+        body = await answer.json()
     assert body["status"] == "success", body
     return body["data"]
 
