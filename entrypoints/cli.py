@@ -6,6 +6,7 @@ backfill ORG FIRST LAST      recompute an org's daily snapshots for FIRST..LAST 
 run-now SCHEDULE             run a schedule now, through the same job path as its ticks
 schedules                    each schedule's pattern, zone, next run, last run and outcome (JSON)
 dead-letter list|show|replay|purge   find why jobs failed, replay them (--dry-run first), purge old ones
+queue counts|pause|resume|retry-failed   control a queue we consume
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from domain.values import OrgId
 from entrypoints import demo
 from entrypoints.bootstrap import RETENTION, observe, open_system, stop_observing
 from entrypoints.cli_dead_letters import add_dead_letter_commands
+from entrypoints.cli_queues import add_queue_commands
 from entrypoints.settings import Settings, SettingsError
 
 
@@ -106,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(run=_run_now)
     commands.add_parser("schedules").set_defaults(run=_schedules)
     add_dead_letter_commands(commands)
+    add_queue_commands(commands)
     return parser
 
 
