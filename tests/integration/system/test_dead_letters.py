@@ -192,3 +192,15 @@ async def test_purge_removes_only_dead_letters_beyond_the_retention(
     assert purged["removed"] == counted["matching"]
     remaining = await cli_json(env, "dead-letter", "list", "--org", org_id)
     assert [job["id"] for job in remaining["jobs"]] == ["dunning.purge-new"]
+
+
+async def test_queue_commands_refuse_a_queue_we_do_not_consume(env: dict[str, str]) -> None:
+    """``queue pause dead-letter`` (or any name not ours) exits 2 naming the queues we consume; counts answer."""
+    code, _out, err = await run_cli(env, "queue", "pause", "dead-letter")
+    counted = await run_cli(env, "queue", "counts", "dunning")
+
+    assert code == 2
+    assert "invalid choice: 'dead-letter'" in err
+    assert "reminders" in err
+    assert counted[0] == 0, counted[2]
+    assert json.loads(counted[1])["dunning"]["paused"] is False
