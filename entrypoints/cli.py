@@ -2,7 +2,8 @@
 
 migrate                      apply the database migrations (safe while workers run)
 demo                         seed the demo org, trigger every kind of work, show what lands in the outbox
-backfill ORG FIRST LAST      recompute an org's daily snapshots for FIRST..LAST (YYYY-MM-DD, inclusive)
+backfill ORG... FIRST LAST   recompute daily snapshots for FIRST..LAST (YYYY-MM-DD, inclusive; or --all-orgs);
+                             an interrupted run resumes without recomputing finished days
 run-now SCHEDULE             run a schedule now, through the same job path as its ticks
 schedules                    each schedule's pattern, zone, next run, last run and outcome (JSON)
 dead-letter list|show|replay|purge   find why jobs failed, replay them (--dry-run first), purge old ones
@@ -15,7 +16,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
 
 import uvloop
 
@@ -25,9 +25,9 @@ from adapters.postgres.migrator import migrate
 from adapters.scheduling.schedules import find_schedule, run_now
 from adapters.scheduling.status import schedule_status
 from domain.errors import ClientFlowError
-from domain.values import OrgId
 from entrypoints import demo
 from entrypoints.bootstrap import RETENTION, observe, open_system, stop_observing
+from entrypoints.cli_backfill import add_backfill_command
 from entrypoints.cli_dead_letters import add_dead_letter_commands
 from entrypoints.cli_queues import add_queue_commands
 from entrypoints.settings import Settings, SettingsError
@@ -68,13 +68,6 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
-async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_system(settings, run_migrations=False) as system:
-        stored = await system.snapshots.backfill(OrgId(args.org), args.first, args.last)
-    _print({"org": args.org, "first": args.first, "last": args.last, "snapshots_stored": stored})
-    return 0
-
-
 async def _run_now(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         schedule = find_schedule(system.schedules, args.schedule)
@@ -98,11 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser = commands.add_parser("demo")
     demo_parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the results")
     demo_parser.set_defaults(run=_demo)
-    backfill = commands.add_parser("backfill")
-    backfill.add_argument("org")
-    backfill.add_argument("first", type=date.fromisoformat)
-    backfill.add_argument("last", type=date.fromisoformat)
-    backfill.set_defaults(run=_backfill)
+    add_backfill_command(commands)
     run = commands.add_parser("run-now")
     run.add_argument("schedule", choices=["scan-appointments", "fan-out-snapshots", "maintain-queues"])
     run.set_defaults(run=_run_now)
@@ -126,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientFlowError as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130  # the command said what it left undone
     finally:
         stop_observing()
 
