@@ -30,10 +30,12 @@ from adapters.bullmq.dead_letter_admin import (
     DeadLetterFilter,
     counts_by_reason,
 )
+from adapters.scheduling.schedules import OWNED_QUEUES
 from entrypoints.bootstrap import RETENTION, open_system
 from entrypoints.replay_check import replay_check
 from entrypoints.settings import Settings
 
+CONSUMED_QUEUES = frozenset(str(queue) for queue in OWNED_QUEUES)
 PROGRESS_FROM = 20
 """Runs over at least this many jobs show a progress bar."""
 
@@ -191,6 +193,9 @@ async def dead_letter_replay(settings: Settings, args: argparse.Namespace) -> in
         else:
             by = args.by or _operator()
             for entry in _tracked(chosen, "replay"):
+                if entry.source_queue not in CONSUMED_QUEUES:
+                    results.append({"id": entry.id, "refused": f"queue {entry.source_queue!r} is not one we consume"})
+                    continue
                 record = await admin.replay(entry, by, _now_ms(), RETENTION)
                 results.append({"id": entry.id, "queue": record.queue, "jobId": record.job_id, "added": record.added})
     if args.json:
@@ -201,6 +206,9 @@ async def dead_letter_replay(settings: Settings, args: argparse.Namespace) -> in
         print(f"dry run: nothing was sent, queued or changed ({len(results)} jobs)")
     else:
         for result in results:
+            if "refused" in result:
+                print(f"{result['id']}: not replayed: {result['refused']}")
+                continue
             again = "" if result["added"] else " (was there already)"
             print(f"{result['id']}: replayed as {result['queue']}/{result['jobId']}{again}")
     return 0

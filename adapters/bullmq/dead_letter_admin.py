@@ -16,11 +16,14 @@ from typing import Any
 
 import attrs
 import redis.asyncio as redis_asyncio
+import structlog
 from bullmq import Queue
 
 from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, Retention, add_job_once
 from adapters.observability.redaction import redact
 from domain.jobs import QueueName
+
+log = structlog.get_logger()
 
 _KNOWN_FIELDS = frozenset(
     {
@@ -282,6 +285,7 @@ class DeadLetterAdmin:
             approximate=True,
         )
         await self.remove(entry.id)
+        log.info("dead_letter_replayed", copy_id=entry.id, queue=source.value, job_id=job_id, added=added, by=by)
         return record
 
     async def replays_of(self, copy_id: str, limit: int = 1000) -> list[ReplayRecord]:
@@ -313,4 +317,6 @@ class DeadLetterAdmin:
                 removed += 1
             if on_removed is not None:
                 on_removed(entry)
+        if removed:
+            log.info("dead_letters_purged", count=removed, older_than_s=older_than_s)
         return removed

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import attrs
 import redis.asyncio as redis_asyncio
+import structlog
 from bullmq import Queue
 
 from adapters.bullmq.dead_letter import dead_lettered_key
@@ -27,6 +28,8 @@ from adapters.health.heartbeat import heartbeat_index_key, live_workers
 from adapters.observability.metrics import MetricsRecorder
 from domain.jobs import QueueMaintenanceJob
 from domain.outcomes import Cleaned
+
+log = structlog.get_logger()
 
 FINISHED_STATES = ("completed", "failed")
 """The only sets maintenance cleans (BullMQ state names)."""
@@ -74,7 +77,11 @@ class QueueMaintenance:
         for key, count in removed.items():
             queue_name, _, kind = key.partition(":")
             self.metrics.maintenance_removed(queue_name, kind, count)
-        return Cleaned(tuple(sorted(removed.items())))
+        cleaned = Cleaned(tuple(sorted(removed.items())))
+        log.info(
+            "queues_maintained", removed=cleaned.total, **{k.replace(":", "_"): v for k, v in removed.items() if v}
+        )
+        return cleaned
 
     async def _clean_finished(self, queue: Queue, state: str) -> int:
         grace_ms = int(self.policy.max_age_s(state) * 1000)
