@@ -103,9 +103,11 @@ def _has_filter(args: argparse.Namespace) -> bool:
 
 def _list_table(entries: Sequence[DeadLetterEntry], counts: dict[str, dict[str, int]], total: int) -> None:
     console = Console()
+    if not console.is_terminal:  # piped or redirected: full rows, not an 80-column squeeze
+        console = Console(width=220)
     table = Table(title=f"dead letters: {total} matching, newest first")
-    for column in ("id", "queue", "job name", "org", "reason kind", "failed at", "attempts", "marks"):
-        table.add_column(column)
+    for column in ("id", "queue", "job name", "org", "reason kind", "reason", "failed at", "attempts", "marks"):
+        table.add_column(column, overflow="fold")
     for entry in entries:
         table.add_row(
             entry.id,
@@ -113,6 +115,7 @@ def _list_table(entries: Sequence[DeadLetterEntry], counts: dict[str, dict[str, 
             entry.job_name,
             entry.org_id or "-",
             entry.reason_kind,
+            entry.failed_reason[:80],
             _iso(entry.failed_at),
             f"{entry.attempts_made}/{entry.attempts_allowed}",
             json.dumps(dict(entry.marks)) if entry.marks else "",
