@@ -59,6 +59,5 @@ ensure_test_services() {
 ensure_prometheus() {
     command -v promtool >/dev/null && command -v prometheus >/dev/null && return 0
     apt_install --no-install-recommends prometheus \
-        || { apt-get update -q >/dev/null 2>&1 && apt_install --no-install-recommends prometheus; } \
         || echo "setup: could not install Debian's prometheus: the Prometheus tests will be skipped" >&2
 }
