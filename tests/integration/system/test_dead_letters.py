@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 import redis.asyncio as redis_asyncio
 
@@ -25,7 +26,14 @@ from tests.integration.system.support import (
     wait_for_state,
     workers,
 )
-from tests.integration.system.world import Org, create_contact, create_org, unique_phone
+from tests.integration.system.world import (
+    Org,
+    create_appointment,
+    create_contact,
+    create_org,
+    reminder_start,
+    unique_phone,
+)
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 
@@ -204,3 +212,29 @@ async def test_queue_commands_refuse_a_queue_we_do_not_consume(env: dict[str, st
     assert "reminders" in err
     assert counted[0] == 0, counted[2]
     assert json.loads(counted[1])["dunning"]["paused"] is False
+
+
+async def test_the_dry_run_re_validates_against_the_crm_as_it_is_now(
+    prefix: str, env: dict[str, str], db: Any, dead_letter: BullmqDeadLetter
+) -> None:
+    """A reminder dead-lettered while its appointment stood is skipped by the dry run once the appointment is
+    cancelled, as the worker would skip it now."""
+    org = await create_org(db)
+    contact = await create_contact(db, org, "Cy", phone=unique_phone())
+    start = reminder_start()
+    appointment = await create_appointment(db, org, contact, start, status="cancelled")
+    data = {
+        "orgId": org.id,
+        "contactId": contact,
+        "appointmentId": appointment,
+        "message": "Reminder",
+        "scheduledFor": start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "reminderType": "3h",
+    }
+    copy = failed_copy("cancelled-1", data, "TransientError: database unreachable")
+    await dead_letter.record(attrs.evolve(copy, source_queue="reminders", job_name="process-reminder"))
+
+    dry = await cli_json(env, "dead-letter", "replay", "reminders.cancelled-1", "--dry-run")
+
+    [job] = dry["jobs"]
+    assert job["verdict"] == "would skip: appointment_cancelled"
