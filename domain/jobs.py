@@ -33,6 +33,7 @@ class JobName(enum.StrEnum):
     SNAPSHOT = "process-snapshots"
     SCAN_APPOINTMENTS = "scan-appointments"  # the hourly scan (cron `0 * * * *`)
     FAN_OUT_SNAPSHOTS = "fan-out-snapshots"  # the daily snapshot fan-out (cron `0 1 * * *`)
+    MAINTAIN_QUEUES = "maintain-queues"  # queue maintenance (hourly at :15): finished jobs, dead letters, leftovers
 
 
 class ReminderKind(enum.StrEnum):
@@ -91,7 +92,12 @@ class SnapshotFanOutJob:
     """The snapshot fan-out; carries nothing: each org's local day is computed from the clock."""
 
 
-Job = ReminderJob | NurtureJob | DunningJob | SnapshotJob | AppointmentScanJob | SnapshotFanOutJob
+@attrs.frozen
+class QueueMaintenanceJob:
+    """The queue maintenance tick; carries nothing: what to clean is configuration, counted from Redis."""
+
+
+Job = ReminderJob | NurtureJob | DunningJob | SnapshotJob | AppointmentScanJob | SnapshotFanOutJob | QueueMaintenanceJob
 
 
 @attrs.frozen
@@ -110,6 +116,7 @@ JOB_TYPES: Mapping[JobName, JobType] = {
         JobType(JobName.DUNNING, QueueName.DUNNING, DunningJob),
         JobType(JobName.SNAPSHOT, QueueName.SNAPSHOTS, SnapshotJob),
         JobType(JobName.FAN_OUT_SNAPSHOTS, QueueName.SNAPSHOTS, SnapshotFanOutJob),
+        JobType(JobName.MAINTAIN_QUEUES, QueueName.SNAPSHOTS, QueueMaintenanceJob),  # the quietest queue
     )
 }
 

@@ -71,7 +71,21 @@ class SnapshotStored:
         return {"outcome": "snapshot_stored", "date": self.date}
 
 
-Outcome = Sent | Skipped | Deferred | Undeliverable | Published | SnapshotStored
+@attrs.frozen
+class Cleaned:
+    """A maintenance run removed these many items, by ``<queue>:<kind>`` (``reminders:completed``)."""
+
+    removed: tuple[tuple[str, int], ...]
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.removed)
+
+    def summary(self) -> dict[str, object]:
+        return {"outcome": "cleaned", "removed": dict(self.removed), "total": self.total}
+
+
+Outcome = Sent | Skipped | Deferred | Undeliverable | Published | SnapshotStored | Cleaned
 
 
 def _iso(moment: datetime) -> str:

@@ -110,8 +110,19 @@ class SnapshotService:
     async def backfill(self, org_id: OrgId, first: date, last: date) -> int:
         """Recompute (overwriting) the org's snapshots of the local days ``first..last``; return how many stored.
 
-        The range is checked before anything is computed: InvalidValue when the org is unknown or inactive, when
-        ``last`` is before ``first``, or when ``last`` is not over yet in the org's zone.
+        The range is checked before anything is computed (see ``backfill_days``).
+        """
+        stored = 0
+        for day in await self.backfill_days(org_id, first, last):
+            if isinstance(await self.compute(SnapshotJob(org_id, day)), SnapshotStored):
+                stored += 1
+        return stored
+
+    async def backfill_days(self, org_id: OrgId, first: date, last: date) -> list[date]:
+        """The local days ``first..last`` a backfill of the org computes, each with ``compute(SnapshotJob(...))``.
+
+        InvalidValue when the org is unknown or inactive, when ``last`` is before ``first``, or when ``last`` is not
+        over yet in the org's zone.
         """
         org = await self.organizations.get(org_id)
         if org is None or not org.active:
@@ -120,10 +131,4 @@ class SnapshotService:
             raise InvalidValue("date range", "ends before it starts")
         if day_window(last, org.zone)[1] > self.clock.now():
             raise InvalidValue("last date", "is a local day that is not over yet in the organization's zone")
-        stored = 0
-        day = first
-        while day <= last:
-            if isinstance(await self.compute(SnapshotJob(org_id, day)), SnapshotStored):
-                stored += 1
-            day += _ONE_DAY
-        return stored
+        return [first + _ONE_DAY * n for n in range((last - first).days + 1)]

@@ -15,6 +15,7 @@ import redis.asyncio as redis_asyncio
 import structlog
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
+from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
 from adapters.bullmq.publisher import BullmqJobPublisher, Retention
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
@@ -40,7 +41,14 @@ from adapters.postgres.pool import PostgresDatabase
 from adapters.postgres.snapshots import PostgresSnapshotStore
 from adapters.rate_limit import RedisRateLimiter
 from adapters.scheduling.cron import install_zoned_repeat_strategy
-from adapters.scheduling.schedules import Schedule, define_schedules, find_schedule, sync_schedules
+from adapters.scheduling.schedules import (
+    OWNED_QUEUES,
+    Schedule,
+    define_schedules,
+    find_schedule,
+    maintenance_schedule,
+    sync_schedules,
+)
 from adapters.scheduling.status import ScheduleRunRecorder
 from adapters.sendgrid_email import SendGridEmailSender
 from adapters.template_renderer import PlaceholderTemplateRenderer
@@ -54,8 +62,8 @@ from domain.dunning import DunningService
 from domain.errors import ConfigurationError
 from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
-from domain.outcomes import Outcome
-from domain.ports import EmailSender, SmsSender
+from domain.outcomes import Outcome, Skipped
+from domain.ports import Clock, EmailSender, JobPublisher, SmsSender
 from domain.reconciliation import UnknownSendReconciler
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
@@ -119,24 +127,109 @@ class System:
     dunning: DunningService
     snapshots: SnapshotService
     recorder: ScheduleRunRecorder
+    sms: SmsSender
+    """The SMS sender the services use (dry runs ask it whether an unsettled message went out)."""
+    maintenance: QueueMaintenance
 
     def handlers(self, queue: QueueName) -> Mapping[JobName, Handler]:
         """The handlers of one queue's jobs; scheduled jobs record their runs for the status endpoints."""
         scan = self.recorder.wrap(find_schedule(self.schedules, "scan-appointments"), self.reminders.scan)
         fan_out = self.recorder.wrap(find_schedule(self.schedules, "fan-out-snapshots"), self.snapshots.fan_out)
-        by_queue: dict[QueueName, dict[JobName, Handler]] = {
-            QueueName.REMINDERS: {
-                JobName.REMINDER: _handler(self.reminders.process),
-                JobName.SCAN_APPOINTMENTS: _handler(scan),
-            },
-            QueueName.NURTURE: {JobName.NURTURE: _handler(self.nurture.process)},
-            QueueName.DUNNING: {JobName.DUNNING: _handler(self.dunning.process)},
-            QueueName.SNAPSHOTS: {
-                JobName.SNAPSHOT: _handler(self.snapshots.compute),
-                JobName.FAN_OUT_SNAPSHOTS: _handler(fan_out),
-            },
-        }
-        return by_queue[queue]
+        maintain = self.recorder.wrap(find_schedule(self.schedules, "maintain-queues"), self.maintenance.run)
+        return _handlers_by_queue(self.services, _handler(scan), _handler(fan_out), _handler(maintain))[queue]
+
+    @property
+    def services(self) -> Services:
+        return Services(self.reminders, self.nurture, self.dunning, self.snapshots)
+
+
+@attrs.frozen
+class Services:
+    """The domain services of one wiring (real, or a dry run's)."""
+
+    reminders: ReminderService
+    nurture: NurtureService
+    dunning: DunningService
+    snapshots: SnapshotService
+
+
+def _handlers_by_queue(
+    services: Services, scan: Handler, fan_out: Handler, maintain: Handler
+) -> dict[QueueName, dict[JobName, Handler]]:
+    return {
+        QueueName.REMINDERS: {
+            JobName.REMINDER: _handler(services.reminders.process),
+            JobName.SCAN_APPOINTMENTS: scan,
+        },
+        QueueName.NURTURE: {JobName.NURTURE: _handler(services.nurture.process)},
+        QueueName.DUNNING: {JobName.DUNNING: _handler(services.dunning.process)},
+        QueueName.SNAPSHOTS: {
+            JobName.SNAPSHOT: _handler(services.snapshots.compute),
+            JobName.FAN_OUT_SNAPSHOTS: fan_out,
+            JobName.MAINTAIN_QUEUES: maintain,
+        },
+    }
+
+
+def build_services(
+    settings: Settings,
+    database: PostgresDatabase,
+    sms: SmsSender,
+    email: EmailSender,
+    publisher: JobPublisher,
+    clock: Clock,
+) -> Services:
+    """Wire the domain services to these edges: the one place a service is built (real runs and dry runs)."""
+    organizations = PostgresOrganizations(database)
+    contacts = PostgresContacts(database)
+    appointments = PostgresAppointments(database)
+    templates = PostgresTemplates(database)
+    # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
+    ledger = ConsentGatedLedger(PostgresSendLedger(database), PostgresDeliveryFeedback(database))
+    renderer = PlaceholderTemplateRenderer()
+    dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
+    return Services(
+        reminders=ReminderService(
+            appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
+        ),
+        nurture=NurtureService(
+            PostgresNurtureEnrollments(database),
+            contacts,
+            organizations,
+            appointments,
+            templates,
+            renderer,
+            ledger,
+            dispatcher,
+            publisher,
+            clock,
+        ),
+        dunning=DunningService(
+            contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock
+        ),
+        snapshots=SnapshotService(
+            organizations, PostgresKpiFacts(database), PostgresSnapshotStore(database), clock, publisher
+        ),
+    )
+
+
+def dry_run_handlers(services: Services, queue: QueueName) -> Mapping[JobName, Handler]:
+    """One queue's handlers for a dry run: the services themselves, with no schedule status recorded."""
+    scan, fan_out = _handler(services.reminders.scan), _handler(services.snapshots.fan_out)
+    return _handlers_by_queue(services, scan, fan_out, _no_dry_run_maintenance)[queue]
+
+
+async def _no_dry_run_maintenance(_job: Job) -> Outcome:
+    return Skipped("maintenance_is_not_dry_run")
+
+
+def maintenance_policy(settings: Settings) -> MaintenancePolicy:
+    return MaintenancePolicy(
+        completed_max_age_s=settings.completed_jobs_max_age_hours * 3600,
+        failed_max_age_s=settings.failed_jobs_max_age_hours * 3600,
+        finished_max_count=settings.finished_jobs_max_count,
+        dead_letter_retention_s=settings.dead_letter_retention_days * 86400,
+    )
 
 
 def _senders(
@@ -206,44 +299,27 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         for close in closers:
             stack.push_async_callback(close)
 
-        organizations = PostgresOrganizations(database)
-        contacts = PostgresContacts(database)
-        appointments = PostgresAppointments(database)
-        templates = PostgresTemplates(database)
-        # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
-        ledger = ConsentGatedLedger(PostgresSendLedger(database), PostgresDeliveryFeedback(database))
-        renderer = PlaceholderTemplateRenderer()
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
-        dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
-        schedules = define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz)
+        services = build_services(settings, database, sms, email, publisher, clock)
+        schedules = (
+            *define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz),
+            maintenance_schedule(settings.maintenance_cron, settings.schedule_tz),
+        )
         yield System(
             settings=settings,
             database=database,
             redis=redis,
             schedules=schedules,
             metrics=metrics,
-            reminders=ReminderService(
-                appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
-            ),
-            nurture=NurtureService(
-                PostgresNurtureEnrollments(database),
-                contacts,
-                organizations,
-                appointments,
-                templates,
-                renderer,
-                ledger,
-                dispatcher,
-                publisher,
-                clock,
-            ),
-            dunning=DunningService(
-                contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock
-            ),
-            snapshots=SnapshotService(
-                organizations, PostgresKpiFacts(database), PostgresSnapshotStore(database), clock, publisher
-            ),
+            reminders=services.reminders,
+            nurture=services.nurture,
+            dunning=services.dunning,
+            snapshots=services.snapshots,
             recorder=ScheduleRunRecorder(redis, settings.bullmq_prefix, clock),
+            sms=sms,
+            maintenance=QueueMaintenance(
+                redis, settings.bullmq_prefix, [str(q) for q in OWNED_QUEUES], maintenance_policy(settings), metrics
+            ),
         )
 
 

@@ -2,11 +2,12 @@
 
 migrate                      apply the database migrations (safe while workers run)
 demo                         seed the demo org, trigger every kind of work, show what lands in the outbox
-backfill ORG FIRST LAST      recompute an org's daily snapshots for FIRST..LAST (YYYY-MM-DD, inclusive)
+backfill ORG... FIRST LAST   recompute daily snapshots for FIRST..LAST (YYYY-MM-DD, inclusive; or --all-orgs);
+                             an interrupted run resumes without recomputing finished days
 run-now SCHEDULE             run a schedule now, through the same job path as its ticks
 schedules                    each schedule's pattern, zone, next run, last run and outcome (JSON)
-dead-letter list             the jobs that failed for good, newest first (no job data: it may hold PII)
-dead-letter replay ID        put a dead-lettered job back on its source queue and remove the copy
+dead-letter list|show|replay|purge   find why jobs failed, replay them (--dry-run first), purge old ones
+queue counts|pause|resume|retry-failed   control a queue we consume
 """
 
 from __future__ import annotations
@@ -15,22 +16,20 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
-from typing import Any
 
 import uvloop
-from bullmq import Queue
 
-from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, BullmqJobPublisher, add_job_once
+from adapters.bullmq.publisher import BullmqJobPublisher
 from adapters.clock import SystemClock
 from adapters.postgres.migrator import migrate
 from adapters.scheduling.schedules import find_schedule, run_now
 from adapters.scheduling.status import schedule_status
 from domain.errors import ClientFlowError
-from domain.jobs import QueueName
-from domain.values import OrgId
 from entrypoints import demo
-from entrypoints.bootstrap import RETENTION, System, observe, open_system, stop_observing
+from entrypoints.bootstrap import RETENTION, observe, open_system, stop_observing
+from entrypoints.cli_backfill import add_backfill_command
+from entrypoints.cli_dead_letters import add_dead_letter_commands
+from entrypoints.cli_queues import add_queue_commands
 from entrypoints.settings import Settings, SettingsError
 
 
@@ -69,13 +68,6 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
-async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_system(settings, run_migrations=False) as system:
-        stored = await system.snapshots.backfill(OrgId(args.org), args.first, args.last)
-    _print({"org": args.org, "first": args.first, "last": args.last, "snapshots_stored": stored})
-    return 0
-
-
 async def _run_now(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         schedule = find_schedule(system.schedules, args.schedule)
@@ -90,52 +82,6 @@ async def _schedules(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _dead_letter_queue(system: System) -> Queue:
-    return Queue(QueueName.DEAD_LETTER.value, {"prefix": system.settings.bullmq_prefix, "connection": system.redis})
-
-
-async def _dead_letter_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_system(settings, run_migrations=False) as system:
-        jobs = await _dead_letter_queue(system).getJobs(["waiting", "paused", "delayed"], 0, args.limit - 1)
-        _print(
-            [
-                {
-                    "id": job.id,
-                    "sourceQueue": job.data.get("sourceQueue"),
-                    "jobName": job.data.get("jobName"),
-                    "jobId": job.data.get("jobId"),
-                    "failedReason": job.data.get("failedReason"),
-                    "attemptsMade": job.data.get("attemptsMade"),
-                    "finishedOn": job.data.get("finishedOn"),
-                }
-                for job in jobs
-            ]
-        )
-    return 0
-
-
-async def _dead_letter_replay(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_system(settings, run_migrations=False) as system:
-        dead_letter = _dead_letter_queue(system)
-        copy = await dead_letter.getJob(args.id)
-        if copy is None:
-            print(f"no dead-lettered job {args.id}", file=sys.stderr)
-            return 1
-        source = QueueName(copy.data["sourceQueue"])
-        replay_id = f"{copy.data['jobId']}-replay-{copy.data.get('finishedOn') or 0}"
-        options: dict[str, Any] = {
-            "jobId": replay_id,
-            "attempts": DEFAULT_ATTEMPTS,
-            "backoff": dict(DEFAULT_BACKOFF),
-            **RETENTION.options(),
-        }
-        queue = Queue(source.value, {"prefix": settings.bullmq_prefix, "connection": system.redis})
-        added = await add_job_once(queue, copy.data["jobName"], copy.data["data"], options)
-        await dead_letter.remove(args.id)
-    _print({"replayed": args.id, "queue": source.value, "job_id": replay_id, "added": added})
-    return 0
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m entrypoints.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,22 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser = commands.add_parser("demo")
     demo_parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the results")
     demo_parser.set_defaults(run=_demo)
-    backfill = commands.add_parser("backfill")
-    backfill.add_argument("org")
-    backfill.add_argument("first", type=date.fromisoformat)
-    backfill.add_argument("last", type=date.fromisoformat)
-    backfill.set_defaults(run=_backfill)
+    add_backfill_command(commands)
     run = commands.add_parser("run-now")
-    run.add_argument("schedule", choices=["scan-appointments", "fan-out-snapshots"])
+    run.add_argument("schedule", choices=["scan-appointments", "fan-out-snapshots", "maintain-queues"])
     run.set_defaults(run=_run_now)
     commands.add_parser("schedules").set_defaults(run=_schedules)
-    dead = commands.add_parser("dead-letter").add_subparsers(dest="action", required=True)
-    listing = dead.add_parser("list")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.set_defaults(run=_dead_letter_list)
-    replay = dead.add_parser("replay")
-    replay.add_argument("id", help="the dead-letter job id, <source queue>.<job id>")
-    replay.set_defaults(run=_dead_letter_replay)
+    add_dead_letter_commands(commands)
+    add_queue_commands(commands)
     return parser
 
 
@@ -178,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientFlowError as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130  # the command said what it left undone
     finally:
         stop_observing()
 

@@ -103,6 +103,14 @@ class Settings:
     webhooks_max_age_seconds: float = 300.0  # how far SendGrid's signed timestamp may be from now
     reconcile_interval_seconds: float = 60.0  # how often unsettled sends are reconciled
     send_unconfirmed_after_hours: float = 24.0  # still unsettled this long after the claim -> failed_unconfirmed
+    # -- operations (issue 18): queue maintenance and dead-letter retention; one block until the typed declaration
+    maintenance_cron: str = "15 * * * *"  # MAINTENANCE_CRON: the queue maintenance schedule (in SCHEDULE_TZ)
+    completed_jobs_max_age_hours: float = 48.0  # MAINTENANCE_COMPLETED_MAX_AGE_HOURS: completed jobs kept this long
+    failed_jobs_max_age_hours: float = 336.0  # MAINTENANCE_FAILED_MAX_AGE_HOURS: failed jobs kept this long (14 days)
+    finished_jobs_max_count: int = (
+        10_000  # MAINTENANCE_FINISHED_MAX_COUNT: at most this many completed (and failed) per queue
+    )
+    dead_letter_retention_days: float = 30.0  # DEAD_LETTER_RETENTION_DAYS: dead letters kept this long
 
     @property
     def production(self) -> bool:
@@ -184,6 +192,11 @@ class Settings:
             webhooks_max_age_seconds=_float(env, "WEBHOOKS_MAX_AGE_SECONDS", 300.0, minimum=1.0),
             reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0, minimum=1.0),
             send_unconfirmed_after_hours=_float(env, "SEND_UNCONFIRMED_AFTER_HOURS", 24.0, minimum=1.0),
+            maintenance_cron=_opt(env, "MAINTENANCE_CRON") or "15 * * * *",
+            completed_jobs_max_age_hours=_float(env, "MAINTENANCE_COMPLETED_MAX_AGE_HOURS", 48.0, minimum=1.0),
+            failed_jobs_max_age_hours=_float(env, "MAINTENANCE_FAILED_MAX_AGE_HOURS", 336.0, minimum=1.0),
+            finished_jobs_max_count=_int(env, "MAINTENANCE_FINISHED_MAX_COUNT", 10_000, minimum=100),
+            dead_letter_retention_days=_float(env, "DEAD_LETTER_RETENTION_DAYS", 30.0, minimum=1.0),
         )
         settings.check()
         return settings

@@ -54,3 +54,10 @@ ensure_test_services() {
     psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname='test'" | grep -q 1 \
         || psql -h 127.0.0.1 -U postgres -d postgres -qc "create database test"
 }
+
+# promtool and prometheus for the alert-rule and scrape tests (tests/integration/prometheus): Debian's package.
+ensure_prometheus() {
+    command -v promtool >/dev/null && command -v prometheus >/dev/null && return 0
+    apt_install --no-install-recommends prometheus \
+        || echo "setup: could not install Debian's prometheus: the Prometheus tests will be skipped" >&2
+}

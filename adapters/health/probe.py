@@ -140,10 +140,20 @@ class HealthProbe:
                         schedules=await read_schedules(self.redis, self.prefix),
                         recorded=await read_recorded(self.redis, self.prefix),
                         dependencies=dependencies,
+                        redis_memory=await redis_memory(self.redis),
                     )
             except Unhealthy:
                 dependencies["redis"] = False
         return MetricsSnapshot(queues=[], dead_letter_size=None, schedules=[], recorded=[], dependencies=dependencies)
+
+
+async def redis_memory(client: aioredis.Redis) -> dict[str, int]:
+    """``used`` and (when set: 0 means no limit) ``max`` bytes from ``INFO memory``."""
+    info = await client.info("memory")
+    found = {"used": int(info.get("used_memory", 0))}
+    if int(info.get("maxmemory", 0)):
+        found["max"] = int(info["maxmemory"])
+    return found
 
 
 def _schedule_problem(status: ScheduleStatus, overdue_before: datetime) -> str | None:

@@ -26,6 +26,7 @@ FIELDS = (
     "jobs_queued",
     "queue",
     "scheduler_id",
+    "removed",
 )
 
 
@@ -79,6 +80,7 @@ async def read_schedules(client: aioredis.Redis, prefix: str) -> Sequence[Schedu
                 last_finished=raw.get("last_finished"),
                 last_outcome=raw.get("last_outcome"),
                 jobs_queued=int(jobs_queued) if jobs_queued and jobs_queued.isdigit() else None,
+                removed=raw.get("removed"),
             )
         )
     return statuses

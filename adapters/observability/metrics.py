@@ -152,6 +152,11 @@ class MetricsRecorder:
         labels = (("channel", channel), ("older_than_seconds", str(older_than_seconds)))
         self._gauges[_counter_field("unsettled_sends", labels)] = float(count)
 
+    def maintenance_removed(self, queue: str, kind: str, count: int) -> None:
+        """A maintenance run removed ``count`` items of ``kind`` (completed, failed, expired, leftovers) of
+        ``queue`` (a queue name, ``dead-letter`` or ``cf`` for our own keys); zero counts create the series."""
+        self._pending[_counter_field("maintenance_removed_total", (("queue", queue), ("kind", kind)))] += float(count)
+
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the pending deltas (and set the gauges) in Redis; on failure they stay pending for the next flush."""
         pending, self._pending = self._pending, defaultdict(float)
@@ -227,6 +232,8 @@ class ScheduleStatus:
     last_finished: str | None
     last_outcome: str | None
     jobs_queued: int | None
+    removed: str | None = None
+    """Maintenance only: the last run's counts, a JSON object by ``<queue>:<kind>``."""
 
 
 @attrs.frozen
@@ -236,6 +243,8 @@ class MetricsSnapshot:
     schedules: Sequence[ScheduleStatus]
     recorded: Sequence[RecordedSample]
     dependencies: Mapping[str, bool]
+    redis_memory: Mapping[str, int] = attrs.field(factory=dict)
+    """Redis' ``INFO memory``: ``used`` and, when a limit is set, ``max`` (bytes)."""
 
     def as_json(self) -> dict[str, object]:
         """The same facts as the Prometheus text, shaped for people and scripts."""
@@ -245,6 +254,7 @@ class MetricsSnapshot:
             "dead_letter_size": self.dead_letter_size,
             "schedules": [attrs.asdict(s) for s in self.schedules],
             "recorded": [{"metric": s.metric, "labels": dict(s.labels), "value": s.value} for s in self.recorded],
+            "redis_memory": dict(self.redis_memory),
         }
 
 
@@ -263,6 +273,7 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._dependency_metrics()
+        yield from self._redis_memory_metrics()
         yield from self._queue_metrics()
         yield from self._schedule_metrics()
         yield from self._recorded_metrics()
@@ -272,6 +283,12 @@ class _SnapshotCollector(Collector):
         for name, is_up in sorted(self._snapshot.dependencies.items()):
             up.add_metric([name], 1.0 if is_up else 0.0)
         yield up
+
+    def _redis_memory_metrics(self) -> Iterator[Metric]:
+        memory = self._snapshot.redis_memory
+        for key, help_text in (("used", "Memory Redis uses (INFO used_memory)"), ("max", "Redis' maxmemory limit")):
+            if key in memory:
+                yield GaugeMetricFamily(f"{NAMESPACE}_redis_memory_{key}_bytes", help_text, value=memory[key])
 
     def _queue_metrics(self) -> Iterator[Metric]:
         snapshot = self._snapshot
@@ -330,6 +347,7 @@ class _SnapshotCollector(Collector):
             ("webhook_events_total", "Provider webhook events by provider, kind and outcome"),
             ("webhook_refusals_total", "Webhook requests refused (signature, age, size) by provider and reason"),
             ("reconciled_sends_total", "Unsettled sends settled from the provider or given up (failed_unconfirmed)"),
+            ("maintenance_removed_total", "Items removed by queue maintenance, by queue and kind"),
         ):
             samples = by_metric.get(counter, [])
             label_names = [name for name, _ in samples[0].labels] if samples else []

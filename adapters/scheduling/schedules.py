@@ -85,6 +85,11 @@ def define_schedules(scan_cron: str, snapshot_cron: str, tz: str) -> tuple[Sched
     )
 
 
+def maintenance_schedule(cron: str, tz: str) -> Schedule:
+    """Queue maintenance (adapters/bullmq/maintenance.py; Settings ``maintenance_cron``, hourly at :15 by default)."""
+    return Schedule("maintain-queues", JobName.MAINTAIN_QUEUES, pattern=cron, tz=tz)
+
+
 def find_schedule(schedules: Iterable[Schedule], key: str) -> Schedule:
     """The schedule named ``key`` (its name or its scheduler id); ConfigurationError naming the known ones."""
     for schedule in schedules:

@@ -1,13 +1,15 @@
 """Each schedule's status: written around its handler, read by the health endpoint and the CLI.
 
 The hash ``<prefix>:cf:schedule:<name>`` follows the contract in adapters/health/schedules.py (pattern, tz,
-next_run, last_started, last_finished, last_outcome ``ok``/``failed``, jobs_queued). The handler wrapper records a
+next_run, last_started, last_finished, last_outcome ``ok``/``failed``, jobs_queued, and a maintenance run's
+``removed`` counts). The handler wrapper records a
 run however it was started (a tick or :func:`adapters.scheduling.schedules.run_now`). Status is advisory: a failure
 to write it is logged, never turned into a failure of the job it describes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -18,7 +20,7 @@ from redis.exceptions import RedisError
 
 from adapters.health.schedules import FIELDS, record_schedule_status, schedule_key
 from adapters.scheduling.schedules import Schedule, scheduler_queue, scheduler_record
-from domain.outcomes import Outcome, Published
+from domain.outcomes import Cleaned, Outcome, Published
 from domain.ports import Clock
 
 log = structlog.get_logger()
@@ -55,17 +57,20 @@ class ScheduleRunRecorder:
             except BaseException:
                 await self._finished(schedule, OUTCOME_FAILED, 0)
                 raise
-            await self._finished(schedule, OUTCOME_OK, outcome.count if isinstance(outcome, Published) else 0)
+            removed = json.dumps(dict(outcome.removed)) if isinstance(outcome, Cleaned) else None
+            await self._finished(schedule, OUTCOME_OK, outcome.count if isinstance(outcome, Published) else 0, removed)
             return outcome
 
         return recorded
 
-    async def _finished(self, schedule: Schedule, outcome: str, queued: int) -> None:
+    async def _finished(self, schedule: Schedule, outcome: str, queued: int, removed: str | None = None) -> None:
         fields: dict[str, str | int | datetime] = {
             "last_finished": self._clock.now(),
             "last_outcome": outcome,
             "jobs_queued": queued,
         }
+        if removed is not None:
+            fields["removed"] = removed
         try:
             next_run = await _next_run(self._client, self._prefix, schedule)
         except RedisError:
@@ -112,6 +117,7 @@ async def schedule_status(
                 "last_finished": recorded["last_finished"],
                 "last_outcome": recorded["last_outcome"],
                 "jobs_queued": int(jobs_queued) if jobs_queued is not None else None,
+                "removed": json.loads(recorded["removed"]) if recorded["removed"] else None,
                 "registered": next_run is not None,
             }
         )

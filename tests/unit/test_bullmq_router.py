@@ -14,7 +14,11 @@ async def _noop(_job: Job) -> Outcome:
     return Published(0)
 
 
-SNAPSHOT_HANDLERS: dict[JobName, Handler] = {JobName.SNAPSHOT: _noop, JobName.FAN_OUT_SNAPSHOTS: _noop}
+SNAPSHOT_HANDLERS: dict[JobName, Handler] = {
+    JobName.SNAPSHOT: _noop,
+    JobName.FAN_OUT_SNAPSHOTS: _noop,
+    JobName.MAINTAIN_QUEUES: _noop,
+}
 
 
 def test_router_refuses_missing_and_foreign_handlers() -> None:

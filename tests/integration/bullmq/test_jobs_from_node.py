@@ -39,6 +39,7 @@ def all_handlers(seen: list[Job]) -> dict[JobName, Handler]:
         JobName.DUNNING: recording(Undeliverable("no_channel", "21610"), seen),
         JobName.SNAPSHOT: recording(SnapshotStored("2025-07-01"), seen),
         JobName.FAN_OUT_SNAPSHOTS: recording(Published(0), seen),
+        JobName.MAINTAIN_QUEUES: recording(Published(0), seen),
     }
 
 

@@ -32,7 +32,7 @@ def snapshot_handlers(handle: Handler) -> dict[JobName, Handler]:
     async def fan_out(_job: Job) -> Outcome:
         return Published(0)
 
-    return {JobName.SNAPSHOT: handle, JobName.FAN_OUT_SNAPSHOTS: fan_out}
+    return {JobName.SNAPSHOT: handle, JobName.FAN_OUT_SNAPSHOTS: fan_out, JobName.MAINTAIN_QUEUES: fan_out}
 
 
 async def test_transient_failure_is_retried_with_exponential_backoff_then_dead_lettered_once(prefix: str) -> None:

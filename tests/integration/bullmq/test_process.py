@@ -151,7 +151,11 @@ async def test_delayed_job_added_to_a_long_idle_worker_starts_within_a_second_of
     async def fan_out(_job: Job) -> Outcome:
         return Published(0)
 
-    handlers: dict[JobName, Handler] = {JobName.SNAPSHOT: record, JobName.FAN_OUT_SNAPSHOTS: fan_out}
+    handlers: dict[JobName, Handler] = {
+        JobName.SNAPSHOT: record,
+        JobName.FAN_OUT_SNAPSHOTS: fan_out,
+        JobName.MAINTAIN_QUEUES: fan_out,
+    }
     async with worker_running(WorkerConfig(queue=QueueName.SNAPSHOTS, prefix=prefix), handlers):
         await asyncio.sleep(21)
         job_id = await add(prefix, QUEUE, "process-snapshots", snapshot("o1"), delay=DELAY_MS)

@@ -49,7 +49,7 @@ def _handlers(snapshot: SnapshotHandler) -> dict[JobName, Handler]:
     async def fan_out(_job: Job) -> Outcome:
         return Published(0)
 
-    return {JobName.SNAPSHOT: handle, JobName.FAN_OUT_SNAPSHOTS: fan_out}
+    return {JobName.SNAPSHOT: handle, JobName.FAN_OUT_SNAPSHOTS: fan_out, JobName.MAINTAIN_QUEUES: fan_out}
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def fan_out_handlers(fan_out: Handler) -> dict[JobName, Handler]:
     async def snapshot(_job: Job) -> Outcome:
         return SnapshotStored("2026-01-01")
 
-    return {JobName.FAN_OUT_SNAPSHOTS: fan_out, JobName.SNAPSHOT: snapshot}
+    return {JobName.FAN_OUT_SNAPSHOTS: fan_out, JobName.SNAPSHOT: snapshot, JobName.MAINTAIN_QUEUES: fan_out}
 
 
 async def test_tick_missed_while_no_worker_ran_runs_once_when_a_worker_starts(

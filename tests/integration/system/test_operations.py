@@ -86,22 +86,22 @@ async def test_a_malformed_node_job_fails_once_with_a_readable_reason_and_one_de
     assert copies[0]["data"]["failedReason"] == job["failedReason"]
     assert (copies[0]["data"]["sourceQueue"], copies[0]["data"]["attemptsMade"]) == ("reminders", 1)
 
-    code, out, err = await run_cli(env, "dead-letter", "list")
+    code, out, err = await run_cli(env, "dead-letter", "list", "--json")
     assert code == 0, err
-    [listed] = [entry for entry in json.loads(out) if entry["id"] == copy_id]
+    [listed] = [entry for entry in json.loads(out)["jobs"] if entry["id"] == copy_id]
     assert (listed["jobName"], listed["jobId"], listed["failedReason"]) == (name, job_id, job["failedReason"])
     assert CANARY_PHONE not in out + err
 
-    code, out, err = await run_cli(env, "dead-letter", "replay", copy_id)
+    code, out, err = await run_cli(env, "dead-letter", "replay", copy_id, "--json")
     assert code == 0, err
-    replayed = json.loads(out)
+    [replayed] = json.loads(out)["jobs"]
     assert (replayed["queue"], replayed["added"]) == ("reminders", True)
     assert all(c["id"] != copy_id for c in await dead_letters(prefix))
-    again = await wait_for_state(prefix, "reminders", replayed["job_id"], ("completed", "failed"))
+    again = await wait_for_state(prefix, "reminders", replayed["jobId"], ("completed", "failed"))
     assert (again["name"], again["data"]) == (name, job["data"])
     assert again["failedReason"] == job["failedReason"]  # still malformed: it fails again, and is dead-lettered again
-    [copy_of_replay] = [c for c in await dead_letters(prefix) if c["id"] == f"reminders.{replayed['job_id']}"]
-    assert copy_of_replay["data"]["jobId"] == replayed["job_id"]
+    [copy_of_replay] = [c for c in await dead_letters(prefix) if c["id"] == f"reminders.{replayed['jobId']}"]
+    assert copy_of_replay["data"]["jobId"] == replayed["jobId"]
 
 
 async def test_backfill_from_the_cli_recomputes_the_days_snapshots(env: dict[str, str], db: Any) -> None:
