@@ -23,9 +23,11 @@ from adapters.postgres import (
     PostgresSnapshotStore,
     PostgresTemplates,
 )
+from adapters.postgres.personalization import PostgresPersonalizationBudgets, PostgresPersonalizedCopies
 from adapters.postgres.rows import dunning_policy_json
 from domain.models import Appointment, Contact, Enrollment, Organization, Template
 from domain.models import Sequence as NurtureSequence
+from domain.personalization import PersonalizationBudgets, PersonalizedCopies
 from domain.ports import (
     Appointments,
     Contacts,
@@ -49,6 +51,7 @@ from tests.fakes import (
     InMemorySnapshotStore,
     InMemoryTemplates,
 )
+from tests.fakes.personalization import InMemoryPersonalizationBudgets, InMemoryPersonalizedCopies
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -111,6 +114,8 @@ class FakeBackend:
     enrollments: InMemoryNurtureEnrollments = attrs.Factory(InMemoryNurtureEnrollments)
     kpi: FakeKpiFactsSource = attrs.Factory(FakeKpiFactsSource)
     snapshots: InMemorySnapshotStore = attrs.Factory(InMemorySnapshotStore)
+    copies: InMemoryPersonalizedCopies = attrs.Factory(InMemoryPersonalizedCopies)
+    budgets: InMemoryPersonalizationBudgets = attrs.Factory(InMemoryPersonalizationBudgets)
     seed: FakeSeed = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -214,12 +219,15 @@ class PostgresSeed:
 
     async def template(self, template: Template) -> Template:
         await self.db.execute(
-            "insert into message_templates (org_id, name, channel, subject, body) values ($1, $2, $3, $4, $5)",
+            "insert into message_templates (org_id, name, channel, subject, body, ai_instruction,"
+            " ai_required_literals) values ($1, $2, $3, $4, $5, $6, $7)",
             template.org_id,
             template.name,
             template.channel.value,
             template.subject,
             template.body,
+            template.ai_instruction,
+            list(template.ai_required_literals),
         )
         return template
 
@@ -270,6 +278,8 @@ class PostgresBackend:
     enrollments: NurtureEnrollments = attrs.field(init=False)
     kpi: KpiFactsSource = attrs.field(init=False)
     snapshots: SnapshotStore = attrs.field(init=False)
+    copies: PersonalizedCopies = attrs.field(init=False)
+    budgets: PersonalizationBudgets = attrs.field(init=False)
     seed: PostgresSeed = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -282,6 +292,8 @@ class PostgresBackend:
         self.enrollments = PostgresNurtureEnrollments(self.db)
         self.kpi = PostgresKpiFacts(self.db)
         self.snapshots = PostgresSnapshotStore(self.db)
+        self.copies = PostgresPersonalizedCopies(self.db)
+        self.budgets = PostgresPersonalizationBudgets(self.db)
         self.seed = PostgresSeed(self.db)
 
 

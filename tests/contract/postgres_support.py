@@ -22,7 +22,8 @@ ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1
 # Every table the repositories use, emptied between tests (schema_migrations is kept).
 REPOSITORY_TABLES = (
     "organizations, contacts, appointments, invoices, payments, message_templates, nurture_sequences, "
-    "nurture_steps, nurture_enrollments, send_ledger, suppressions, daily_snapshots"
+    "nurture_steps, nurture_enrollments, send_ledger, suppressions, daily_snapshots, "
+    "personalized_copies, personalization_usage"
 )
 
 
