@@ -120,6 +120,24 @@ class MetricsRecorder:
         the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
         self._pending[_provider_messages_field(provider, channel, outcome, error_code)] += 1.0
 
+    def model_request(self, model: str, outcome: str, seconds: float) -> None:
+        """One request to a language model: ``outcome`` is ``answered`` or the fallback reason it ended with;
+        ``seconds`` its latency (the counters' ratio is the mean latency per model and outcome)."""
+        labels = {"model": _label_value(model), "outcome": _label_value(outcome)}
+        self._pending[_field("model_requests_total", labels)] += 1.0
+        self._pending[_field("model_request_seconds_total", labels)] += max(seconds, 0.0)
+
+    def personalization(
+        self, org_id: str, channel: str, fallback: str | None, model: str | None, input_tokens: int, output_tokens: int
+    ) -> None:
+        """One personalization attempt: used, or the fallback and its reason; the tokens it cost, per org."""
+        outcome = {"channel": channel, "outcome": "fallback" if fallback else "used", "reason": fallback or "none"}
+        self._pending[_field("personalizations_total", {k: _label_value(v) for k, v in outcome.items()})] += 1.0
+        for kind, tokens in (("input", input_tokens), ("output", output_tokens)):
+            if tokens:
+                labels = {"org_id": _label_value(org_id), "model": _label_value(model), "kind": kind}
+                self._pending[_field("model_tokens_total", labels)] += float(tokens)
+
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the pending deltas to Redis; on failure they stay pending for the next flush."""
         pending, self._pending = self._pending, defaultdict(float)
@@ -290,6 +308,10 @@ class _SnapshotCollector(Collector):
         for counter, help_text in (
             ("jobs_total", "Job attempts by outcome"),
             ("provider_messages_total", "Messages handed to providers by outcome and error code"),
+            ("personalizations_total", "AI personalization attempts: used, or fallback and its reason"),
+            ("model_requests_total", "Requests to the language model by model and outcome"),
+            ("model_request_seconds_total", "Seconds spent in language model requests by model and outcome"),
+            ("model_tokens_total", "Language model tokens per org, model and kind (input, output): the cost"),
         ):
             samples = by_metric.get(counter, [])
             label_names = [name for name, _ in samples[0].labels] if samples else []
