@@ -21,8 +21,10 @@ from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.observability.logging import configure_logging
 from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.personalization import MetricsPersonalizationRecorder
 from adapters.observability.sentry import close_sentry, init_sentry
 from adapters.observability.tracing import init_tracing, shutdown_tracing
+from adapters.openai_personalizer import OPENAI_API_BASE_URL, OpenAICopyPersonalizer
 from adapters.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.postgres.crm import (
     PostgresAppointments,
@@ -35,6 +37,7 @@ from adapters.postgres.kpi import PostgresKpiFacts
 from adapters.postgres.ledger import PostgresSendLedger
 from adapters.postgres.migrator import migrate
 from adapters.postgres.nurture import PostgresNurtureEnrollments
+from adapters.postgres.personalization import PostgresPersonalizationBudgets, PostgresPersonalizedCopies
 from adapters.postgres.pool import PostgresDatabase
 from adapters.postgres.snapshots import PostgresSnapshotStore
 from adapters.rate_limit import RedisRateLimiter
@@ -44,11 +47,13 @@ from adapters.scheduling.status import ScheduleRunRecorder
 from adapters.sendgrid_email import SendGridEmailSender
 from adapters.template_renderer import PlaceholderTemplateRenderer
 from adapters.twilio_sms import TWILIO_API_BASE_URL, TwilioSmsSender
+from domain.copy_personalization import CopyPersonalization
 from domain.delivery import Dispatcher
 from domain.dunning import DunningService
 from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome
+from domain.personalization import DailyBudget
 from domain.ports import EmailSender, SmsSender
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
@@ -181,6 +186,30 @@ def _senders(
     return sms, email, closers
 
 
+def _personalization(
+    settings: Settings, database: PostgresDatabase, clock: SystemClock, metrics: MetricsRecorder, stack: AsyncExitStack
+) -> CopyPersonalization | None:
+    """AI personalization of opted-in templates when OPENAI_API_KEY is set; None (templates as written) otherwise."""
+    if not settings.openai_api_key:
+        return None
+    personalizer = OpenAICopyPersonalizer(
+        api_key=settings.openai_api_key,
+        model=settings.openai_model,
+        base_url=settings.openai_base_url or OPENAI_API_BASE_URL,
+        timeout_seconds=settings.openai_timeout_seconds,
+        recorder=metrics,
+    )
+    stack.push_async_callback(personalizer.close)
+    return CopyPersonalization(
+        personalizer,
+        PostgresPersonalizedCopies(database),
+        PostgresPersonalizationBudgets(database),
+        MetricsPersonalizationRecorder(metrics),
+        clock,
+        DailyBudget(settings.openai_daily_requests_per_org, settings.openai_daily_tokens_per_org),
+    )
+
+
 @asynccontextmanager
 async def open_system(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[System]:
     """Open every adapter (migrating the database first), yield the wired System, close all in reverse."""
@@ -228,6 +257,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
                 dispatcher,
                 publisher,
                 clock,
+                personalization=_personalization(settings, database, clock, metrics, stack),
             ),
             dunning=DunningService(
                 contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock

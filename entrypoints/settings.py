@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/clientflow"
+DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"  # OpenAI's current small model (2026-03)
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
@@ -92,6 +93,18 @@ class Settings:
     snapshot_cron: str = "0 * * * *"
     schedule_tz: str = "UTC"
 
+    # --- AI personalization of nurture copy (issue 19), one block until the typed declaration (#12) takes it ---
+    # OPENAI_API_KEY: without it no template is personalized. OPENAI_MODEL: the Chat Completions model.
+    # OPENAI_BASE_URL: the openai library's own variable (a compatible gateway; a local fake in tests).
+    # OPENAI_TIMEOUT_SECONDS: one request, no retries; past it the template is sent.
+    # OPENAI_DAILY_REQUESTS_PER_ORG / OPENAI_DAILY_TOKENS_PER_ORG: each org's allowance per local day.
+    openai_api_key: str | None = attrs.field(default=None, repr=False)
+    openai_model: str = DEFAULT_OPENAI_MODEL
+    openai_base_url: str | None = None
+    openai_timeout_seconds: float = 10.0
+    openai_daily_requests_per_org: int = 500
+    openai_daily_tokens_per_org: int = 1_000_000
+
     @property
     def production(self) -> bool:
         return self.node_env == "production"
@@ -121,6 +134,7 @@ class Settings:
             "otel": self.otel_endpoint is not None,
             "sms_provider": "twilio" if self.twilio_configured else "outbox",
             "email_provider": "sendgrid" if self.sendgrid_configured else "outbox",
+            "personalization": self.openai_model if self.openai_api_key else "off",
         }
 
     @classmethod
@@ -162,6 +176,12 @@ class Settings:
             scan_cron=_opt(env, "SCAN_CRON") or "0 * * * *",
             snapshot_cron=_opt(env, "SNAPSHOT_CRON") or "0 * * * *",
             schedule_tz=_opt(env, "SCHEDULE_TZ") or "UTC",
+            openai_api_key=_opt(env, "OPENAI_API_KEY"),
+            openai_model=_opt(env, "OPENAI_MODEL") or DEFAULT_OPENAI_MODEL,
+            openai_base_url=_opt(env, "OPENAI_BASE_URL"),
+            openai_timeout_seconds=_float(env, "OPENAI_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            openai_daily_requests_per_org=_int(env, "OPENAI_DAILY_REQUESTS_PER_ORG", 500),
+            openai_daily_tokens_per_org=_int(env, "OPENAI_DAILY_TOKENS_PER_ORG", 1_000_000),
         )
         settings.check()
         return settings
@@ -172,6 +192,8 @@ class Settings:
             # Above the providers' 10 s client timeout plus the rate limiter's 5 s wait: a request still in
             # flight must have landed before anyone reconciles it.
             raise SettingsError("SEND_SETTLE_SECONDS must exceed 15 (the provider timeout plus the rate-limit wait)")
+        if self.openai_base_url and urlsplit(self.openai_base_url).scheme not in ("http", "https"):
+            raise SettingsError("OPENAI_BASE_URL must be an http:// or https:// URL")
         if urlsplit(self.database_url).scheme not in ("postgres", "postgresql"):
             raise SettingsError("DATABASE_URL must be a postgresql:// URL")
         if self.twilio_configured and not (self.twilio_from_number or self.twilio_messaging_service_sid):
