@@ -123,7 +123,7 @@ class CopyPersonalization:
         day = self.clock.now().astimezone(org.zone).date()
         if not await self.budgets.take(org.id, day, self.budget):
             return self._fallback(org, message, FallbackReason.BUDGET_EXHAUSTED)
-        request = _request(org, template, message, personalization)
+        request = _request(template, message, personalization)
         try:
             answer = await self.personalizer.personalize(request)
         except PersonalizationFailed as failed:
@@ -145,17 +145,12 @@ class CopyPersonalization:
         return _stored(message, CopySource.TEMPLATE, reason)
 
 
-def _request(
-    org: Organization, template: Template, message: Message, personalization: Mapping[str, Any]
-) -> PersonalizationRequest:
+def _request(template: Template, message: Message, personalization: Mapping[str, Any]) -> PersonalizationRequest:
     assert template.ai_instruction is not None
     values = values_for_model(placeholders(template.body, template.subject), personalization)
     if isinstance(message, SmsMessage):
-        return PersonalizationRequest(
-            org.id, Channel.SMS, template.ai_instruction, message.body, None, values, SMS_MAX_CHARS
-        )
+        return PersonalizationRequest(Channel.SMS, template.ai_instruction, message.body, None, values, SMS_MAX_CHARS)
     return PersonalizationRequest(
-        org.id,
         Channel.EMAIL,
         template.ai_instruction,
         plain_text(message.text),

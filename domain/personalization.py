@@ -57,7 +57,6 @@ class PersonalizationRequest:
     ``copy_guard.values_for_model``). ``max_body_chars`` is the channel's limit on the answer's body.
     """
 
-    org_id: OrgId
     channel: Channel
     instruction: str = attrs.field(repr=False)
     body: str = attrs.field(repr=False)
@@ -112,10 +111,6 @@ class PersonalizationOutcome:
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-
-    @property
-    def used(self) -> bool:
-        return self.fallback is None
 
 
 class CopyPersonalizer(Protocol):

@@ -20,7 +20,7 @@ from domain.personalization import (
     PersonalizationRequest,
     PersonalizedCopy,
 )
-from domain.values import Channel, OrgId
+from domain.values import Channel
 from tests.fakes.personalization import FakeCopyPersonalizer
 from tests.fakeservers import openai as fake_api
 from tests.fakeservers.openai import FakeOpenAI
@@ -29,7 +29,7 @@ from tests.integration.messaging.support import running
 
 TIMEOUT_SECONDS = 0.5
 MODEL = "gpt-5.4-mini-2026-03-17"
-SMS = PersonalizationRequest(OrgId("org-1"), Channel.SMS, "warmer", "Hi Dana", None, {"first_name": "Dana"}, 1600)
+SMS = PersonalizationRequest(Channel.SMS, "warmer", "Hi Dana", None, {"first_name": "Dana"}, 1600)
 EMAIL = attrs.evolve(SMS, channel=Channel.EMAIL, subject="Welcome", max_body_chars=20_000)
 
 

@@ -7,15 +7,13 @@ import pytest
 from domain.copy_guard import check_answer, placeholders, values_for_model
 from domain.copy_personalization import html_from_text, plain_text
 from domain.personalization import FallbackReason, PersonalizationRequest, PersonalizedCopy
-from domain.values import Channel, OrgId
+from domain.values import Channel
 
 SMS_TEXT = "Hi Dana, 20% off whitening this week: https://acme.example/offer?c=7 Reply STOP to opt out"
 
 
 def sms_request(body: str = SMS_TEXT, instruction: str = "warmer", **values: str) -> PersonalizationRequest:
-    return PersonalizationRequest(
-        OrgId("org-1"), Channel.SMS, instruction, body, None, values or {"first_name": "Dana"}, 160
-    )
+    return PersonalizationRequest(Channel.SMS, instruction, body, None, values or {"first_name": "Dana"}, 160)
 
 
 def answer(body: str, subject: str | None = None) -> PersonalizedCopy:
@@ -91,7 +89,7 @@ def test_a_date_is_not_a_phone_number() -> None:
 
 def test_email_subject_must_be_one_line_and_present() -> None:
     """An email answer without a subject, or with CR/LF in it, falls back."""
-    request = PersonalizationRequest(OrgId("o"), Channel.EMAIL, "warmer", "Hello Dana", "Welcome", {}, 20_000)
+    request = PersonalizationRequest(Channel.EMAIL, "warmer", "Hello Dana", "Welcome", {}, 20_000)
     assert check_answer(request, answer("Hello dear Dana", "Welcome back")) is None
     assert check_answer(request, answer("Hello dear Dana", None)) is FallbackReason.EMPTY
     assert check_answer(request, answer("Hello dear Dana", "Welcome\r\nBcc: x")) is FallbackReason.SUBJECT_LINE_BREAK

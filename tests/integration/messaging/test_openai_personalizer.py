@@ -12,7 +12,7 @@ from adapters.observability.metrics import MetricsRecorder
 from adapters.openai_personalizer import MAX_OUTPUT_TOKENS, OpenAICopyPersonalizer
 from adapters.provider_logging import pin_provider_library_logging
 from domain.personalization import FallbackReason, PersonalizationFailed, PersonalizationRequest
-from domain.values import Channel, OrgId
+from domain.values import Channel
 from tests.fakeservers import openai as fake_api
 from tests.fakeservers.openai import FakeOpenAI
 from tests.integration.messaging.support import running
@@ -20,7 +20,6 @@ from tests.integration.messaging.support import running
 MODEL = "gpt-5.4-mini"
 CANARY_NAME = "Zebulon"
 REQUEST = PersonalizationRequest(
-    OrgId("org-1"),
     Channel.EMAIL,
     "warmer, mention their last visit",
     f"Hi {CANARY_NAME}, book again: https://acme.example/book",

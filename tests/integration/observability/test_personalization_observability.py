@@ -22,9 +22,7 @@ from tests.integration.messaging.support import running
 from tests.integration.observability.conftest import SpanCapture
 
 CANARY = "Zebulon"
-REQUEST = PersonalizationRequest(
-    OrgId("org-7"), Channel.SMS, "warmer", f"Hi {CANARY}", None, {"first_name": CANARY}, 1600
-)
+REQUEST = PersonalizationRequest(Channel.SMS, "warmer", f"Hi {CANARY}", None, {"first_name": CANARY}, 1600)
 
 
 @pytest.fixture
