@@ -136,7 +136,7 @@ class NurtureService:
             if held is not None:
                 return held
         if self.personalization is not None:
-            message = await self._personalized(job, org, message, claimed_before)
+            message = await self._personalized(self.personalization, job, org, message, claimed_before)
         result = await self.dispatcher.deliver(self._claim(job, found, message), message)
         return await self._settle(job, found, result, now)
 
@@ -183,14 +183,19 @@ class NurtureService:
         return EmailMessage(key, address, email.subject, email.text, email.html)
 
     async def _personalized(
-        self, job: NurtureJob, org: Organization, message: SmsMessage | EmailMessage, claimed_before: bool
+        self,
+        personalization: CopyPersonalization,
+        job: NurtureJob,
+        org: Organization,
+        message: SmsMessage | EmailMessage,
+        claimed_before: bool,
     ) -> SmsMessage | EmailMessage:
-        assert self.personalization is not None
+        """The words to send for an opted-in template (domain.copy_personalization); ``message`` otherwise."""
         channel = Channel.SMS if isinstance(message, SmsMessage) else Channel.EMAIL
         template = await self.templates.get(job.org_id, job.template, channel)
         if template is None:  # deleted since the message was rendered: send what was rendered
             return message
-        return await self.personalization.copy_for(
+        return await personalization.copy_for(
             org, template, message, job.personalization, claimed_before=claimed_before
         )
 
