@@ -128,13 +128,16 @@ def library_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.fixture
 def debug_logging() -> Iterator[None]:
+    """The root logger at DEBUG and the library loggers unpinned, whatever an earlier test configured; restored."""
     root = logging.getLogger()
-    previous = root.level
+    previous = root.level, {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
     root.setLevel(logging.DEBUG)
-    yield
-    root.setLevel(previous)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET)
+    yield
+    root.setLevel(previous[0])
+    for name, level in previous[1].items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.mark.usefixtures("debug_logging")
