@@ -24,7 +24,6 @@ from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.personalization import MetricsPersonalizationRecorder
 from adapters.observability.sentry import close_sentry, init_sentry
 from adapters.observability.tracing import init_tracing, shutdown_tracing
-from adapters.openai_personalizer import OPENAI_API_BASE_URL, OpenAICopyPersonalizer
 from adapters.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.postgres.crm import (
     PostgresAppointments,
@@ -192,6 +191,10 @@ def _personalization(
     """AI personalization of opted-in templates when OPENAI_API_KEY is set; None (templates as written) otherwise."""
     if not settings.openai_api_key:
         return None
+    # Imported here: the openai library (with pydantic) adds about a second to every worker's start-up, which
+    # processes without OPENAI_API_KEY need not pay (supervisord's startsecs counts it).
+    from adapters.openai_personalizer import OPENAI_API_BASE_URL, OpenAICopyPersonalizer
+
     personalizer = OpenAICopyPersonalizer(
         api_key=settings.openai_api_key,
         model=settings.openai_model,
