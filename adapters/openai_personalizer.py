@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import attrs
 import openai
@@ -41,12 +40,10 @@ _SHAPES = {
 
 def prompt(request: PersonalizationRequest) -> list[ChatCompletionMessageParam]:
     """The chat messages sent for ``request``: the rules, then the request's own fields as JSON."""
-    rules = _RULES.format(channel=request.channel.value.upper() if request.channel is Channel.SMS else "email",
-                          max_chars=request.max_body_chars, shape=_SHAPES[request.channel])  # fmt: skip
-    given: dict[str, Any] = {"instruction": request.instruction, "message": {"body": request.body}}
-    if request.subject is not None:
-        given["message"]["subject"] = request.subject
-    given["values"] = dict(request.values)
+    channel = "SMS" if request.channel is Channel.SMS else "email"
+    rules = _RULES.format(channel=channel, max_chars=request.max_body_chars, shape=_SHAPES[request.channel])
+    message = {"body": request.body} if request.subject is None else {"body": request.body, "subject": request.subject}
+    given = {"instruction": request.instruction, "message": message, "values": dict(request.values)}
     return [
         {"role": "system", "content": rules},
         {"role": "user", "content": json.dumps(given, ensure_ascii=False)},
