@@ -15,6 +15,7 @@ from adapters.observability.tracing import set_span_attributes
 from domain.personalization import FallbackReason, PersonalizationOutcome
 
 log = structlog.get_logger()
+_SETTINGS = "OPENAI_API_KEY, OPENAI_MODEL, OPENAI_BASE_URL"
 
 
 @attrs.define
@@ -45,7 +46,7 @@ class MetricsPersonalizationRecorder:
         }
         if fallback is None:
             log.info("copy_personalized", **fields)
-        elif outcome.fallback is FallbackReason.MISCONFIGURED:
-            log.error("copy_personalization_fallback", reason=fallback, **fields)
+        elif outcome.fallback is FallbackReason.MISCONFIGURED:  # the key, model or URL refused: templates go plain
+            log.error("copy_personalization_fallback", reason=fallback, check=_SETTINGS, **fields)
         else:
             log.warning("copy_personalization_fallback", reason=fallback, **fields)

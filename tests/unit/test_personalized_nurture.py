@@ -244,3 +244,32 @@ async def test_an_email_gets_the_models_subject_text_and_an_escaped_html_part(ai
         "Dear Dana & co, so glad!",
         "<p>Dear Dana &amp; co, so glad!</p>",
     )
+
+
+@pytest.mark.parametrize(
+    ("first", "same_day", "next_day"),
+    [
+        # Santiago falls back at 24:00 on 2026-04-04: 23:00-24:00 happens twice, the 4th lasts 25 hours
+        ("2026-04-05T02:59", "2026-04-05T03:30", "2026-04-05T04:00"),
+        # and springs forward at 24:00 on 2026-09-05: the 6th begins at 01:00
+        ("2026-09-06T03:00", "2026-09-06T03:59", "2026-09-06T04:00"),
+    ],
+    ids=["fall_back", "spring_forward"],
+)
+async def test_the_budget_day_follows_the_orgs_clock_across_dst(
+    ai: AiWorld, first: str, same_day: str, next_day: str
+) -> None:
+    """The allowance resets at the org's local midnight, however long the local day was."""
+    personalization = CopyPersonalization(ai.model, ai.copies, ai.budgets, ai.recorder, ai.clock, DailyBudget(1, 10**6))
+    org = attrs.evolve(ai.orgs.orgs[ORG], zone=zone("America/Santiago"))
+    template = Template(ORG, "tips", Channel.SMS, "Hi", None, "warmer")
+
+    async def send(key: str, at: str) -> FallbackReason | None:
+        ai.clock.set(datetime.fromisoformat(at).replace(tzinfo=UTC))
+        message = SmsMessage(key, PhoneNumber("+14155550100"), "Hi")
+        await personalization.copy_for(org, template, message, {}, claimed_before=False)
+        return ai.copies.copies[key].fallback
+
+    assert await send("k-1", first) is None
+    assert await send("k-2", same_day) is FallbackReason.BUDGET_EXHAUSTED
+    assert await send("k-3", next_day) is None
