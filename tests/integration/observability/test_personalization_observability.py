@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog.testing
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -96,3 +97,19 @@ async def test_spans_carry_model_tokens_and_outcome_but_no_content(spans: SpanCa
     everything = json.dumps([s.to_json() for s in finished])
     assert CANARY not in everything
     assert server.api_key not in everything
+
+
+def test_each_outcome_is_one_log_event_and_a_refused_key_names_the_settings() -> None:
+    """A used copy logs copy_personalized; a fallback copy_personalization_fallback with its reason, at error level
+    naming the settings to check when the key, model or URL was refused."""
+    recorder = MetricsPersonalizationRecorder(MetricsRecorder("unused"))
+    with structlog.testing.capture_logs() as logged:
+        recorder.record(PersonalizationOutcome(OrgId("org-7"), Channel.SMS, None, "m", 10, 5))
+        recorder.record(PersonalizationOutcome(OrgId("org-7"), Channel.SMS, FallbackReason.TIMEOUT))
+        recorder.record(PersonalizationOutcome(OrgId("org-7"), Channel.EMAIL, FallbackReason.MISCONFIGURED))
+    assert [(e["event"], e["log_level"], e.get("reason")) for e in logged] == [
+        ("copy_personalized", "info", None),
+        ("copy_personalization_fallback", "warning", "timeout"),
+        ("copy_personalization_fallback", "error", "misconfigured"),
+    ]
+    assert "OPENAI_API_KEY" in logged[2]["check"]
