@@ -81,9 +81,11 @@ def _apply(message: Message, copy: StoredCopy) -> Message:
 
 @attrs.define
 class CopyPersonalization:
-    """``budget`` is every org's daily allowance (requests and tokens), counted per org and local day."""
+    """``budget`` is every org's daily allowance (requests and tokens), counted per org and local day.
+    ``personalizer`` None: personalization is off (no OPENAI_API_KEY), but words stored for a send while it was on
+    are still the words of that send's retries."""
 
-    personalizer: CopyPersonalizer
+    personalizer: CopyPersonalizer | None
     copies: PersonalizedCopies
     budgets: PersonalizationBudgets
     recorder: PersonalizationRecorder
@@ -106,12 +108,15 @@ class CopyPersonalization:
             return message
         stored = await self.copies.get(message.ledger_key)
         if stored is None:
-            chosen = await self._choose(org, template, message, personalization, claimed_before)
+            if self.personalizer is None:  # off: the template as written, nothing stored
+                return message
+            chosen = await self._choose(self.personalizer, org, template, message, personalization, claimed_before)
             stored = await self.copies.keep(chosen, self.clock.now())
         return _apply(message, stored)
 
     async def _choose(
         self,
+        personalizer: CopyPersonalizer,
         org: Organization,
         template: Template,
         message: Message,
@@ -125,7 +130,7 @@ class CopyPersonalization:
             return self._fallback(org, message, FallbackReason.BUDGET_EXHAUSTED)
         request = _request(template, message, personalization)
         try:
-            answer = await self.personalizer.personalize(request)
+            answer = await personalizer.personalize(request)
         except PersonalizationFailed as failed:
             return self._fallback(org, message, failed.reason)
         await self.budgets.spend(org.id, day, answer.input_tokens + answer.output_tokens)

@@ -187,22 +187,23 @@ def _senders(
 
 def _personalization(
     settings: Settings, database: PostgresDatabase, clock: SystemClock, metrics: MetricsRecorder, stack: AsyncExitStack
-) -> CopyPersonalization | None:
-    """AI personalization of opted-in templates when OPENAI_API_KEY is set; None (templates as written) otherwise."""
-    if not settings.openai_api_key:
-        return None
-    # Imported here: the openai library (with pydantic) adds about a second to every worker's start-up, which
-    # processes without OPENAI_API_KEY need not pay (supervisord's startsecs counts it).
-    from adapters.openai_personalizer import OPENAI_API_BASE_URL, OpenAICopyPersonalizer
+) -> CopyPersonalization:
+    """AI personalization of opted-in templates with OPENAI_API_KEY; without it no model is asked, but the words
+    stored for a send while it was on stay that send's words."""
+    personalizer = None
+    if settings.openai_api_key:
+        # Imported here: the openai library (with pydantic) adds about a second to every worker's start-up, which
+        # processes without OPENAI_API_KEY need not pay (supervisord's startsecs counts it).
+        from adapters.openai_personalizer import OPENAI_API_BASE_URL, OpenAICopyPersonalizer
 
-    personalizer = OpenAICopyPersonalizer(
-        api_key=settings.openai_api_key,
-        model=settings.openai_model,
-        base_url=settings.openai_base_url or OPENAI_API_BASE_URL,
-        timeout_seconds=settings.openai_timeout_seconds,
-        recorder=metrics,
-    )
-    stack.push_async_callback(personalizer.close)
+        personalizer = OpenAICopyPersonalizer(
+            api_key=settings.openai_api_key,
+            model=settings.openai_model,
+            base_url=settings.openai_base_url or OPENAI_API_BASE_URL,
+            timeout_seconds=settings.openai_timeout_seconds,
+            recorder=metrics,
+        )
+        stack.push_async_callback(personalizer.close)
     return CopyPersonalization(
         personalizer,
         PostgresPersonalizedCopies(database),

@@ -273,3 +273,31 @@ async def test_the_budget_day_follows_the_orgs_clock_across_dst(
     assert await send("k-1", first) is None
     assert await send("k-2", same_day) is FallbackReason.BUDGET_EXHAUSTED
     assert await send("k-3", next_day) is None
+
+
+async def test_with_personalization_off_a_retry_still_sends_the_stored_words(ai: AiWorld) -> None:
+    """Words stored while the key was set stay the send's words after it is removed; a send without stored words
+    goes out as written, nothing stored, the model never asked."""
+    ai.opt_in()
+    ai.answers(AI_TIPS)
+    ai.sms.fail_with.append(TransientError("connection refused"))
+    with pytest.raises(TransientError):
+        await ai.service.process(job(2, "tips"))
+    personalization = ai.service.personalization
+    assert personalization is not None
+    personalization.personalizer = None  # OPENAI_API_KEY removed, workers restarted
+
+    await ai.service.process(job(2, "tips"))
+    other = await personalization.copy_for(
+        ai.orgs.orgs[ORG],
+        ai.templates.templates[(ORG, "tips", Channel.SMS)],
+        SmsMessage("nurture:enr-9:1:sms", PhoneNumber("+14155550100"), PLAIN_TIPS),
+        {},
+        claimed_before=False,
+    )
+
+    assert [m.body for m in ai.sms.sent] == [AI_TIPS]
+    assert isinstance(other, SmsMessage)
+    assert other.body == PLAIN_TIPS
+    assert "nurture:enr-9:1:sms" not in ai.copies.copies
+    assert len(ai.model.requests) == 1
