@@ -124,11 +124,16 @@ class ReminderCandidate:
 
 @attrs.frozen
 class Template:
+    """``ai_instruction`` opts the template in to AI personalization (the org's words to the model); the answer
+    must keep every literal of ``ai_required_literals`` (opt-out text ...) verbatim. See domain.copy_guard."""
+
     org_id: OrgId
     name: str
     channel: Channel
     body: str = attrs.field(repr=False)
     subject: str | None = attrs.field(default=None, repr=False)
+    ai_instruction: str | None = attrs.field(default=None, repr=False)
+    ai_required_literals: tuple[str, ...] = attrs.field(default=(), repr=False)
 
 
 @attrs.frozen

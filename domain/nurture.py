@@ -17,7 +17,8 @@ contact cannot be reached on (no address, no consent for the channel) is skipped
 message is rendered (errors are invalid jobs), kept within the org's marketing window (else Deferred to its
 opening, never dropped) and under the cap of 3 marketing messages per contact per rolling 24 hours (else Deferred
 to when the cap reopens), then sent once. A message already claimed in the ledger by an earlier run passed those
-gates when it was claimed: it is not gated again, only resolved (so a retry after a crash still moves on).
+gates when it was claimed: it is not gated again, only resolved (so a retry after a crash still moves on). With
+``personalization`` set, a template that opts in has its copy chosen after those gates (domain.copy_personalization).
 
 The sequence moves on (step recorded, next step queued with its delay, or the enrollment completed) after every
 step that is settled for good: delivered (now or earlier), refused permanently (the ledger keeps the failure; later
@@ -34,6 +35,7 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from domain.compose import reachable_address, render_email, render_sms
+from domain.copy_personalization import CopyPersonalization
 from domain.delivery import Delivered, DeliveryResult, Dispatcher, Postponed, Rejected, Suppressed, Unconfirmed
 from domain.errors import InvalidJob, SuppressionReason
 from domain.jobs import NurtureJob, custom_job_id
@@ -101,6 +103,7 @@ class NurtureService:
     dispatcher: Dispatcher
     publisher: JobPublisher
     clock: Clock
+    personalization: CopyPersonalization | None = None  # None: templates are sent as written
 
     async def process(self, job: NurtureJob) -> Outcome:
         if job.sequence_step < 1:  # checked before any look-up: steps count from 1
@@ -129,10 +132,13 @@ class NurtureService:
         if message is None:
             await self._advance(job, found, now)
             return Skipped("channel_unreachable")
-        if await self.ledger.get(message.ledger_key) is None:
+        claimed_before = await self.ledger.get(message.ledger_key) is not None
+        if not claimed_before:
             held = await self._held_until(org, contact, now)
             if held is not None:
                 return held
+        if self.personalization is not None:
+            message = await self._personalized(self.personalization, job, org, message, claimed_before)
         result = await self.dispatcher.deliver(self._claim(job, found, message), message)
         return await self._settle(job, found, result, now)
 
@@ -177,6 +183,23 @@ class NurtureService:
             return SmsMessage(key, address, render_sms(self.renderer, template, job.personalization))
         email = render_email(self.renderer, template, job.personalization)
         return EmailMessage(key, address, email.subject, email.text, email.html)
+
+    async def _personalized(
+        self,
+        personalization: CopyPersonalization,
+        job: NurtureJob,
+        org: Organization,
+        message: SmsMessage | EmailMessage,
+        claimed_before: bool,
+    ) -> SmsMessage | EmailMessage:
+        """The words to send for an opted-in template (domain.copy_personalization); ``message`` otherwise."""
+        channel = Channel.SMS if isinstance(message, SmsMessage) else Channel.EMAIL
+        template = await self.templates.get(job.org_id, job.template, channel)
+        if template is None:  # deleted since the message was rendered: send what was rendered
+            return message
+        return await personalization.copy_for(
+            org, template, message, job.personalization, claimed_before=claimed_before
+        )
 
     async def _held_until(self, org: Organization, contact: Contact, now: datetime) -> Deferred | None:
         """Deferred while the marketing window is closed or the contact is at the cap; None when it may go now."""

@@ -22,6 +22,7 @@ from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.observability.logging import configure_logging
 from adapters.observability.metrics import MetricsRecorder
+from adapters.observability.personalization import MetricsPersonalizationRecorder
 from adapters.observability.sentry import close_sentry, init_sentry
 from adapters.observability.tracing import init_tracing, shutdown_tracing
 from adapters.outbox import OutboxEmailSender, OutboxSmsSender
@@ -37,6 +38,7 @@ from adapters.postgres.kpi import PostgresKpiFacts
 from adapters.postgres.ledger import PostgresSendLedger
 from adapters.postgres.migrator import migrate
 from adapters.postgres.nurture import PostgresNurtureEnrollments
+from adapters.postgres.personalization import PostgresPersonalizationBudgets, PostgresPersonalizedCopies
 from adapters.postgres.pool import PostgresDatabase
 from adapters.postgres.snapshots import PostgresSnapshotStore
 from adapters.rate_limit import RedisRateLimiter
@@ -57,12 +59,14 @@ from adapters.webhooks.sendgrid import SendGridSignature
 from adapters.webhooks.server import WebhookHandlers
 from adapters.webhooks.twilio import TwilioWebhooks
 from domain.consent import ConsentGatedLedger
+from domain.copy_personalization import CopyPersonalization
 from domain.delivery import Dispatcher
 from domain.dunning import DunningService
 from domain.errors import ConfigurationError
 from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome, Skipped
+from domain.personalization import DailyBudget
 from domain.ports import Clock, EmailSender, JobPublisher, SmsSender
 from domain.reconciliation import UnknownSendReconciler
 from domain.reminders import ReminderService
@@ -178,8 +182,11 @@ def build_services(
     email: EmailSender,
     publisher: JobPublisher,
     clock: Clock,
+    personalization: CopyPersonalization | None = None,
 ) -> Services:
-    """Wire the domain services to these edges: the one place a service is built (real runs and dry runs)."""
+    """Wire the domain services to these edges: the one place a service is built (real runs and dry runs).
+
+    ``personalization`` (AI copy of opted-in nurture templates) is None in dry runs: no model is asked there."""
     organizations = PostgresOrganizations(database)
     contacts = PostgresContacts(database)
     appointments = PostgresAppointments(database)
@@ -203,6 +210,7 @@ def build_services(
             dispatcher,
             publisher,
             clock,
+            personalization=personalization,
         ),
         dunning=DunningService(
             contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock
@@ -281,6 +289,35 @@ def _senders(
     return sms, email, closers
 
 
+def _personalization(
+    settings: Settings, database: PostgresDatabase, clock: SystemClock, metrics: MetricsRecorder, stack: AsyncExitStack
+) -> CopyPersonalization:
+    """AI personalization of opted-in templates with OPENAI_API_KEY; without it no model is asked, but the words
+    stored for a send while it was on stay that send's words."""
+    personalizer = None
+    if settings.openai_api_key:
+        # Imported here: the openai library (with pydantic) adds about a second to every worker's start-up, which
+        # processes without OPENAI_API_KEY need not pay (supervisord's startsecs counts it).
+        from adapters.openai_personalizer import OPENAI_API_BASE_URL, OpenAICopyPersonalizer
+
+        personalizer = OpenAICopyPersonalizer(
+            api_key=settings.openai_api_key,
+            model=settings.openai_model,
+            base_url=settings.openai_base_url or OPENAI_API_BASE_URL,
+            timeout_seconds=settings.openai_timeout_seconds,
+            recorder=metrics,
+        )
+        stack.push_async_callback(personalizer.close)
+    return CopyPersonalization(
+        personalizer,
+        PostgresPersonalizedCopies(database),
+        PostgresPersonalizationBudgets(database),
+        MetricsPersonalizationRecorder(metrics),
+        clock,
+        DailyBudget(settings.openai_daily_requests_per_org, settings.openai_daily_tokens_per_org),
+    )
+
+
 @asynccontextmanager
 async def open_system(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[System]:
     """Open every adapter (migrating the database first), yield the wired System, close all in reverse."""
@@ -300,7 +337,8 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
             stack.push_async_callback(close)
 
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
-        services = build_services(settings, database, sms, email, publisher, clock)
+        personalization = _personalization(settings, database, clock, metrics, stack)
+        services = build_services(settings, database, sms, email, publisher, clock, personalization)
         schedules = (
             *define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz),
             maintenance_schedule(settings.maintenance_cron, settings.schedule_tz),

@@ -15,6 +15,7 @@ import attrs
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/clientflow"
 DEFAULT_RELEASE = "clientflow-worker@0.1.0"
 """The release reported to Sentry and as the traces' ``service.version`` when ``RELEASE`` is unset."""
+DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"  # OpenAI's current small model (2026-03)
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
@@ -111,6 +112,17 @@ class Settings:
         10_000  # MAINTENANCE_FINISHED_MAX_COUNT: at most this many completed (and failed) per queue
     )
     dead_letter_retention_days: float = 30.0  # DEAD_LETTER_RETENTION_DAYS: dead letters kept this long
+    # --- AI personalization of nurture copy (issue 19), one block until the typed declaration (#12) takes it ---
+    # OPENAI_API_KEY: without it no template is personalized. OPENAI_MODEL: the Chat Completions model.
+    # OPENAI_BASE_URL: the openai library's own variable (a compatible gateway; a local fake in tests).
+    # OPENAI_TIMEOUT_SECONDS: one request, no retries; past it the template is sent.
+    # OPENAI_DAILY_REQUESTS_PER_ORG / OPENAI_DAILY_TOKENS_PER_ORG: each org's allowance per local day.
+    openai_api_key: str | None = attrs.field(default=None, repr=False)
+    openai_model: str = DEFAULT_OPENAI_MODEL
+    openai_base_url: str | None = None
+    openai_timeout_seconds: float = 10.0
+    openai_daily_requests_per_org: int = 500
+    openai_daily_tokens_per_org: int = 1_000_000
 
     @property
     def production(self) -> bool:
@@ -141,6 +153,7 @@ class Settings:
             "otel": self.otel_endpoint is not None,
             "sms_provider": "twilio" if self.twilio_configured else "outbox",
             "email_provider": "sendgrid" if self.sendgrid_configured else "outbox",
+            "personalization": self.openai_model if self.openai_api_key else "off",
         }
 
     @classmethod
@@ -197,6 +210,12 @@ class Settings:
             failed_jobs_max_age_hours=_float(env, "MAINTENANCE_FAILED_MAX_AGE_HOURS", 336.0, minimum=1.0),
             finished_jobs_max_count=_int(env, "MAINTENANCE_FINISHED_MAX_COUNT", 10_000, minimum=100),
             dead_letter_retention_days=_float(env, "DEAD_LETTER_RETENTION_DAYS", 30.0, minimum=1.0),
+            openai_api_key=_opt(env, "OPENAI_API_KEY"),
+            openai_model=_opt(env, "OPENAI_MODEL") or DEFAULT_OPENAI_MODEL,
+            openai_base_url=_opt(env, "OPENAI_BASE_URL"),
+            openai_timeout_seconds=_float(env, "OPENAI_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            openai_daily_requests_per_org=_int(env, "OPENAI_DAILY_REQUESTS_PER_ORG", 500),
+            openai_daily_tokens_per_org=_int(env, "OPENAI_DAILY_TOKENS_PER_ORG", 1_000_000),
         )
         settings.check()
         return settings
@@ -207,6 +226,8 @@ class Settings:
             # Above the providers' 10 s client timeout plus the rate limiter's 5 s wait: a request still in
             # flight must have landed before anyone reconciles it.
             raise SettingsError("SEND_SETTLE_SECONDS must exceed 15 (the provider timeout plus the rate-limit wait)")
+        if self.openai_base_url and urlsplit(self.openai_base_url).scheme not in ("http", "https"):
+            raise SettingsError("OPENAI_BASE_URL must be an http:// or https:// URL")
         if urlsplit(self.database_url).scheme not in ("postgres", "postgresql"):
             raise SettingsError("DATABASE_URL must be a postgresql:// URL")
         if self.twilio_configured and not (self.twilio_from_number or self.twilio_messaging_service_sid):

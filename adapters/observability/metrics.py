@@ -157,6 +157,24 @@ class MetricsRecorder:
         ``queue`` (a queue name, ``dead-letter`` or ``cf`` for our own keys); zero counts create the series."""
         self._pending[_counter_field("maintenance_removed_total", (("queue", queue), ("kind", kind)))] += float(count)
 
+    def model_request(self, model: str, outcome: str, seconds: float) -> None:
+        """One request to a language model: ``outcome`` is ``answered`` or the fallback reason it ended with;
+        ``seconds`` its latency (the counters' ratio is the mean latency per model and outcome)."""
+        labels = {"model": _label_value(model), "outcome": _label_value(outcome)}
+        self._pending[_field("model_requests_total", labels)] += 1.0
+        self._pending[_field("model_request_seconds_total", labels)] += max(seconds, 0.0)
+
+    def personalization(
+        self, org_id: str, channel: str, fallback: str | None, model: str | None, input_tokens: int, output_tokens: int
+    ) -> None:
+        """One personalization attempt: used, or the fallback and its reason; the tokens it cost, per org."""
+        outcome = {"channel": channel, "outcome": "fallback" if fallback else "used", "reason": fallback or "none"}
+        self._pending[_field("personalizations_total", {k: _label_value(v) for k, v in outcome.items()})] += 1.0
+        for kind, tokens in (("input", input_tokens), ("output", output_tokens)):
+            if tokens:
+                labels = {"org_id": _label_value(org_id), "model": _label_value(model), "kind": kind}
+                self._pending[_field("model_tokens_total", labels)] += float(tokens)
+
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the pending deltas (and set the gauges) in Redis; on failure they stay pending for the next flush."""
         pending, self._pending = self._pending, defaultdict(float)
@@ -348,6 +366,10 @@ class _SnapshotCollector(Collector):
             ("webhook_refusals_total", "Webhook requests refused (signature, age, size) by provider and reason"),
             ("reconciled_sends_total", "Unsettled sends settled from the provider or given up (failed_unconfirmed)"),
             ("maintenance_removed_total", "Items removed by queue maintenance, by queue and kind"),
+            ("personalizations_total", "AI personalization attempts: used, or fallback and its reason"),
+            ("model_requests_total", "Requests to the language model by model and outcome"),
+            ("model_request_seconds_total", "Seconds spent in language model requests by model and outcome"),
+            ("model_tokens_total", "Language model tokens per org, model and kind (input, output): the cost"),
         ):
             samples = by_metric.get(counter, [])
             label_names = [name for name, _ in samples[0].labels] if samples else []

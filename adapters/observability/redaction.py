@@ -53,9 +53,10 @@ _INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+\d(?:[\s.\-()]{0,2}\d){6,14}(?!\
 # North American style without a country code: (415) 555-0123, 415-555-0123, 415.555.0123, 415 555 0123.
 _NATIONAL_PHONE = re.compile(r"(?<![\w.+\-])(?:\(\d{3}\)\s?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}(?![\w])")
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]{6,}", re.IGNORECASE)
-# SendGrid (SG.), Stripe-style (sk_live_...), Twilio account/key SIDs, long hex or base64-ish runs.
+# SendGrid (SG.), Stripe-style (sk_live_...), OpenAI (sk-..., sk-proj-...), Twilio account/key SIDs.
 _PROVIDER_KEY = re.compile(
     r"\bSG\.[A-Za-z0-9_\-.]{8,}|\b(?:sk|pk|rk|tok|key)_(?:live_|test_)?[A-Za-z0-9]{6,}|\b(?:AC|SK)[0-9a-fA-F]{32}\b"
+    r"|\bsk-[A-Za-z0-9_\-]{16,}"
 )
 _KEY_VALUE = re.compile(
     r"(?i)\b((?:api[_\-]?key|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|token|secret|password|passwd|"
@@ -66,7 +67,7 @@ _KEY_VALUE = re.compile(
 # A cheap first look: text showing none of these signs cannot match any rule above and is returned as it is
 # (most log values: queue names, outcomes, ids). Keep them a superset of the rules when adding one.
 _SIGNS = re.compile(r"[@+:(]|AC|SK|\d{3}")
-_SIGN_WORDS = re.compile(r"bearer|basic|token|secret|passw|pwd|authoriz|dsn|key|payment|sg\.|sk_|pk_|rk_|tok_")
+_SIGN_WORDS = re.compile(r"bearer|basic|token|secret|passw|pwd|authoriz|dsn|key|payment|sg\.|sk_|sk-|pk_|rk_|tok_")
 
 
 def _may_hold_sensitive_text(text: str) -> bool:

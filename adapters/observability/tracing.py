@@ -35,7 +35,7 @@ _CONVENTION_KEYS = frozenset(
         "db.system.name", "db.operation.name", "db.collection.name", "db.namespace", "db.query.summary",
         "db.query.text", "server.address", "network.peer.address", "messaging.destination.name",
         "messaging.operation.name", "rpc.service", "rpc.method", "http.request.method", "url.scheme", "url.path",
-        "error.type",
+        "error.type", "gen_ai.operation.name", "gen_ai.provider.name",
     }
 )  # fmt: skip
 

@@ -126,11 +126,13 @@ class PostgresTemplates:
 
     async def get(self, org_id: OrgId, name: str, channel: Channel) -> Template | None:
         row = await self.db.fetchrow(
-            "select subject, body from message_templates where org_id = $1 and name = $2 and channel = $3",
+            "select subject, body, ai_instruction, ai_required_literals from message_templates"
+            " where org_id = $1 and name = $2 and channel = $3",
             org_id,
             name,
             channel.value,
         )
         if row is None:
             return None
-        return Template(org_id, name, channel, row["body"], row["subject"])
+        literals = tuple(row["ai_required_literals"])
+        return Template(org_id, name, channel, row["body"], row["subject"], row["ai_instruction"], literals)

@@ -24,9 +24,11 @@ from adapters.postgres import (
     PostgresTemplates,
 )
 from adapters.postgres.feedback import PostgresDeliveryFeedback
+from adapters.postgres.personalization import PostgresPersonalizationBudgets, PostgresPersonalizedCopies
 from adapters.postgres.rows import dunning_policy_json
 from domain.models import Appointment, Contact, Enrollment, Organization, Template
 from domain.models import Sequence as NurtureSequence
+from domain.personalization import PersonalizationBudgets, PersonalizedCopies
 from domain.ports import (
     Appointments,
     Contacts,
@@ -51,6 +53,7 @@ from tests.fakes import (
     InMemoryTemplates,
 )
 from tests.fakes.feedback import InMemoryDeliveryFeedback
+from tests.fakes.personalization import InMemoryPersonalizationBudgets, InMemoryPersonalizedCopies
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -114,6 +117,8 @@ class FakeBackend:
     kpi: FakeKpiFactsSource = attrs.Factory(FakeKpiFactsSource)
     snapshots: InMemorySnapshotStore = attrs.Factory(InMemorySnapshotStore)
     feedback: InMemoryDeliveryFeedback = attrs.field(init=False)
+    copies: InMemoryPersonalizedCopies = attrs.Factory(InMemoryPersonalizedCopies)
+    budgets: InMemoryPersonalizationBudgets = attrs.Factory(InMemoryPersonalizationBudgets)
     seed: FakeSeed = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -218,12 +223,15 @@ class PostgresSeed:
 
     async def template(self, template: Template) -> Template:
         await self.db.execute(
-            "insert into message_templates (org_id, name, channel, subject, body) values ($1, $2, $3, $4, $5)",
+            "insert into message_templates (org_id, name, channel, subject, body, ai_instruction,"
+            " ai_required_literals) values ($1, $2, $3, $4, $5, $6, $7)",
             template.org_id,
             template.name,
             template.channel.value,
             template.subject,
             template.body,
+            template.ai_instruction,
+            list(template.ai_required_literals),
         )
         return template
 
@@ -275,6 +283,8 @@ class PostgresBackend:
     kpi: KpiFactsSource = attrs.field(init=False)
     snapshots: SnapshotStore = attrs.field(init=False)
     feedback: PostgresDeliveryFeedback = attrs.field(init=False)
+    copies: PersonalizedCopies = attrs.field(init=False)
+    budgets: PersonalizationBudgets = attrs.field(init=False)
     seed: PostgresSeed = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -288,6 +298,8 @@ class PostgresBackend:
         self.kpi = PostgresKpiFacts(self.db)
         self.snapshots = PostgresSnapshotStore(self.db)
         self.feedback = PostgresDeliveryFeedback(self.db)
+        self.copies = PostgresPersonalizedCopies(self.db)
+        self.budgets = PostgresPersonalizationBudgets(self.db)
         self.seed = PostgresSeed(self.db)
 
 

@@ -23,7 +23,8 @@ ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1
 REPOSITORY_TABLES = (
     "organizations, contacts, appointments, invoices, payments, message_templates, nurture_sequences, "
     "nurture_steps, nurture_enrollments, send_ledger, suppressions, daily_snapshots, address_suppressions, "
-    "consent_changes"
+    "consent_changes, "
+    "personalized_copies, personalization_usage"
 )
 
 

@@ -27,3 +27,17 @@ async def test_missing_template_is_none(backend: Backend) -> None:
     assert await backend.templates.get(ORG, "welcome", Channel.SMS) is None
     assert await backend.templates.get(OrgId("org-2"), "reminder", Channel.SMS) is None
     assert await backend.templates.get(ORG, "reminder", Channel.EMAIL) is None
+
+
+async def test_opt_in_to_personalization_comes_back_as_stored(backend: Backend) -> None:
+    """A template's AI instruction and required literals round-trip; a template without them has none."""
+    await backend.seed.org(org("org-1"))
+    opted = await backend.seed.template(
+        Template(ORG, "tips", Channel.SMS, "Hi", None, "warmer, mention their last visit", ("Reply STOP to opt out",))
+    )
+    plain = await backend.seed.template(Template(ORG, "plain", Channel.SMS, "Hi"))
+    assert await backend.templates.get(ORG, "tips", Channel.SMS) == opted
+    found = await backend.templates.get(ORG, "plain", Channel.SMS)
+    assert found == plain
+    assert found is not None
+    assert (found.ai_instruction, found.ai_required_literals) == (None, ())

@@ -39,7 +39,15 @@ class Reset:
     """Close the connection without answering (after the request has been read)."""
 
 
-Step = Reply | Delay | Stall | Reset
+@attrs.frozen
+class Hang:
+    """Hold the request this long, then answer 503 without acting on it: a request that never took effect (the
+    sender may die meanwhile)."""
+
+    seconds: float
+
+
+Step = Reply | Delay | Stall | Reset | Hang
 
 
 @attrs.frozen
@@ -91,6 +99,9 @@ class ScriptedServer:
                 return web.Response(
                     status=step.status, text=body, headers=step.headers, content_type="application/json"
                 )
+            if isinstance(step, Hang):
+                await asyncio.sleep(step.seconds)
+                return web.Response(status=503)
             if isinstance(step, Delay):
                 await asyncio.sleep(step.seconds)
             answer = await handle(request, recorded)

@@ -151,3 +151,9 @@ def test_the_quick_look_sees_every_rule(minimal: str) -> None:
     """The cheap first look that skips most text lets through no shortest example of any masking rule."""
     assert redaction._mask_all(minimal) != minimal
     assert redaction.redact_text(minimal) == redaction._mask_all(minimal)
+
+
+@pytest.mark.parametrize("key", ["sk-proj-AbCdEf0123456789_xyz-ABCDEF", "sk-abcdefghijklmnopqrstuvwx1234"])
+def test_openai_keys_are_masked_in_free_text(key: str) -> None:
+    """An OpenAI API key (``sk-...``, ``sk-proj-...``) inside an error message does not survive."""
+    assert key not in redact_text(f"request failed with key {key} (status 401)")
