@@ -62,7 +62,11 @@ async def test_running_workers_reassert_a_schedule_obliterated_from_node(
     few seconds of the reset; the worker was not restarted."""
     await sync_schedules(client, prefix, HOURLY)
     config = WorkerConfig(queue=QueueName.SNAPSHOTS, prefix=prefix, schedule_check_interval_s=0.5)
-    handlers: dict[JobName, Handler] = {JobName.FAN_OUT_SNAPSHOTS: _fan_out, JobName.SNAPSHOT: _fan_out}
+    handlers: dict[JobName, Handler] = {
+        JobName.FAN_OUT_SNAPSHOTS: _fan_out,
+        JobName.SNAPSHOT: _fan_out,
+        JobName.MAINTAIN_QUEUES: _fan_out,
+    }
     async with worker_running(config, handlers, schedules=HOURLY):
         await node("obliterate", prefix, str(QueueName.SNAPSHOTS))
         queue = scheduler_queue(client, prefix, QueueName.SNAPSHOTS)
