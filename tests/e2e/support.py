@@ -134,7 +134,7 @@ def bullmq_prefix() -> Iterator[str]:
 
 
 def system_env(providers: Providers, database_url: str, prefix: str, **overrides: str) -> dict[str, str]:
-    """Every variable supervisord.conf and the programs read: scripts/run's choices, pointed at the test world."""
+    """The programs' settings (supervisord.conf itself reads none), pointed at the test world."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -142,18 +142,6 @@ def system_env(providers: Providers, database_url: str, prefix: str, **overrides
     }
     env.update(
         {
-            "CF_EMBEDDED_REDIS": "false",
-            "CF_EMBEDDED_POSTGRES": "false",
-            "CF_EMBEDDED_REDIS_PORT": "6390",
-            "CF_EMBEDDED_PG_PORT": "5440",
-            "CF_REDIS_SERVER": "redis-server",
-            "CF_PG_BIN": "/usr/lib/postgresql/bin",
-            "CF_PG_USER": subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip(),
-            "CF_REMINDER_WORKERS": "1",
-            "CF_NURTURE_WORKERS": "1",
-            "CF_DUNNING_WORKERS": "1",
-            "CF_SNAPSHOT_WORKERS": "1",
-            "CF_DEMO": "false",
             "NODE_ENV": "production",
             "LOG_LEVEL": "info",
             "REDIS_HOST": "127.0.0.1",
@@ -181,7 +169,9 @@ def system_env(providers: Providers, database_url: str, prefix: str, **overrides
 class SupervisedSystem:
     """supervisord running our supervisord.conf from a temporary checkout; ``ctl`` is supervisorctl on it."""
 
-    def __init__(self, directory: pathlib.Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, directory: pathlib.Path, env: Mapping[str, str], workers: Mapping[str, int] | None = None
+    ) -> None:
         self.directory = directory
         self.env = dict(env)
         self.conf = directory / "supervisord.conf"
@@ -193,6 +183,14 @@ class SupervisedSystem:
         for sub in ("log", "run"):
             (self.var / sub).mkdir(parents=True)
         self.var.joinpath("run").chmod(0o700)
+        (directory / "supervisord.d").mkdir()
+        if workers:
+            self.scale(workers)
+
+    def scale(self, workers: Mapping[str, int]) -> None:
+        """Write ``numprocs`` overrides (program -> processes) to supervisord.d/scale.conf, as the README says."""
+        text = "".join(f"[program:{program}]\nnumprocs = {count}\n\n" for program, count in workers.items())
+        (self.directory / "supervisord.d" / "scale.conf").write_text(text, encoding="utf-8")
 
     def start(self) -> None:
         self._process = subprocess.Popen(
@@ -269,8 +267,10 @@ class SupervisedSystem:
 
 
 @contextlib.contextmanager
-def supervised(directory: pathlib.Path, env: Mapping[str, str]) -> Iterator[SupervisedSystem]:
-    system = SupervisedSystem(directory, env)
+def supervised(
+    directory: pathlib.Path, env: Mapping[str, str], workers: Mapping[str, int] | None = None
+) -> Iterator[SupervisedSystem]:
+    system = SupervisedSystem(directory, env, workers)
     system.start()
     try:
         yield system
