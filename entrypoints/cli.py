@@ -18,20 +18,25 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+import structlog
 import uvloop
 from bullmq import Queue
 
 from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, BullmqJobPublisher, add_job_once
 from adapters.clock import SystemClock
+from adapters.observability.logging import configure_logging
 from adapters.postgres.migrator import migrate
 from adapters.scheduling.schedules import find_schedule, run_now
 from adapters.scheduling.status import schedule_status
 from domain.errors import ClientFlowError
 from domain.jobs import QueueName
 from domain.values import OrgId
-from entrypoints import demo
+from entrypoints import demo, preflight
 from entrypoints.bootstrap import RETENTION, System, observe, open_system, stop_observing
-from entrypoints.settings import Settings, SettingsError
+from entrypoints.launch import log_tracebacks_as_lines
+from entrypoints.settings import EXIT_CONFIGURATION, Settings, SettingsError, requested_production
+
+log = structlog.get_logger("entrypoints.cli")
 
 
 def _print(value: object) -> None:
@@ -166,20 +171,36 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    configure_logging("info", requested_production())
+    log_tracebacks_as_lines()
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 78
+        log.critical("command_refused", error=str(error))
+        return EXIT_CONFIGURATION
     observe(settings, process="cli")
     try:
+        uvloop.run(_dependencies(settings, needs_redis=args.run is not _migrate))
         result: int = uvloop.run(args.run(settings, args))
         return result
+    except preflight.Refused as error:
+        log.critical("command_refused", error=str(error))
+        return EXIT_CONFIGURATION
+    except preflight.Unreachable as error:
+        log.critical("dependency_unreachable", error=str(error))
+        return preflight.EXIT_UNAVAILABLE
     except ClientFlowError as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1
     finally:
         stop_observing()
+
+
+async def _dependencies(settings: Settings, needs_redis: bool) -> None:
+    """PostgreSQL (and Redis, but for ``migrate``) answer, or one line naming the setting and the cause."""
+    await preflight.check_postgres(settings.database_url)
+    if needs_redis:
+        await preflight.check_redis(settings)
 
 
 if __name__ == "__main__":
