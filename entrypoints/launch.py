@@ -51,9 +51,14 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     name = f"worker-{args.queue}" if args.program == "worker" else "health"
-    if supervised():
+    refusal = None
+    if supervised():  # first, before any heavy import: a draining earlier set must be seen while it drains
         leave_with_parent()
-    from adapters.observability.logging import configure_logging  # after the parent watch
+        try:
+            claim_place(name)
+        except EarlierSetRunning as error:
+            refusal = str(error)
+    from adapters.observability.logging import configure_logging
 
     configure_logging("info", requested_production())
     log_tracebacks_as_lines()
@@ -61,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log = structlog.get_logger("entrypoints.launch").bind(program=name)
     try:
-        if supervised():
-            claim_place(name)
+        if refusal is not None:
+            raise EarlierSetRunning(refusal)
         settings = Settings.from_env()
     except (EarlierSetRunning, SettingsError) as error:
         log.critical("start_refused", error=str(error))

@@ -252,6 +252,17 @@ class SupervisedSystem:
         self._process = None
         return status
 
+    def crash(self) -> None:
+        """SIGKILL supervisord alone (a crash, an OOM kill): its programs are not told by it."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait()
+        self._process = None
+
+    def program_pids(self) -> dict[str, int]:
+        """Each running program process (``group:name``) and its pid, from supervisorctl."""
+        return {name: self.pid(name) for name, (state, _) in self.states().items() if state == "RUNNING"}
+
     def kill(self) -> None:
         """Teardown after a failed test: stop supervisord and every process group it started."""
         if self._process is None:
@@ -320,6 +331,31 @@ def ledger_rows(database_url: str) -> list[str]:
 def job_counts(prefix: str, queue: str) -> dict[str, int]:
     counts: dict[str, int] = node("counts", prefix, queue)["counts"]
     return counts
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (orphans are reparented to an init that may not reap them)."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def launched_from(directory: pathlib.Path) -> list[int]:
+    """Pids of every ``entrypoints.launch`` process (workers, health server) running from ``directory``."""
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit() or not alive(int(proc.name)):
+            continue
+        try:
+            command = proc.joinpath("cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if b"entrypoints.launch" in command and cwd == str(directory):
+            found.append(int(proc.name))
+    return found
 
 
 def stopped_cleanly(supervisord_log: str, process: str) -> bool:
