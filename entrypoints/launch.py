@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from entrypoints.lifecycle import EarlierSetRunning, claim_place, leave_with_parent, supervised
+from entrypoints.lifecycle import EarlierSetRunning, claim_place, leave_with_parent, seconds_since_spawn, supervised
 from entrypoints.settings import EXIT_CONFIGURATION, Settings, SettingsError, requested_production
 
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")
@@ -86,6 +86,7 @@ def _health(settings: Settings, log: Any) -> int:
     except preflight.Refused as error:
         log.critical("start_refused", error=str(error))
         return EXIT_CONFIGURATION
+    log.info("start_checks_passed", seconds_since_spawn=seconds_since_spawn())
     return health.main([])
 
 
@@ -99,6 +100,7 @@ def _worker(settings: Settings, queue: str, log: Any) -> int:
     except preflight.Refused as error:
         log.critical("start_refused", error=str(error))
         return EXIT_CONFIGURATION
+    log.info("start_checks_passed", seconds_since_spawn=seconds_since_spawn())
     from entrypoints import worker  # the heavy part: bullmq, providers, domain
 
     return worker.main(["--queue", queue])

@@ -45,6 +45,14 @@ def leave_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
         os.kill(os.getpid(), sig)
 
 
+def seconds_since_spawn() -> float:
+    """How long this process has existed (Linux: its start time in /proc/self/stat against the system uptime)."""
+    fields = pathlib.Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat(5): starttime, in clock ticks
+    uptime = float(pathlib.Path("/proc/uptime").read_text().split()[0])
+    return round(uptime - started, 2)
+
+
 def run_dir() -> pathlib.Path:
     """The directory of supervisord's control socket (``unix:///…/var/run/supervisor.sock``), else ``var/run``."""
     url = os.environ.get("SUPERVISOR_SERVER_URL", "")
