@@ -51,6 +51,17 @@ def run(clone: pathlib.Path, *command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def daemon_pid(clone: pathlib.Path) -> int:
+    """The pid of the daemonized supervisord, once it has written its pid file."""
+    pidfile = clone / "var/run/supervisord.pid"
+    eventually(pidfile.exists, 30, f"supervisord's pid file (log: {read(clone / 'var/log/supervisord.log')})")
+    return int(pidfile.read_text())
+
+
+def read(path: pathlib.Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=3) as answer:
@@ -75,7 +86,7 @@ def test_a_fresh_clone_runs_with_the_bare_supervisord_command(
 
     started = run(clone, ".venv/bin/supervisord", "-c", "supervisord.conf")
     assert started.returncode == 0, started.stdout + started.stderr
-    supervisord_pid = int((clone / "var/run/supervisord.pid").read_text())
+    supervisord_pid = daemon_pid(clone)
     try:
         eventually(lambda: ready(port), 120, "/health/ready answers 200 (every queue has a worker)")
         for queue, job in node_jobs(clinic).items():
