@@ -16,6 +16,7 @@ within supervisord's ``startsecs`` makes repeated refusals end in FATAL, which t
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -35,7 +36,9 @@ def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Traceb
 
 
 def log_tracebacks_as_lines() -> None:
-    """Uncaught exceptions (main thread and others) go through the logging pipeline: JSON in production."""
+    """Uncaught exceptions (main thread and others) and warnings go through the logging pipeline: JSON in
+    production."""
+    logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = lambda hook: _log_uncaught(hook.exc_type, hook.exc_value or Exception(), hook.exc_traceback)
 

@@ -109,6 +109,9 @@ def test_a_fresh_clone_runs_with_the_bare_supervisord_command(
         assert run(clone, *ctl, "restart", "worker-nurture:*").returncode == 0
         assert state(clone, "worker-nurture:worker-nurture-00") == "RUNNING"
         assert pid_of(clone, "worker-nurture:worker-nurture-00") != before
+        assert "worker_started" in run(clone, *ctl, "tail", "worker-dunning:worker-dunning-00").stdout
+        assert run(clone, *ctl, "stop", "health").returncode == 0
+        assert state(clone, "health") == "STOPPED"
     finally:
         run(clone, *ctl, "shutdown")
         eventually(lambda: not alive(supervisord_pid), 90, "supervisord exited")
