@@ -41,7 +41,6 @@ EMBEDDED_ENV_FILE = CHECKOUT / "var" / "embedded.env"
 """Written by scripts/run when it runs embedded Redis/PostgreSQL (their addresses); read last."""
 EXIT_CONFIGURATION = 78  # EX_CONFIG (sysexits.h): supervisord counts it as a failed start
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/clientflow"
-LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 LogLevel = Literal["trace", "debug", "info", "warn", "error", "fatal"]
 
 
@@ -80,6 +79,7 @@ class _MappingSource(EnvSettingsSource):
 
 
 _explicit_environ: list[Mapping[str, str]] = []
+"""The mapping ``Settings.from_env(env)`` is building from, while it builds (process mains build once, at start)."""
 
 
 class Settings(BaseSettings):
@@ -105,7 +105,6 @@ class Settings(BaseSettings):
         "PostgreSQL URL (`postgresql://user[:password]@host:port/database`)",
         group="PostgreSQL",
         secret=True,
-        shown_default=DEFAULT_DATABASE_URL,
     )
 
     # ---------------------------------------------------------------- Observability

@@ -68,9 +68,9 @@ def test_restarting_the_reminder_workers_mid_stream_loses_nothing_and_sends_noth
         enqueue(prefix, "reminders", reminder_jobs(org, patients))
         eventually(lambda: len(providers.twilio.messages) >= 100, 60, "100 reminders sent before the restart")
 
-        restarted = system.ctl("restart", "worker-reminders:*")
+        sent_at_restart = len(providers.twilio.messages)  # the restart stops the workers at once, then waits
+        restarted = system.ctl("restart", "worker-reminders:*")  # for startsecs before it returns
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-        sent_at_restart = len(providers.twilio.messages)
 
         system.wait_workers_running({"worker-reminders": 2})
         after = {n: system.pid(f"worker-reminders:worker-reminders-{n:02d}") for n in range(2)}
