@@ -1,6 +1,7 @@
 """A supervised process's place in its set: it leaves when its supervisor dies, and refuses to join a second set.
 
-Standard library only, imported before anything heavy, so both happen in the process's first milliseconds.
+Standard library only, imported before anything heavy, so both happen in the process's first milliseconds. It reads
+supervisord's own variables (``SUPERVISOR_*``), never a setting of ours (those are entrypoints/settings.py's).
 
 - **Parent death.** Under supervisord (``SUPERVISOR_ENABLED`` in the environment) the kernel is asked to send
   SIGTERM when the parent dies (``prctl(PR_SET_PDEATHSIG)``, Linux): the process then drains as on ``supervisorctl
