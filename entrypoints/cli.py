@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("dependency_unreachable", error=str(error))
         return preflight.EXIT_UNAVAILABLE
     except ClientFlowError as error:
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        log.error("command_failed", error_type=type(error).__name__, error=str(error))
         return 1
     finally:
         stop_observing()
