@@ -147,3 +147,24 @@ def test_a_worker_waits_for_redis_then_starts_by_itself(tmp_path: pathlib.Path, 
     assert f"REDIS_HOST/REDIS_PORT: no Redis answers at 127.0.0.1:{port} (connection refused)" in text
     assert "Traceback" not in text
     assert worker.returncode == 0
+
+
+def test_a_database_url_with_a_wrong_port_is_waited_for_with_one_line_per_attempt(tmp_path: pathlib.Path) -> None:
+    """Nothing listening at DATABASE_URL's port may be a server still starting: the worker says so, naming the
+    setting and the cause, and keeps waiting (not ready) instead of exiting."""
+    port = free_port()
+    log_path = tmp_path / "worker.log"
+    env = clean_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/test")
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "entrypoints.launch", "worker", "--queue", "nurture"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            eventually(lambda: log_path.read_text().count("dependency_unreachable") >= 2, 60, "two attempts")
+            assert worker.poll() is None
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    lines = log_path.read_text().splitlines()
+    assert all(f"DATABASE_URL: no PostgreSQL answers at 127.0.0.1:{port} (connection refused)" in x for x in lines)
