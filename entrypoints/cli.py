@@ -17,20 +17,25 @@ import json
 import sys
 from collections.abc import Sequence
 
+import structlog
 import uvloop
 
 from adapters.bullmq.publisher import BullmqJobPublisher
 from adapters.clock import SystemClock
+from adapters.observability.logging import configure_logging
 from adapters.postgres.migrator import migrate
 from adapters.scheduling.schedules import find_schedule, run_now
 from adapters.scheduling.status import schedule_status
 from domain.errors import ClientFlowError
-from entrypoints import demo
+from entrypoints import demo, preflight
 from entrypoints.bootstrap import RETENTION, observe, open_system, stop_observing
 from entrypoints.cli_backfill import add_backfill_command
 from entrypoints.cli_dead_letters import add_dead_letter_commands
 from entrypoints.cli_queues import add_queue_commands
-from entrypoints.settings import Settings, SettingsError
+from entrypoints.launch import log_tracebacks_as_lines
+from entrypoints.settings import EXIT_CONFIGURATION, Settings, SettingsError, requested_production
+
+log = structlog.get_logger("entrypoints.cli")
 
 
 def _print(value: object) -> None:
@@ -103,22 +108,38 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    configure_logging("info", requested_production())
+    log_tracebacks_as_lines()
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 78
+        log.critical("command_refused", error=str(error))
+        return EXIT_CONFIGURATION
     observe(settings, process="cli")
     try:
+        uvloop.run(_dependencies(settings, needs_redis=args.run is not _migrate))
         result: int = uvloop.run(args.run(settings, args))
         return result
+    except preflight.Refused as error:
+        log.critical("command_refused", error=str(error))
+        return EXIT_CONFIGURATION
+    except preflight.Unreachable as error:
+        log.critical("dependency_unreachable", error=str(error))
+        return preflight.EXIT_UNAVAILABLE
     except ClientFlowError as error:
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        log.error("command_failed", error_type=type(error).__name__, error=str(error))
         return 1
     except KeyboardInterrupt:
         return 130  # the command said what it left undone
     finally:
         stop_observing()
+
+
+async def _dependencies(settings: Settings, needs_redis: bool) -> None:
+    """PostgreSQL (and Redis, but for ``migrate``) answer, or one line naming the setting and the cause."""
+    await preflight.check_postgres(settings.database_url)
+    if needs_redis:
+        await preflight.check_redis(settings)
 
 
 if __name__ == "__main__":

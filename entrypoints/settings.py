@@ -1,128 +1,432 @@
-"""Settings from the environment: the Node worker's variable names, plus a few of our own (all optional).
+"""Every setting of the worker processes, declared once: variable name, type, default, unit and meaning.
 
-The only module that reads ``os.environ``. Secrets are kept out of ``repr``; ``describe()`` gives a safe view
-for start-up logs. A bad value fails at start-up with a message naming the variable, never echoing a secret.
+The only module that reads the environment. Values come from the process environment, then from ``.env`` in the
+checkout (the environment wins; an empty value counts as unset), then from ``var/embedded.env`` (the embedded
+servers scripts/run started, if any), through pydantic-settings (typed fields, constraints and .env parsing from a
+well-kept library; environ-config has no .env source). The README's
+configuration table and ``.env.example`` are generated from this declaration (``python -m entrypoints.settings
+markdown|env-example``) and a unit test keeps both equal to it.
+
+A value that breaks a rule raises SettingsError naming the variable and the rule, never the value (secrets are
+marked ``secret`` and kept out of ``repr``). Process mains exit 78 (EX_CONFIG) on it.
+
+Adding a setting is one entry in ``Settings`` below (``setting(...)`` with its variable, meaning and unit), then
+``python -m entrypoints.settings write`` to regenerate the README table and ``.env.example``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
+import pathlib
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, get_args, get_origin
 from urllib.parse import quote, urlsplit
 
-import attrs
+from dotenv import dotenv_values
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+CHECKOUT = pathlib.Path(__file__).absolute().parent.parent
+ENV_FILE = CHECKOUT / ".env"
+EMBEDDED_ENV_FILE = CHECKOUT / "var" / "embedded.env"
+"""Written by scripts/run when it runs embedded Redis/PostgreSQL (their addresses); read last."""
+EXIT_CONFIGURATION = 78  # EX_CONFIG (sysexits.h): supervisord counts it as a failed start
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/clientflow"
-DEFAULT_RELEASE = "clientflow-worker@0.1.0"
-"""The release reported to Sentry and as the traces' ``service.version`` when ``RELEASE`` is unset."""
-DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"  # OpenAI's current small model (2026-03)
-LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
+DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"  # OpenAI's current small model (2026)
+LogLevel = Literal["trace", "debug", "info", "warn", "error", "fatal"]
 
 
 class SettingsError(ValueError):
-    """A variable has a value the worker cannot use."""
+    """A variable has a value the worker cannot use; the message names it and the rule, never a secret value."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}")
-    return value
+def setting(
+    default: Any,
+    env: str,
+    meaning: str,
+    *,
+    group: str,
+    unit: str = "",
+    secret: bool = False,
+    shown_default: str | None = None,
+    **rules: Any,
+) -> Any:
+    """One declared setting: read from ``env``; ``meaning``/``unit``/``group`` feed the README and .env.example;
+    ``rules`` are pydantic constraints (``ge``, ``gt`` ...); ``shown_default`` replaces the default in the docs."""
+    extra: dict[str, Any] = {"group": group, "unit": unit, "secret": secret}
+    if shown_default is not None:
+        extra["shown_default"] = shown_default
+    return Field(default, validation_alias=env, description=meaning, repr=not secret, json_schema_extra=extra, **rules)
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number") from None
-    if not value >= minimum:
-        raise SettingsError(f"{name} must be at least {minimum}")
-    return value
+class _MappingSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of ``os.environ`` (tests, explicit calls)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items() if value.strip()}
 
 
-def _opt(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
+_explicit_environ: list[Mapping[str, str]] = []
+"""The mapping ``Settings.from_env(env)`` is building from, while it builds (process mains build once, at start)."""
 
 
-@attrs.frozen
-class Settings:
-    node_env: str = "development"
-    log_level: str = "info"
-    release: str = DEFAULT_RELEASE
+class Settings(BaseSettings):
+    """The worker's settings; field names are the code's, ``validation_alias`` the variables (the Node worker's
+    names first). Build with ``Settings.from_env()``."""
 
-    redis_host: str = "127.0.0.1"
-    redis_port: int = 6379
-    redis_password: str | None = attrs.field(default=None, repr=False)
-    bullmq_prefix: str = "bull"
-
-    database_url: str = attrs.field(default=DEFAULT_DATABASE_URL, repr=False)
-
-    sentry_dsn: str | None = attrs.field(default=None, repr=False)
-    otel_endpoint: str | None = None
-
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = attrs.field(default=None, repr=False)
-    twilio_from_number: str | None = attrs.field(default=None, repr=False)
-    twilio_messaging_service_sid: str | None = None
-    twilio_base_url: str | None = None  # only for tests and local fakes
-    twilio_status_callback_url: str | None = None
-    sendgrid_api_key: str | None = attrs.field(default=None, repr=False)
-    sendgrid_from_email: str | None = attrs.field(default=None, repr=False)
-    sendgrid_host: str | None = None  # only for tests and local fakes
-    sms_per_second: float = 10.0
-    email_per_second: float = 50.0
-
-    worker_concurrency: int = 10
-    worker_grace_seconds: float = 12.0
-    lock_duration_ms: int = 30_000
-    stalled_interval_ms: int = 30_000
-    send_settle_seconds: float = 60.0
-
-    health_host: str = "127.0.0.1"
-    health_port: int = 9464
-
-    scan_cron: str = "0 * * * *"
-    snapshot_cron: str = "0 * * * *"
-    schedule_tz: str = "UTC"
-
-    # --- delivery webhooks (issue 17): the `webhooks` program and reconciliation of unsettled sends ---
-    webhooks_host: str = "127.0.0.1"  # loopback: the operator's HTTPS proxy forwards to it
-    webhooks_port: int = 9465
-    webhooks_public_url: str | None = None  # the URL Twilio calls (signatures are computed over it)
-    sendgrid_webhook_verification_key: str | None = attrs.field(default=None, repr=False)  # base64 ECDSA public key
-    webhooks_max_body_bytes: int = 1_048_576  # larger requests are refused with 413
-    webhooks_max_age_seconds: float = 300.0  # how far SendGrid's signed timestamp may be from now
-    reconcile_interval_seconds: float = 60.0  # how often unsettled sends are reconciled
-    send_unconfirmed_after_hours: float = 24.0  # still unsettled this long after the claim -> failed_unconfirmed
-    # -- operations (issue 18): queue maintenance and dead-letter retention; one block until the typed declaration
-    maintenance_cron: str = "15 * * * *"  # MAINTENANCE_CRON: the queue maintenance schedule (in SCHEDULE_TZ)
-    completed_jobs_max_age_hours: float = 48.0  # MAINTENANCE_COMPLETED_MAX_AGE_HOURS: completed jobs kept this long
-    failed_jobs_max_age_hours: float = 336.0  # MAINTENANCE_FAILED_MAX_AGE_HOURS: failed jobs kept this long (14 days)
-    finished_jobs_max_count: int = (
-        10_000  # MAINTENANCE_FINISHED_MAX_COUNT: at most this many completed (and failed) per queue
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE, env_ignore_empty=True, extra="ignore", frozen=True, str_strip_whitespace=True
     )
-    dead_letter_retention_days: float = 30.0  # DEAD_LETTER_RETENTION_DAYS: dead letters kept this long
-    # --- AI personalization of nurture copy (issue 19), one block until the typed declaration (#12) takes it ---
-    # OPENAI_API_KEY: without it no template is personalized. OPENAI_MODEL: the Chat Completions model.
-    # OPENAI_BASE_URL: the openai library's own variable (a compatible gateway; a local fake in tests).
-    # OPENAI_TIMEOUT_SECONDS: one request, no retries; past it the template is sent.
-    # OPENAI_DAILY_REQUESTS_PER_ORG / OPENAI_DAILY_TOKENS_PER_ORG: each org's allowance per local day.
-    openai_api_key: str | None = attrs.field(default=None, repr=False)
-    openai_model: str = DEFAULT_OPENAI_MODEL
-    openai_base_url: str | None = None
-    openai_timeout_seconds: float = 10.0
-    openai_daily_requests_per_org: int = 500
-    openai_daily_tokens_per_org: int = 1_000_000
+
+    # ---------------------------------------------------------------- Redis and BullMQ
+    redis_host: str = setting("127.0.0.1", "REDIS_HOST", "Redis host", group="Redis")
+    redis_port: int = setting(6379, "REDIS_PORT", "Redis port", group="Redis", ge=1, le=65535)
+    redis_password: str | None = setting(None, "REDIS_PASSWORD", "Redis password", group="Redis", secret=True)
+    bullmq_prefix: str = setting(
+        "bull", "BULLMQ_PREFIX", "BullMQ key prefix (must match the Node CRM's)", group="Redis", min_length=1
+    )
+
+    # ---------------------------------------------------------------- PostgreSQL
+    database_url: str = setting(
+        DEFAULT_DATABASE_URL,
+        "DATABASE_URL",
+        "PostgreSQL URL (`postgresql://user[:password]@host:port/database`)",
+        group="PostgreSQL",
+        secret=True,
+    )
+
+    # ---------------------------------------------------------------- Observability
+    node_env: str = setting(
+        "development",
+        "NODE_ENV",
+        "`production`: JSON log lines (tracebacks too), and real providers are required",
+        group="Observability",
+    )
+    log_level: LogLevel = setting("info", "LOG_LEVEL", "`trace debug info warn error fatal`", group="Observability")
+    release: str = setting(
+        "clientflow-worker@0.1.0", "RELEASE", "release name for Sentry and traces", group="Observability"
+    )
+    sentry_dsn: str | None = setting(
+        None, "SENTRY_DSN", "Sentry errors and FATAL alerts", group="Observability", secret=True
+    )
+    otel_endpoint: str | None = setting(
+        None, "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP traces endpoint", group="Observability"
+    )
+
+    # ---------------------------------------------------------------- Providers (unset: the local outbox table)
+    twilio_account_sid: str | None = setting(
+        None, "TWILIO_ACCOUNT_SID", "Twilio account; unset: SMS go to the outbox table", group="Providers"
+    )
+    twilio_auth_token: str | None = setting(
+        None, "TWILIO_AUTH_TOKEN", "Twilio auth token", group="Providers", secret=True
+    )
+    twilio_from_number: str | None = setting(
+        None,
+        "TWILIO_FROM_NUMBER",
+        "SMS sender number (this or a messaging service is required with Twilio)",
+        group="Providers",
+        secret=True,
+    )
+    twilio_messaging_service_sid: str | None = setting(
+        None, "TWILIO_MESSAGING_SERVICE_SID", "Twilio messaging service (instead of a number)", group="Providers"
+    )
+    twilio_status_callback_url: str | None = setting(
+        None, "TWILIO_STATUS_CALLBACK_URL", "Twilio status callback; `?ledger_key=` is appended", group="Providers"
+    )
+    twilio_base_url: str | None = setting(
+        None,
+        "TWILIO_BASE_URL",
+        "only for tests and local fakes",
+        group="Providers",
+        shown_default="https://api.twilio.com",
+    )
+    sendgrid_api_key: str | None = setting(
+        None, "SENDGRID_API_KEY", "SendGrid key; unset: email goes to the outbox table", group="Providers", secret=True
+    )
+    sendgrid_from_email: str | None = setting(
+        None, "SENDGRID_FROM_EMAIL", "verified sender (required with SendGrid)", group="Providers", secret=True
+    )
+    sendgrid_host: str | None = setting(
+        None, "SENDGRID_HOST", "only for tests and local fakes", group="Providers", shown_default="SendGrid's API"
+    )
+    sms_per_second: float = setting(
+        10.0, "SMS_PER_SECOND", "Twilio rate limit, shared by all processes", group="Providers", unit="1/s", ge=0.1
+    )
+    email_per_second: float = setting(
+        50.0, "EMAIL_PER_SECOND", "SendGrid rate limit, shared by all processes", group="Providers", unit="1/s", ge=0.1
+    )
+
+    # ---------------------------------------------------------------- Workers
+    worker_concurrency: int = setting(
+        10, "WORKER_CONCURRENCY", "jobs at once per worker process", group="Workers", unit="jobs", ge=1
+    )
+    worker_grace_seconds: float = setting(
+        12.0,
+        "WORKER_GRACE_SECONDS",
+        "drain time after SIGTERM (or the supervisor's death); below half the lock and below `stopwaitsecs` (40)",
+        group="Workers",
+        unit="s",
+        gt=0,
+        lt=40,
+    )
+    lock_duration_ms: int = setting(
+        30_000,
+        "LOCK_DURATION_MS",
+        "BullMQ job lock; a crashed worker's jobs come back after it",
+        group="Workers",
+        unit="ms",
+        ge=1000,
+    )
+    stalled_interval_ms: int = setting(
+        30_000,
+        "STALLED_INTERVAL_MS",
+        "how often workers look for jobs whose lock expired (a killed worker's jobs return within two intervals)",
+        group="Workers",
+        unit="ms",
+        ge=1000,
+    )
+    send_settle_seconds: float = setting(
+        60.0,
+        "SEND_SETTLE_SECONDS",
+        "how long a send of unknown outcome (timeout, crash mid-send) is left alone before it is reconciled with "
+        "the provider; above 15 (the provider timeout plus the rate-limit wait)",
+        group="Workers",
+        unit="s",
+        gt=15,
+    )
+
+    # ---------------------------------------------------------------- Schedules
+    scan_cron: str = setting("0 * * * *", "SCAN_CRON", "appointment scan schedule (cron)", group="Schedules")
+    snapshot_cron: str = setting(
+        "0 * * * *",
+        "SNAPSHOT_CRON",
+        "snapshot fan-out (cron; each org at 01:xx in its own zone)",
+        group="Schedules",
+    )
+    schedule_tz: str = setting("UTC", "SCHEDULE_TZ", "IANA zone the cron patterns are evaluated in", group="Schedules")
+
+    # ---------------------------------------------------------------- Health server
+    health_host: str = setting("127.0.0.1", "HEALTH_HOST", "health and metrics server address", group="Health")
+    health_port: int = setting(9464, "HEALTH_PORT", "health and metrics server port", group="Health", ge=1, le=65535)
+
+    # ---------------------------------------------------------------- Delivery webhooks (docs/delivery-feedback.md)
+    webhooks_host: str = setting(
+        "127.0.0.1", "WEBHOOKS_HOST", "webhooks server address (loopback: behind your HTTPS proxy)", group="Webhooks"
+    )
+    webhooks_port: int = setting(9465, "WEBHOOKS_PORT", "webhooks server port", group="Webhooks", ge=1, le=65535)
+    webhooks_public_url: str | None = setting(
+        None,
+        "WEBHOOKS_PUBLIC_URL",
+        "the public HTTPS URL of the webhooks server, as Twilio calls it (signatures are computed over it; "
+        "required with Twilio)",
+        group="Webhooks",
+    )
+    sendgrid_webhook_verification_key: str | None = setting(
+        None,
+        "SENDGRID_WEBHOOK_VERIFICATION_KEY",
+        "SendGrid signed Event Webhook public key (base64 ECDSA; required in production with SendGrid)",
+        group="Webhooks",
+        secret=True,
+    )
+    webhooks_max_body_bytes: int = setting(
+        1_048_576, "WEBHOOKS_MAX_BODY_BYTES", "larger requests get 413", group="Webhooks", unit="bytes", ge=1024
+    )
+    webhooks_max_age_seconds: float = setting(
+        300.0,
+        "WEBHOOKS_MAX_AGE_SECONDS",
+        "how far SendGrid's signed timestamp may be from now",
+        group="Webhooks",
+        unit="s",
+        ge=1,
+    )
+    reconcile_interval_seconds: float = setting(
+        60.0,
+        "RECONCILE_INTERVAL_SECONDS",
+        "how often the webhooks program reconciles unsettled sends",
+        group="Webhooks",
+        unit="s",
+        ge=1,
+    )
+    send_unconfirmed_after_hours: float = setting(
+        24.0,
+        "SEND_UNCONFIRMED_AFTER_HOURS",
+        "a send still unsettled this long after its claim becomes `failed_unconfirmed` (alert, never re-sent)",
+        group="Webhooks",
+        unit="h",
+        ge=1,
+    )
+
+    # ---------------------------------------------------------------- Operations (docs/operations.md)
+    maintenance_cron: str = setting(
+        "15 * * * *", "MAINTENANCE_CRON", "queue maintenance schedule (cron, in `SCHEDULE_TZ`)", group="Operations"
+    )
+    completed_jobs_max_age_hours: float = setting(
+        48.0,
+        "MAINTENANCE_COMPLETED_MAX_AGE_HOURS",
+        "completed jobs older than this are cleaned",
+        group="Operations",
+        unit="h",
+        ge=1,
+    )
+    failed_jobs_max_age_hours: float = setting(
+        336.0,
+        "MAINTENANCE_FAILED_MAX_AGE_HOURS",
+        "failed jobs older than this are cleaned",
+        group="Operations",
+        unit="h",
+        ge=1,
+    )
+    finished_jobs_max_count: int = setting(
+        10_000,
+        "MAINTENANCE_FINISHED_MAX_COUNT",
+        "at most this many completed (and failed) jobs kept per queue",
+        group="Operations",
+        unit="jobs",
+        ge=100,
+    )
+    dead_letter_retention_days: float = setting(
+        30.0,
+        "DEAD_LETTER_RETENTION_DAYS",
+        "dead letters older than this are purged (maintenance, `dead-letter purge`)",
+        group="Operations",
+        unit="days",
+        ge=1,
+    )
+
+    # ---------------------------------------------------------------- AI personalization (docs/personalization.md)
+    openai_api_key: str | None = setting(
+        None,
+        "OPENAI_API_KEY",
+        "OpenAI key; unset: no template is personalized",
+        group="Personalization",
+        secret=True,
+    )
+    openai_model: str = setting(
+        DEFAULT_OPENAI_MODEL, "OPENAI_MODEL", "the Chat Completions model", group="Personalization", min_length=1
+    )
+    openai_base_url: str | None = setting(
+        None,
+        "OPENAI_BASE_URL",
+        "the openai library's own variable: a compatible gateway (a local fake in tests); http(s)",
+        group="Personalization",
+        shown_default="OpenAI's API",
+    )
+    openai_timeout_seconds: float = setting(
+        10.0,
+        "OPENAI_TIMEOUT_SECONDS",
+        "one request, no retries; past it the template is sent as written",
+        group="Personalization",
+        unit="s",
+        ge=0.1,
+    )
+    openai_daily_requests_per_org: int = setting(
+        500,
+        "OPENAI_DAILY_REQUESTS_PER_ORG",
+        "each org's model requests per local day",
+        group="Personalization",
+        unit="requests",
+        ge=0,
+    )
+    openai_daily_tokens_per_org: int = setting(
+        1_000_000,
+        "OPENAI_DAILY_TOKENS_PER_ORG",
+        "each org's model tokens per local day",
+        group="Personalization",
+        unit="tokens",
+        ge=0,
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        try:
+            parts.port  # noqa: B018  # raises on a port that is not a number
+        except ValueError:
+            raise ValueError("is malformed: the port is not a number from 0 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("is malformed: it names no host")
+        return value
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Settings:
+        """Refuse combinations that cannot work; in production, missing provider credentials."""
+        if self.worker_grace_seconds * 1000 >= self.lock_duration_ms / 2:
+            raise ValueError("WORKER_GRACE_SECONDS must stay below half of LOCK_DURATION_MS")
+        if self.twilio_configured and not (self.twilio_from_number or self.twilio_messaging_service_sid):
+            raise ValueError("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is required with Twilio")
+        if self.sendgrid_configured and not self.sendgrid_from_email:
+            raise ValueError("SENDGRID_FROM_EMAIL (a verified sender) is required with SendGrid")
+        if self.openai_base_url and urlsplit(self.openai_base_url).scheme not in ("http", "https"):
+            raise ValueError("OPENAI_BASE_URL must be an http:// or https:// URL")
+        if self.production:
+            missing = [
+                name
+                for name, present in (
+                    ("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN", self.twilio_configured),
+                    ("SENDGRID_API_KEY", self.sendgrid_configured),
+                )
+                if not present
+            ]
+            if missing:
+                raise ValueError(
+                    f"NODE_ENV=production needs real providers; missing: {', '.join(missing)} "
+                    "(the local outbox is for development only)"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _explicit_environ:
+            return (_MappingSource(settings_cls, _explicit_environ[-1]),)
+        return (
+            env_settings,
+            DotEnvSettingsSource(settings_cls, env_file=ENV_FILE, env_ignore_empty=True),
+            DotEnvSettingsSource(settings_cls, env_file=EMBEDDED_ENV_FILE, env_ignore_empty=True),
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from ``env`` alone, or (None) from the environment then ``.env``.
+
+        Raises SettingsError naming the first broken variable and its rule (each further one on its own line).
+        """
+        if env is not None:
+            _explicit_environ.append(env)
+        try:
+            return cls()
+        except ValidationError as error:
+            raise SettingsError("; ".join(_rule_broken(item) for item in error.errors())) from None
+        finally:
+            if env is not None:
+                _explicit_environ.pop()
 
     @property
     def production(self) -> bool:
@@ -156,95 +460,133 @@ class Settings:
             "personalization": self.openai_model if self.openai_api_key else "off",
         }
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        node_env = env.get("NODE_ENV", "development").strip() or "development"
-        log_level = (env.get("LOG_LEVEL", "info").strip() or "info").lower()
-        if log_level not in LOG_LEVELS:
-            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-        settings = cls(
-            node_env=node_env,
-            log_level=log_level,
-            # a slotted attrs class keeps no default on the class: ``cls.release`` is a member_descriptor
-            release=_opt(env, "RELEASE") or DEFAULT_RELEASE,
-            redis_host=_opt(env, "REDIS_HOST") or "127.0.0.1",
-            redis_port=_int(env, "REDIS_PORT", 6379, minimum=1),
-            redis_password=_opt(env, "REDIS_PASSWORD"),
-            bullmq_prefix=_opt(env, "BULLMQ_PREFIX") or "bull",
-            database_url=_opt(env, "DATABASE_URL") or DEFAULT_DATABASE_URL,
-            sentry_dsn=_opt(env, "SENTRY_DSN"),
-            otel_endpoint=_opt(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-            twilio_account_sid=_opt(env, "TWILIO_ACCOUNT_SID"),
-            twilio_auth_token=_opt(env, "TWILIO_AUTH_TOKEN"),
-            twilio_from_number=_opt(env, "TWILIO_FROM_NUMBER"),
-            twilio_messaging_service_sid=_opt(env, "TWILIO_MESSAGING_SERVICE_SID"),
-            twilio_base_url=_opt(env, "TWILIO_BASE_URL"),
-            twilio_status_callback_url=_opt(env, "TWILIO_STATUS_CALLBACK_URL"),
-            sendgrid_api_key=_opt(env, "SENDGRID_API_KEY"),
-            sendgrid_from_email=_opt(env, "SENDGRID_FROM_EMAIL"),
-            sendgrid_host=_opt(env, "SENDGRID_HOST"),
-            sms_per_second=_float(env, "SMS_PER_SECOND", 10.0, minimum=0.1),
-            email_per_second=_float(env, "EMAIL_PER_SECOND", 50.0, minimum=0.1),
-            worker_concurrency=_int(env, "WORKER_CONCURRENCY", 10, minimum=1),
-            worker_grace_seconds=_float(env, "WORKER_GRACE_SECONDS", 12.0, minimum=0.1),
-            lock_duration_ms=_int(env, "LOCK_DURATION_MS", 30_000, minimum=1000),
-            stalled_interval_ms=_int(env, "STALLED_INTERVAL_MS", 30_000, minimum=1000),
-            send_settle_seconds=_float(env, "SEND_SETTLE_SECONDS", 60.0, minimum=1.0),
-            health_host=_opt(env, "HEALTH_HOST") or "127.0.0.1",
-            health_port=_int(env, "HEALTH_PORT", 9464, minimum=1),
-            scan_cron=_opt(env, "SCAN_CRON") or "0 * * * *",
-            snapshot_cron=_opt(env, "SNAPSHOT_CRON") or "0 * * * *",
-            schedule_tz=_opt(env, "SCHEDULE_TZ") or "UTC",
-            # delivery webhooks (issue 17)
-            webhooks_host=_opt(env, "WEBHOOKS_HOST") or "127.0.0.1",
-            webhooks_port=_int(env, "WEBHOOKS_PORT", 9465, minimum=1),
-            webhooks_public_url=_opt(env, "WEBHOOKS_PUBLIC_URL"),
-            sendgrid_webhook_verification_key=_opt(env, "SENDGRID_WEBHOOK_VERIFICATION_KEY"),
-            webhooks_max_body_bytes=_int(env, "WEBHOOKS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
-            webhooks_max_age_seconds=_float(env, "WEBHOOKS_MAX_AGE_SECONDS", 300.0, minimum=1.0),
-            reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0, minimum=1.0),
-            send_unconfirmed_after_hours=_float(env, "SEND_UNCONFIRMED_AFTER_HOURS", 24.0, minimum=1.0),
-            maintenance_cron=_opt(env, "MAINTENANCE_CRON") or "15 * * * *",
-            completed_jobs_max_age_hours=_float(env, "MAINTENANCE_COMPLETED_MAX_AGE_HOURS", 48.0, minimum=1.0),
-            failed_jobs_max_age_hours=_float(env, "MAINTENANCE_FAILED_MAX_AGE_HOURS", 336.0, minimum=1.0),
-            finished_jobs_max_count=_int(env, "MAINTENANCE_FINISHED_MAX_COUNT", 10_000, minimum=100),
-            dead_letter_retention_days=_float(env, "DEAD_LETTER_RETENTION_DAYS", 30.0, minimum=1.0),
-            openai_api_key=_opt(env, "OPENAI_API_KEY"),
-            openai_model=_opt(env, "OPENAI_MODEL") or DEFAULT_OPENAI_MODEL,
-            openai_base_url=_opt(env, "OPENAI_BASE_URL"),
-            openai_timeout_seconds=_float(env, "OPENAI_TIMEOUT_SECONDS", 10.0, minimum=0.1),
-            openai_daily_requests_per_org=_int(env, "OPENAI_DAILY_REQUESTS_PER_ORG", 500),
-            openai_daily_tokens_per_org=_int(env, "OPENAI_DAILY_TOKENS_PER_ORG", 1_000_000),
-        )
-        settings.check()
-        return settings
 
-    def check(self) -> None:
-        """Refuse combinations that cannot work; in production, missing provider credentials."""
-        if self.send_settle_seconds <= 15:
-            # Above the providers' 10 s client timeout plus the rate limiter's 5 s wait: a request still in
-            # flight must have landed before anyone reconciles it.
-            raise SettingsError("SEND_SETTLE_SECONDS must exceed 15 (the provider timeout plus the rate-limit wait)")
-        if self.openai_base_url and urlsplit(self.openai_base_url).scheme not in ("http", "https"):
-            raise SettingsError("OPENAI_BASE_URL must be an http:// or https:// URL")
-        if urlsplit(self.database_url).scheme not in ("postgres", "postgresql"):
-            raise SettingsError("DATABASE_URL must be a postgresql:// URL")
-        if self.twilio_configured and not (self.twilio_from_number or self.twilio_messaging_service_sid):
-            raise SettingsError("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is required with Twilio")
-        if self.sendgrid_configured and not self.sendgrid_from_email:
-            raise SettingsError("SENDGRID_FROM_EMAIL (a verified sender) is required with SendGrid")
-        if self.production:
-            missing = [
-                name
-                for name, present in (
-                    ("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN", self.twilio_configured),
-                    ("SENDGRID_API_KEY", self.sendgrid_configured),
-                )
-                if not present
-            ]
-            if missing:
-                raise SettingsError(
-                    f"NODE_ENV=production needs real providers; missing: {', '.join(missing)} "
-                    "(the local outbox is for development only)"
-                )
+def requested_production(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether NODE_ENV (environment, then .env) asks for production, read even when other settings are invalid:
+    a refusal is then written as JSON too."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("NODE_ENV", "").strip()
+    if not value and ENV_FILE.exists():
+        value = (dotenv_values(ENV_FILE).get("NODE_ENV") or "").strip()
+    return value == "production"
+
+
+def _rule_broken(item: Mapping[str, Any]) -> str:
+    """One pydantic error as ``VARIABLE <rule>``: pydantic's message without the input value."""
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if not item["loc"]:
+        return message
+    variable = str(item["loc"][0]).upper()
+    if message.startswith(("must", "is ")):
+        return f"{variable} {message}"
+    return f"{variable}: {message[0].lower()}{message[1:]}"
+
+
+# ------------------------------------------------------------------------------------------------ documentation
+
+
+def declared() -> Iterator[tuple[str, FieldInfo, dict[str, Any]]]:
+    """Each setting as (variable, field, extra: group, unit, secret, shown_default), in declaration order."""
+    for field in Settings.model_fields.values():
+        extra = field.json_schema_extra
+        assert isinstance(extra, dict)
+        assert isinstance(field.validation_alias, str)
+        yield field.validation_alias, field, extra
+
+
+def _shown_default(field: FieldInfo, extra: Mapping[str, Any]) -> str:
+    if "shown_default" in extra:
+        return str(extra["shown_default"])
+    return "" if field.default is None else str(field.default)
+
+
+def _kind(field: FieldInfo) -> str:
+    """The value's type in words: text, integer, number or one of (a listed choice)."""
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return "one of"
+    present = [arg for arg in get_args(annotation) if arg is not type(None)]
+    kinds: dict[object, str] = {int: "integer", float: "number"}
+    return kinds.get(present[0] if present else annotation, "text")
+
+
+def _rules(field: FieldInfo) -> str:
+    words = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "length ≥"}
+    found = []
+    for rule in field.metadata:
+        for name, sign in words.items():
+            if getattr(rule, name, None) is not None:
+                found.append(f"{sign} {getattr(rule, name)}")
+    return ", ".join(found)
+
+
+def markdown_table() -> str:
+    """The README's table: variable, default, type and unit, meaning."""
+    lines = ["| Variable | Default | Type (unit, rule) | Meaning |", "|---|---|---|---|"]
+    for variable, field, extra in declared():
+        default = _shown_default(field, extra)
+        kind = _kind(field)
+        details = ", ".join(part for part in (extra["unit"], _rules(field)) if part)
+        kind = f"{kind} ({details})" if details else kind
+        secret = " Secret: never logged." if extra["secret"] else ""
+        lines.append(
+            f"| `{variable}` | {f'`{default}`' if default else 'none'} | {kind} | {field.description}.{secret} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def env_example() -> str:
+    """``.env.example``: every variable commented out at its default, grouped, with its meaning."""
+    lines = [
+        "# ClientFlow Worker configuration, generated from entrypoints/settings.py (python -m entrypoints.settings",
+        "# write). Copy to .env and uncomment what you change: every process reads its environment, then .env (the",
+        "# environment wins). Every variable is optional in development.",
+    ]
+    group = None
+    for variable, field, extra in declared():
+        if extra["group"] != group:
+            group = extra["group"]
+            lines += ["", f"# ---- {group}"]
+        unit = f" [{extra['unit']}]" if extra["unit"] else ""
+        lines.append(f"# {field.description}{unit}")
+        default = "" if field.default is None else str(field.default)
+        lines.append(f'#{variable}="{default}"' if " " in default else f"#{variable}={default}")
+    return "\n".join(lines) + "\n"
+
+
+README = CHECKOUT / "README.md"
+TABLE_START = "<!-- settings table: generated by `python -m entrypoints.settings write` -->\n"
+TABLE_END = "<!-- end of settings table -->\n"
+
+
+def readme_with_table(readme: str) -> str:
+    """``readme`` with the generated table between its markers."""
+    head, rest = readme.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return f"{head}{TABLE_START}{markdown_table()}{TABLE_END}{tail}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m entrypoints.settings check|markdown|env-example|write``."""
+    parser = argparse.ArgumentParser(prog="python -m entrypoints.settings", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["check", "markdown", "env-example", "write"])
+    action = parser.parse_args(argv).action
+    if action == "check":
+        try:
+            Settings.from_env()
+        except SettingsError as error:
+            sys.stderr.write(f"configuration error: {error}\n")
+            return EXIT_CONFIGURATION
+        sys.stdout.write("settings valid\n")
+    elif action == "markdown":
+        sys.stdout.write(markdown_table())
+    elif action == "env-example":
+        sys.stdout.write(env_example())
+    else:
+        README.write_text(readme_with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+        (CHECKOUT / ".env.example").write_text(env_example(), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

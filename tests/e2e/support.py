@@ -137,7 +137,7 @@ def bullmq_prefix() -> Iterator[str]:
 
 
 def system_env(providers: Providers, database_url: str, prefix: str, **overrides: str) -> dict[str, str]:
-    """Every variable supervisord.conf and the programs read: scripts/run's choices, pointed at the test world."""
+    """The programs' settings (supervisord.conf itself reads none), pointed at the test world."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -147,18 +147,6 @@ def system_env(providers: Providers, database_url: str, prefix: str, **overrides
     }
     env.update(
         {
-            "CF_EMBEDDED_REDIS": "false",
-            "CF_EMBEDDED_POSTGRES": "false",
-            "CF_EMBEDDED_REDIS_PORT": "6390",
-            "CF_EMBEDDED_PG_PORT": "5440",
-            "CF_REDIS_SERVER": "redis-server",
-            "CF_PG_BIN": "/usr/lib/postgresql/bin",
-            "CF_PG_USER": subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip(),
-            "CF_REMINDER_WORKERS": "1",
-            "CF_NURTURE_WORKERS": "1",
-            "CF_DUNNING_WORKERS": "1",
-            "CF_SNAPSHOT_WORKERS": "1",
-            "CF_DEMO": "false",
             "NODE_ENV": "production",
             "LOG_LEVEL": "info",
             "REDIS_HOST": "127.0.0.1",
@@ -189,7 +177,9 @@ def system_env(providers: Providers, database_url: str, prefix: str, **overrides
 class SupervisedSystem:
     """supervisord running our supervisord.conf from a temporary checkout; ``ctl`` is supervisorctl on it."""
 
-    def __init__(self, directory: pathlib.Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, directory: pathlib.Path, env: Mapping[str, str], workers: Mapping[str, int] | None = None
+    ) -> None:
         self.directory = directory
         self.env = dict(env)
         self.conf = directory / "supervisord.conf"
@@ -201,6 +191,14 @@ class SupervisedSystem:
         for sub in ("log", "run"):
             (self.var / sub).mkdir(parents=True)
         self.var.joinpath("run").chmod(0o700)
+        (directory / "supervisord.d").mkdir()
+        if workers:
+            self.scale(workers)
+
+    def scale(self, workers: Mapping[str, int]) -> None:
+        """Write ``numprocs`` overrides (program -> processes) to supervisord.d/scale.conf, as the README says."""
+        text = "".join(f"[program:{program}]\nnumprocs = {count}\n\n" for program, count in workers.items())
+        (self.directory / "supervisord.d" / "scale.conf").write_text(text, encoding="utf-8")
 
     def start(self) -> None:
         self._process = subprocess.Popen(
@@ -262,6 +260,17 @@ class SupervisedSystem:
         self._process = None
         return status
 
+    def crash(self) -> None:
+        """SIGKILL supervisord alone (a crash, an OOM kill): its programs are not told by it."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait()
+        self._process = None
+
+    def program_pids(self) -> dict[str, int]:
+        """Each running program process (``group:name``) and its pid, from supervisorctl."""
+        return {name: self.pid(name) for name, (state, _) in self.states().items() if state == "RUNNING"}
+
     def kill(self) -> None:
         """Teardown after a failed test: stop supervisord and every process group it started."""
         if self._process is None:
@@ -277,8 +286,10 @@ class SupervisedSystem:
 
 
 @contextlib.contextmanager
-def supervised(directory: pathlib.Path, env: Mapping[str, str]) -> Iterator[SupervisedSystem]:
-    system = SupervisedSystem(directory, env)
+def supervised(
+    directory: pathlib.Path, env: Mapping[str, str], workers: Mapping[str, int] | None = None
+) -> Iterator[SupervisedSystem]:
+    system = SupervisedSystem(directory, env, workers)
     system.start()
     try:
         yield system
@@ -328,6 +339,31 @@ def ledger_rows(database_url: str) -> list[str]:
 def job_counts(prefix: str, queue: str) -> dict[str, int]:
     counts: dict[str, int] = node("counts", prefix, queue)["counts"]
     return counts
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (orphans are reparented to an init that may not reap them)."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def launched_from(directory: pathlib.Path) -> list[int]:
+    """Pids of every ``entrypoints.launch`` process (workers, health server) running from ``directory``."""
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit() or not alive(int(proc.name)):
+            continue
+        try:
+            command = proc.joinpath("cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if b"entrypoints.launch" in command and cwd == str(directory):
+            found.append(int(proc.name))
+    return found
 
 
 def stopped_cleanly(supervisord_log: str, process: str) -> bool:

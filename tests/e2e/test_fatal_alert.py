@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import Providers, eventually, supervised, system_env
+from tests.e2e.support import WORKER_PROGRAMS, Providers, eventually, supervised, system_env
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def test_a_program_that_cannot_start_goes_fatal_and_the_alert_fires(
         port = taken.getsockname()[1]
         env = system_env(providers, database_url, prefix, HEALTH_PORT=str(port), SENTRY_DSN=providers.sentry.dsn)
         with supervised(tmp_path, env) as system:
-            eventually(lambda: system.states().get("health", ("?",))[0] == "FATAL", 90, "health FATAL")
+            eventually(lambda: system.states().get("health", ("?",))[0] == "FATAL", 240, "health FATAL")
             eventually(lambda: fatal_alerts(system.log("fatal-alert.log")) != [], 30, "the alert line")
             eventually(
                 lambda: any("is FATAL" in json.dumps(e) for e in providers.sentry.events()), 30, "the Sentry event"
@@ -43,3 +43,23 @@ def test_a_program_that_cannot_start_goes_fatal_and_the_alert_fires(
     alert_events = [e for e in providers.sentry.events() if "is FATAL" in json.dumps(e)]
     assert len(alert_events) == 1
     assert alert_events[0]["tags"]["program"] == "health"
+
+
+def test_workers_with_a_missing_database_go_fatal_and_each_is_alerted_once(
+    tmp_path: pathlib.Path, providers: Providers, prefix: str
+) -> None:
+    """DATABASE_URL names a database that does not exist: a permanent cause. Each worker says so in one line and
+    exits 78 within startsecs; supervisord gives up (FATAL) and the listener raises one alert per worker; the health
+    server (which reports the database, not needs it) keeps running."""
+    missing = "postgresql://postgres@127.0.0.1:5432/cf_e2e_never_created"
+    env = system_env(providers, missing, prefix)
+    with supervised(tmp_path, env) as system:
+        workers = [f"{program}:{program}-00" for program in WORKER_PROGRAMS]
+        eventually(lambda: all(system.states()[w][0] == "FATAL" for w in workers), 300, "every worker FATAL")
+        eventually(lambda: len(fatal_alerts(system.log("fatal-alert.log"))) == 4, 30, "four alert lines")
+        system.wait_running("health")
+        system.shutdown()
+    assert sorted(a["program"] for a in fatal_alerts(system.log("fatal-alert.log"))) == sorted(WORKER_PROGRAMS)
+    refusal = 'DATABASE_URL names database \\"cf_e2e_never_created\\", which does not exist on 127.0.0.1:5432'
+    assert refusal in system.log("worker-dunning-00.log")
+    assert "Traceback" not in system.log("worker-dunning-00.log")

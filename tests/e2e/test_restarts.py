@@ -61,16 +61,16 @@ def test_restarting_the_reminder_workers_mid_stream_loses_nothing_and_sends_noth
     """`supervisorctl restart worker-reminders:*` while 500 reminders stream to Twilio: all 500 jobs complete and
     the fake Twilio holds exactly one message per ledger key."""
     org, patients = seed_patients(database_url, 500)
-    env = system_env(providers, database_url, prefix, CF_REMINDER_WORKERS="2", SMS_PER_SECOND="40")
-    with supervised(tmp_path, env) as system:
+    env = system_env(providers, database_url, prefix, SMS_PER_SECOND="40")
+    with supervised(tmp_path, env, workers={"worker-reminders": 2}) as system:
         system.wait_workers_running({"worker-reminders": 2})
         before = {n: system.pid(f"worker-reminders:worker-reminders-{n:02d}") for n in range(2)}
         enqueue(prefix, "reminders", reminder_jobs(org, patients))
         eventually(lambda: len(providers.twilio.messages) >= 100, 60, "100 reminders sent before the restart")
 
-        restarted = system.ctl("restart", "worker-reminders:*")
+        sent_at_restart = len(providers.twilio.messages)  # the restart stops the workers at once, then waits
+        restarted = system.ctl("restart", "worker-reminders:*")  # for startsecs before it returns
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-        sent_at_restart = len(providers.twilio.messages)
 
         system.wait_workers_running({"worker-reminders": 2})
         after = {n: system.pid(f"worker-reminders:worker-reminders-{n:02d}") for n in range(2)}

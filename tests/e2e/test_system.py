@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,7 +21,7 @@ from tests.e2e.support import (
     supervised,
     system_env,
 )
-from tests.e2e.world import run_sql, seed_clinic
+from tests.e2e.world import Clinic, run_sql, seed_clinic
 from tests.fakeservers.providers import now_utc
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,46 @@ def snapshot_count(dsn: str, org: str) -> int:
     return found[0]
 
 
+def node_jobs(clinic: Clinic) -> dict[str, dict[str, Any]]:
+    """One job of each type, per queue, as the Node CRM enqueues them (the README's data shapes)."""
+    yesterday = (now_utc() - timedelta(days=1)).date().isoformat()
+    jobs = {
+        "reminders": {
+            "name": "process-reminder",
+            "data": {
+                "orgId": clinic.org,
+                "contactId": clinic.ada,
+                "appointmentId": clinic.appointment,
+                "message": "Hi Ada, see you at 3pm at E2E Dental!",
+                "scheduledFor": js_date(clinic.starts_at),
+                "reminderType": "3h",
+            },
+        },
+        "nurture": {
+            "name": "process-nurture",
+            "data": {
+                "orgId": clinic.org,
+                "contactId": clinic.grace,
+                "sequenceStep": 1,
+                "template": "welcome",
+                "personalization": {"first_name": "Grace", "offer": "10% off your first visit"},
+            },
+        },
+        "dunning": {
+            "name": "process-dunning",
+            "data": {
+                "orgId": clinic.org,
+                "contactId": clinic.alan,
+                "amount": 125.5,
+                "daysOverdue": 8,
+                "paymentLink": "https://pay.example.com/i/e2e",
+            },
+        },
+        "snapshots": {"name": "process-snapshots", "data": {"orgId": clinic.org, "date": yesterday}},
+    }
+    return jobs
+
+
 def test_node_jobs_of_every_type_take_effect_and_the_system_shuts_down_cleanly(
     tmp_path: pathlib.Path, providers: Providers, prefix: str, database_url: str
 ) -> None:
@@ -45,41 +86,7 @@ def test_node_jobs_of_every_type_take_effect_and_the_system_shuts_down_cleanly(
     with supervised(tmp_path, system_env(providers, database_url, prefix)) as system:
         system.wait_workers_running()
         system.wait_running("health", "fatal-alert")
-        yesterday = (now_utc() - timedelta(days=1)).date().isoformat()
-        jobs = {
-            "reminders": {
-                "name": "process-reminder",
-                "data": {
-                    "orgId": clinic.org,
-                    "contactId": clinic.ada,
-                    "appointmentId": clinic.appointment,
-                    "message": "Hi Ada, see you at 3pm at E2E Dental!",
-                    "scheduledFor": js_date(clinic.starts_at),
-                    "reminderType": "3h",
-                },
-            },
-            "nurture": {
-                "name": "process-nurture",
-                "data": {
-                    "orgId": clinic.org,
-                    "contactId": clinic.grace,
-                    "sequenceStep": 1,
-                    "template": "welcome",
-                    "personalization": {"first_name": "Grace", "offer": "10% off your first visit"},
-                },
-            },
-            "dunning": {
-                "name": "process-dunning",
-                "data": {
-                    "orgId": clinic.org,
-                    "contactId": clinic.alan,
-                    "amount": 125.5,
-                    "daysOverdue": 8,
-                    "paymentLink": "https://pay.example.com/i/e2e",
-                },
-            },
-            "snapshots": {"name": "process-snapshots", "data": {"orgId": clinic.org, "date": yesterday}},
-        }
+        jobs = node_jobs(clinic)
         for queue, job in jobs.items():
             enqueue(prefix, queue, [job])
 

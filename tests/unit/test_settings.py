@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
+from entrypoints import settings as settings_module
 from entrypoints.settings import Settings, SettingsError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_defaults_match_the_node_worker() -> None:
@@ -74,3 +82,50 @@ def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     """A value the worker cannot use fails at start-up with a message naming the variable."""
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_the_environment_wins_over_dot_env(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .env value applies when the environment has none (or an empty one); the environment's value wins."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("REDIS_PORT=6390\nWORKER_CONCURRENCY=4\nBULLMQ_PREFIX=from-file\n", encoding="utf-8")
+    monkeypatch.setattr(settings_module, "ENV_FILE", env_file)
+    monkeypatch.setenv("REDIS_PORT", "6400")
+    monkeypatch.setenv("BULLMQ_PREFIX", "")
+    settings = Settings.from_env()
+    assert (settings.redis_port, settings.worker_concurrency, settings.bullmq_prefix) == (6400, 4, "from-file")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "postgresql://app:canary-pw@db:54x2/crm"}, "DATABASE_URL is malformed: the port"),
+        ({"DATABASE_URL": "mysql://app:canary-pw@db/crm"}, "DATABASE_URL must be a postgresql:// URL"),
+        ({"DATABASE_URL": "postgresql:///crm"}, "DATABASE_URL is malformed: it names no host"),
+        ({"REDIS_PORT": "70000"}, "REDIS_PORT: input should be less than or equal to 65535"),
+        ({"WORKER_GRACE_SECONDS": "20"}, "WORKER_GRACE_SECONDS must stay below half of LOCK_DURATION_MS"),
+        ({"REDIS_PASSWORD": "canary-pw", "REDIS_PORT": "x"}, "REDIS_PORT: input should be a valid integer"),
+    ],
+)
+def test_a_refusal_names_the_variable_and_rule_never_the_value(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+    assert str(refused.value).startswith(message)
+    assert "canary-pw" not in str(refused.value)
+    assert refused.value.__cause__ is None
+    assert refused.value.__suppress_context__
+
+
+def test_a_bad_setting_exits_78_with_one_line(tmp_path: pathlib.Path) -> None:
+    """`python -m entrypoints.settings check` (as every process at start): one line, exit 78 (EX_CONFIG)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoints.settings", "check"],
+        env={"PATH": os.environ.get("PATH", ""), "REDIS_PORT": "abc", "SUPERVISOR_ENABLED": "0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 78
+    assert done.stderr.splitlines() == [
+        "configuration error: REDIS_PORT: input should be a valid integer, unable to parse string as an integer"
+    ]
