@@ -6,6 +6,7 @@
 //   version   {}  the meta version marker this Queue writes                                       -> {version}
 //   add-noop  {count, name, data}  addBulk in chunks of 1000                                        -> {count}
 //   trickle   {count, intervalMs, name, data}  one add per interval                               -> {ids}
+//   global-limits {concurrency?, rateMax?, rateDurationMs?}  setGlobalConcurrency / setGlobalRateLimit -> {}
 'use strict';
 const { Job } = require('bullmq');
 const { main } = require('./queue_command');
@@ -53,6 +54,11 @@ main({
       await queue.addBulk(Array.from({ length: n }, () => ({ name: cmd.name, data: cmd.data })));
     }
     return { count: cmd.count };
+  },
+  async 'global-limits'(queue, cmd) {
+    if (cmd.concurrency !== undefined) await queue.setGlobalConcurrency(cmd.concurrency);
+    if (cmd.rateMax !== undefined) await queue.setGlobalRateLimit(cmd.rateMax, cmd.rateDurationMs);
+    return {};
   },
   async trickle(queue, cmd) {
     const ids = [];
