@@ -6,6 +6,7 @@
 //   version   {}  the meta version marker this Queue writes                                       -> {version}
 //   add-noop  {count, name, data}  addBulk in chunks of 1000                                        -> {count}
 //   trickle   {count, intervalMs, name, data}  one add per interval                               -> {ids}
+//   pause / resume {}  queue.pause() / queue.resume()                                            -> {}
 //   global-limits {concurrency?, rateMax?, rateDurationMs?}  setGlobalConcurrency / setGlobalRateLimit -> {}
 'use strict';
 const { Job } = require('bullmq');
@@ -54,6 +55,14 @@ main({
       await queue.addBulk(Array.from({ length: n }, () => ({ name: cmd.name, data: cmd.data })));
     }
     return { count: cmd.count };
+  },
+  async pause(queue) {
+    await queue.pause();
+    return {};
+  },
+  async resume(queue) {
+    await queue.resume();
+    return {};
   },
   async 'global-limits'(queue, cmd) {
     if (cmd.concurrency !== undefined) await queue.setGlobalConcurrency(cmd.concurrency);
