@@ -79,8 +79,9 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
         self._completed_tail = [self.scripts.toKey("metrics:completed"), keys["marker"]]
 
     async def run(self) -> None:
-        for connection in {id(c): c for c in (self.redisConnection, self.blockingRedisConnection) if c}.values():
-            await connection.getRedisVersion()  # sets the capabilities: fractional BZPOPMIN timeouts
+        for connection in (self.redisConnection, self.blockingRedisConnection):
+            if connection is not None:
+                await connection.getRedisVersion()  # sets its capabilities: fractional BZPOPMIN timeouts
         await super().run()
 
     # -- fetching ---------------------------------------------------------------------------------------------
