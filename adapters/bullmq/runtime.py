@@ -25,12 +25,14 @@ Shutdown (``drain``): stop fetching, let active jobs finish within the grace per
 ``close()`` waits only for the tasks it sees when called: a job whose fetch was in flight is processed after the
 connections close and is left ``active``. Here jobs fetched after closing began are processed too, and the
 connections stay open until every job has finished.
+
+bullmq's ``Worker`` runs with the overrides of ``adapters.bullmq.patched_worker`` (the next job fetched by
+``moveToFinished``, rate limits waited out, millisecond blocking waits, late jobs kept, non-JSON data failed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import traceback
 import weakref
@@ -41,15 +43,15 @@ from typing import Any
 import redis.asyncio as redis_asyncio
 import structlog
 from bullmq import Job as BullJob
-from bullmq import Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
 from adapters.bullmq.connection import close_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
+from adapters.bullmq.patched_worker import PatchedWorker
 from adapters.bullmq.return_values import json_safe
 from adapters.bullmq.router import JobRouter
 from adapters.bullmq.worker_config import WorkerConfig
-from adapters.bullmq.worker_identity import node_worker_client_name, open_blocking_redis, use_blocking_client
+from adapters.bullmq.worker_identity import node_worker_client_name, open_blocking_redis
 from adapters.observability.logging import job_log_context
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
@@ -71,62 +73,11 @@ EXIT_OK = 0
 EXIT_CRASHED = 70  # EX_SOFTWARE: the runtime itself failed
 EXIT_CONFIGURATION = 78  # EX_CONFIG: misconfigured; the supervisor retries, then marks the program FATAL
 
-NOT_JSON_REASON = "invalid job: data is not JSON"
 LOOP_LAG_WARNING_S = 1.0
 
 
 class RetryableFailure(Exception):
     """Thrown to bullmq so the job's attempts and backoff apply; its text becomes ``failedReason``."""
-
-
-class _Worker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
-    """bullmq's Worker with three repairs: undecodable job data is failed instead of stalling for ever, jobs
-    fetched while closing are handed to the drain instead of being dropped, and it waits for jobs on its own
-    connection named as Node names a worker's (adapters/bullmq/worker_identity.py)."""
-
-    def __init__(self, *args: Any, blocking_client: redis_asyncio.Redis, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.late_jobs: list[BullJob] = []
-        use_blocking_client(self, blocking_client)
-
-    async def _ensure_client_names(self) -> None:
-        """Nothing to do: the blocking client is named as it connects, and the pool must stay unnamed."""
-
-    async def getNextJob(self, token: str) -> BullJob | None:
-        if self.closing:
-            return None
-        job: BullJob | None = await super().getNextJob(token)
-        if job is not None and self.closing:
-            self.late_jobs.append(job)
-            return None
-        return job
-
-    async def nextJobFromJobData(
-        self,
-        job_data: dict[str, Any] | None = None,
-        job_id: str | None = None,
-        limit_until: int = 0,
-        delay_until: int = 0,
-        token: str | None = None,
-    ) -> BullJob | None:
-        try:
-            return await super().nextJobFromJobData(job_data, job_id, limit_until, delay_until, token)
-        except ValueError:
-            if not job_data or _is_json(job_data.get("data", "{}")):
-                raise
-        # bullmq fails a job carrying a deferred failure ("defa") before calling the processor, as unrecoverable;
-        # the raw text travels on as a JSON string so the dead-letter copy keeps it.
-        parked = {**job_data, "data": json.dumps(job_data["data"]), "defa": NOT_JSON_REASON}
-        job: BullJob | None = await super().nextJobFromJobData(parked, job_id, limit_until, delay_until, token)
-        return job
-
-
-def _is_json(text: object) -> bool:
-    try:
-        json.loads(text)  # type: ignore[arg-type]  # anything json.loads refuses is not JSON
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _attempts_allowed(job: BullJob) -> int:
@@ -180,7 +131,7 @@ class QueueWorker:
         # The domain error behind a failed attempt, for the final-failure report (bullmq hands the ``failed``
         # event our PII-free stand-in); keyed weakly by job so an attempt whose move failed leaves nothing behind.
         self._errors: weakref.WeakKeyDictionary[BullJob, BaseException] = weakref.WeakKeyDictionary()
-        self._worker: _Worker | None = None
+        self._worker: PatchedWorker | None = None
         self._dead_letter = BullmqDeadLetter(client, config.prefix)
         self._queue = str(config.queue)
         self._side_tasks: set[asyncio.Task[Any]] = set()
@@ -198,17 +149,14 @@ class QueueWorker:
         """Run until stopped; return the process exit code."""
         blocking = open_blocking_redis(self._config.redis, node_worker_client_name(self._config.prefix, self._queue))
         try:
-            return await self._serve(
-                _Worker(
-                    self._queue, self._process, self._config.bullmq_options(self._client), blocking_client=blocking
-                ),
-                stop,
-                force,
+            worker = PatchedWorker(
+                self._queue, self._process, self._config.bullmq_options(self._client), blocking_client=blocking
             )
+            return await self._serve(worker, stop, force)
         finally:
             await close_redis(blocking)
 
-    async def _serve(self, worker: _Worker, stop: asyncio.Event, force: asyncio.Event) -> int:
+    async def _serve(self, worker: PatchedWorker, stop: asyncio.Event, force: asyncio.Event) -> int:
         worker.on("failed", self._on_failed)
         worker.on("error", self._on_error)
         self._worker = worker
@@ -243,7 +191,7 @@ class QueueWorker:
             for wait in waits:
                 wait.cancel()
 
-    async def _crashed(self, worker: _Worker, run_task: asyncio.Future[Any]) -> int:
+    async def _crashed(self, worker: PatchedWorker, run_task: asyncio.Future[Any]) -> int:
         error = run_task.exception() if not run_task.cancelled() else None
         log.critical(
             "worker_crashed",
@@ -254,7 +202,7 @@ class QueueWorker:
         await self._force_close(worker)
         return EXIT_CRASHED
 
-    async def _drain(self, worker: _Worker, run_task: asyncio.Future[Any], force: asyncio.Event) -> bool:
+    async def _drain(self, worker: PatchedWorker, run_task: asyncio.Future[Any], force: asyncio.Event) -> bool:
         """Stop fetching and wait for every active job; False when the grace period ran out or ``force`` was set."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.grace_period_s
@@ -280,7 +228,7 @@ class QueueWorker:
         finally:
             force_task.cancel()
 
-    async def _force_close(self, worker: _Worker) -> None:
+    async def _force_close(self, worker: PatchedWorker) -> None:
         left = len(worker.jobs) + len(self._late_tasks)
         log.warning("worker_forced_close", queue=self._queue, jobs_left_active=left)
         for task in self._late_tasks:

@@ -5,6 +5,7 @@
 - The queue's ``meta`` hash carries the version of the library that created it (npm bullmq writes
   ``bullmq:6.7.0``; PyPI bullmq 3.4.4 writes none). The worker-path Lua scripts of PyPI 3.4.4 were checked
   identical to those of npm 6.x; another major may lay its keys out differently, so we refuse it.
+- The installed PyPI bullmq must be the release whose internals ``patched_worker`` overrides.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Collection
 
 import redis.asyncio as redis_asyncio
 
+from adapters.bullmq.patched_worker import check_bullmq_version
 from domain.errors import ConfigurationError
 
 COMPATIBLE_NODE_MAJORS: frozenset[int] = frozenset({6})
@@ -52,5 +54,6 @@ async def check_queue_version(client: redis_asyncio.Redis, prefix: str, queue: s
 
 async def run_startup_checks(client: redis_asyncio.Redis, prefix: str, queue: str) -> None:
     """Raise ConfigurationError naming the first problem found; return when the worker may start."""
+    check_bullmq_version()
     await check_eviction_policy(client)
     await check_queue_version(client, prefix, queue)

@@ -9,6 +9,8 @@
 //   trickle   {count, intervalMs, name, data}  one add per interval                               -> {ids}
 //   workers   {}  queue.getWorkers() (what Bull Board shows), and the client name it matches      -> {workers, clientName}
 //   obliterate {}  queue.obliterate({force: true}), as an operator resetting a queue does           -> {}
+//   pause / resume {}  queue.pause() / queue.resume()                                            -> {}
+//   global-limits {concurrency?, rateMax?, rateDurationMs?}  setGlobalConcurrency / setGlobalRateLimit -> {}
 'use strict';
 const { Job } = require('bullmq');
 const { main } = require('./queue_command');
@@ -64,6 +66,19 @@ main({
       await queue.addBulk(Array.from({ length: n }, () => ({ name: cmd.name, data: cmd.data })));
     }
     return { count: cmd.count };
+  },
+  async pause(queue) {
+    await queue.pause();
+    return {};
+  },
+  async resume(queue) {
+    await queue.resume();
+    return {};
+  },
+  async 'global-limits'(queue, cmd) {
+    if (cmd.concurrency !== undefined) await queue.setGlobalConcurrency(cmd.concurrency);
+    if (cmd.rateMax !== undefined) await queue.setGlobalRateLimit(cmd.rateMax, cmd.rateDurationMs);
+    return {};
   },
   async trickle(queue, cmd) {
     const ids = [];

@@ -9,8 +9,8 @@ from typing import Any
 
 import structlog.testing
 
+from adapters.bullmq.patched_worker import NOT_JSON_REASON
 from adapters.bullmq.router import Handler
-from adapters.bullmq.runtime import NOT_JSON_REASON
 from adapters.bullmq.worker_config import WorkerConfig
 from domain.errors import InvalidJob
 from domain.jobs import DunningJob, Job, JobName, NurtureJob, QueueName, ReminderJob, ReminderKind, SnapshotJob
