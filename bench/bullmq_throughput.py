@@ -340,7 +340,11 @@ def serve(config: dict[str, Any]) -> int:
     async def fan_out(_job: Job) -> Outcome:
         return Published(0)
 
-    handlers: dict[JobName, Handler] = {JobName.SNAPSHOT: snapshot, JobName.FAN_OUT_SNAPSHOTS: fan_out}
+    handlers: dict[JobName, Handler] = {
+        JobName.SNAPSHOT: snapshot,
+        JobName.FAN_OUT_SNAPSHOTS: fan_out,
+        JobName.MAINTAIN_QUEUES: fan_out,
+    }
     worker_config = WorkerConfig(
         queue=QueueName.SNAPSHOTS,
         redis=RedisSettings(port=int(config["redis"]["port"])),

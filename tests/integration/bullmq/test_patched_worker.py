@@ -37,7 +37,7 @@ def handlers(job_seconds: float = 0.0) -> dict[JobName, Handler]:
     async def fan_out(_job: Job) -> Outcome:
         return Published(0)
 
-    return {JobName.SNAPSHOT: snapshot, JobName.FAN_OUT_SNAPSHOTS: fan_out}
+    return {JobName.SNAPSHOT: snapshot, JobName.FAN_OUT_SNAPSHOTS: fan_out, JobName.MAINTAIN_QUEUES: fan_out}
 
 
 async def completed(prefix: str, count: int, port: int = 6379) -> bool:
