@@ -14,7 +14,7 @@ import attrs
 import redis.asyncio as redis_asyncio
 import structlog
 
-from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
+from adapters.bullmq.connection import close_redis, open_redis
 from adapters.bullmq.publisher import BullmqJobPublisher, Retention
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
@@ -53,6 +53,7 @@ from domain.ports import EmailSender, SmsSender
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
 from domain.values import EmailAddress
+from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings
 
 log = structlog.get_logger()
@@ -71,10 +72,6 @@ def _handler(method: Callable[[J], Awaitable[Outcome]]) -> Handler:
         return await method(job)  # type: ignore[arg-type]  # the router hands each name its own payload type
 
     return handle
-
-
-def redis_settings(settings: Settings) -> RedisSettings:
-    return RedisSettings(host=settings.redis_host, port=settings.redis_port, password=settings.redis_password)
 
 
 def observe(settings: Settings, process: str) -> None:

@@ -18,9 +18,11 @@ import attrs
 import redis.asyncio as aioredis
 import structlog
 
+from adapters.bullmq.connection import RedisSettings, close_redis, open_client
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.logging import configure_logging
+from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings, SettingsError
 
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")
@@ -29,7 +31,7 @@ log = structlog.get_logger("entrypoints.health")
 
 @attrs.frozen
 class HealthServerOptions:
-    redis_url: str = attrs.field(repr=False)
+    redis: RedisSettings
     database_url: str = attrs.field(repr=False)
     prefix: str = "bull"
     queues: Sequence[str] = QUEUES
@@ -40,16 +42,16 @@ class HealthServerOptions:
     check_timeout_seconds: float = 2.0
 
 
-def open_probe_redis(url: str, timeout_seconds: float) -> aioredis.Redis:
-    """The health server's own Redis client: short timeouts, so a dead Redis answers 503 quickly."""
-    return aioredis.Redis.from_url(
-        url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds, health_check_interval=10
-    )
+def open_probe_redis(settings: RedisSettings, timeout_seconds: float) -> aioredis.Redis:
+    """The health server's own Redis client, in the workers' topology: short timeouts and no retries, so a dead
+    Redis answers 503 quickly."""
+    probing = attrs.evolve(settings, connect_timeout_s=timeout_seconds, retries=0)
+    return open_client(probing, max_connections=8, socket_timeout_s=timeout_seconds)
 
 
 async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set."""
-    client = open_probe_redis(options.redis_url, options.check_timeout_seconds)
+    client = open_probe_redis(options.redis, options.check_timeout_seconds)
     probe = HealthProbe(
         redis=client,
         database_dsn=options.database_url,
@@ -64,7 +66,7 @@ async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:
             log.info("health server listening", host=options.host, port=port)
             await stop.wait()
     finally:
-        await client.aclose()
+        await close_redis(client)
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -74,7 +76,6 @@ def _csv(text: str) -> tuple[str, ...]:
 def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool]:
     parser = argparse.ArgumentParser(prog="python -m entrypoints.health", description=__doc__)
     settings = Settings.from_env()
-    parser.add_argument("--redis-url", default=settings.redis_url, help="default: from REDIS_HOST/PORT/PASSWORD")
     parser.add_argument("--database-url", default=settings.database_url, help="default: DATABASE_URL")
     parser.add_argument("--prefix", default=settings.bullmq_prefix, help="BullMQ key prefix")
     parser.add_argument("--queues", type=_csv, default=QUEUES, help="queues to report, comma-separated")
@@ -86,7 +87,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool
     parser.add_argument("--production", action="store_true", default=settings.production, help="JSON log lines")
     args = parser.parse_args(argv)
     options = HealthServerOptions(
-        redis_url=args.redis_url,
+        redis=redis_settings(settings),
         database_url=args.database_url,
         prefix=args.prefix,
         queues=args.queues,
