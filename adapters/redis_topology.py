@@ -8,12 +8,14 @@ reference/cluster-spec/#hash-tags). Our own keys all start with the same prefix,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel
+from redis.typing import EncodableT
 
 Endpoint = tuple[str, int]
 
@@ -79,3 +81,28 @@ def open_sentinel_master(
     watch = Sentinel(list(sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]  # untyped in redis-py
     client: redis_asyncio.Redis = watch.master_for(master, max_connections=max_connections, **options)
     return client
+
+
+class _ScriptingClusterPipeline(ClusterPipeline):
+    """redis-py refuses EVALSHA in every cluster pipeline, since it cannot load a script missing on the node
+    mid-pipeline; a transaction touches one slot, hence one node, and :func:`transaction` callers load the
+    scripts and retry on NOSCRIPT themselves."""
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: EncodableT) -> Awaitable[ClusterPipeline]:
+        """Queue EVALSHA. Returns an awaitable of the pipeline, as redis-py's ``AsyncScript`` awaits what
+        ``evalsha`` returns (awaiting a ``ClusterPipeline`` itself would re-initialize it and drop the queue)."""
+        self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+        return _queued(self)
+
+
+async def _queued(pipeline: ClusterPipeline) -> ClusterPipeline:
+    return pipeline
+
+
+def transaction(client: redis_asyncio.Redis) -> Pipeline:
+    """A MULTI/EXEC pipeline on ``client``; on a Cluster its keys must share one slot, and a Lua script in it must
+    be loaded on that node first (a ``NoScriptError`` says it is not: ``SCRIPT LOAD`` it, then run again)."""
+    if is_cluster(client):
+        scripting = _ScriptingClusterPipeline(cast(RedisCluster, client), transaction=True)  # type: ignore[abstract]  # redis-py sets it in __init__
+        return cast(Pipeline, scripting)
+    return client.pipeline(transaction=True)
