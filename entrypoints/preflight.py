@@ -83,6 +83,13 @@ def _redis_variable(settings: Settings) -> str:
     return "REDIS_URL" if settings.redis_url else "REDIS_HOST/REDIS_PORT"
 
 
+def _credentials_variable(settings: Settings) -> str:
+    """Where the rejected user and password came from: REDIS_URL when it holds them."""
+    if settings.redis_url and "@" in settings.redis_url:
+        return "REDIS_URL"
+    return "REDIS_USERNAME/REDIS_PASSWORD" if settings.redis_username else "REDIS_PASSWORD"
+
+
 def _certificate_refused(error: BaseException) -> bool:
     chain: BaseException | None = error
     while chain is not None:
@@ -102,10 +109,12 @@ async def check_redis(settings: Settings) -> None:
     try:
         await client.ping()
     except AuthenticationError:
-        raise Refused(f"REDIS_PASSWORD: Redis at {where} rejected it (or needs one)") from None
+        raise Refused(f"{_credentials_variable(settings)}: Redis at {where} rejected it (or needs one)") from None
     except ResponseError as error:
         if "NOAUTH" in str(error) or "AUTH" in str(error).upper():
-            raise Refused(f"REDIS_PASSWORD: Redis at {where} needs a password, or another one") from None
+            raise Refused(
+                f"{_credentials_variable(settings)}: Redis at {where} needs a password, or another one"
+            ) from None
         raise Refused(f"{variable}: {where} answered PING with an error; is it Redis?") from None
     except (RedisError, OSError) as error:
         if _certificate_refused(error):
