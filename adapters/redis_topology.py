@@ -72,6 +72,14 @@ def is_cluster(client: object) -> bool:
     return isinstance(client, RedisCluster)
 
 
+async def info_of_every_node(client: redis_asyncio.Redis, section: str) -> list[Mapping[str, Any]]:
+    """``INFO section`` of the one server, or of every node of a Cluster (a replica may become its master)."""
+    if not is_cluster(client):
+        return [await client.info(section)]
+    replies = await cast(RedisCluster, client).info(section, target_nodes=RedisCluster.ALL_NODES)
+    return list(cast(Mapping[str, Mapping[str, Any]], replies).values())
+
+
 def open_sentinel_master(
     sentinels: tuple[Endpoint, ...], master: str, max_connections: int, options: Mapping[str, Any]
 ) -> redis_asyncio.Redis:

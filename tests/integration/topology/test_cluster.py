@@ -15,9 +15,9 @@ import pytest
 from adapters.bullmq.connection import RedisSettings
 from tests.fakeservers.providers import now_utc
 from tests.integration.bullmq.support import eventually
-from tests.integration.system.support import Providers, WorkerProcess, system_env, token, workers
+from tests.integration.system.support import Providers, WorkerProcess, run_cli, system_env, token, workers
 from tests.integration.system.world import create_contact, create_org, unique_phone
-from tests.integration.topology.servers import CLUSTER_PORTS, Cluster, redis_cluster
+from tests.integration.topology.servers import CLUSTER_PORTS, Cluster, cli, redis_cluster
 from tests.integration.topology.support import (
     RETRY,
     ReminderJob,
@@ -115,6 +115,37 @@ async def test_a_malformed_job_is_failed_once_and_copied_to_the_dead_letter_queu
     assert copy["data"]["jobId"] == job_id
 
 
+async def test_the_cli_lists_and_replays_dead_letters_and_runs_a_schedule_on_the_cluster(
+    running: dict[str, WorkerProcess], env: dict[str, str], prefix: str
+) -> None:
+    """``dead-letter list``/``replay``, ``run-now`` and ``schedules`` work through the cluster client."""
+    job = {"name": "process-reminder", "data": {"orgId": "org-y", "contactId": "c"}, "opts": RETRY}
+    [job_id] = await add_from_node(NODE_CLUSTER, prefix, "reminders", [job])
+    await wait_terminal(PYTHON_CLUSTER, prefix, "reminders", [job_id])
+    await eventually(lambda: _copied(prefix, job_id))
+
+    code, out, err = await run_cli(env, "dead-letter", "list")
+    assert code == 0, err
+    assert f"reminders.{job_id}" in [copy["id"] for copy in json.loads(out)]
+    code, out, err = await run_cli(env, "dead-letter", "replay", f"reminders.{job_id}")
+    assert code == 0, err
+    assert json.loads(out)["added"] is True
+    code, out, err = await run_cli(env, "run-now", "scan-appointments")
+    assert code == 0, err
+    tick_id = json.loads(out)["queued_job"]
+    assert (await wait_terminal(PYTHON_CLUSTER, prefix, "reminders", [tick_id]))[tick_id] == "completed"
+    code, out, err = await run_cli(env, "schedules")
+    assert code == 0, err
+    scan = next(schedule for schedule in json.loads(out) if schedule["name"] == "scan-appointments")
+    assert scan["registered"] is True
+    assert scan["last_outcome"] == "ok"
+
+
+async def _copied(prefix: str, job_id: str) -> bool:
+    [copy] = (await node_on(NODE_CLUSTER, "inspect", prefix, "dead-letter", ids=[f"reminders.{job_id}"]))["jobs"]
+    return copy is not None
+
+
 async def test_health_and_metrics_read_the_cluster(running: dict[str, WorkerProcess], env: dict[str, str]) -> None:
     """The health server, on the same settings, finds the live workers and the jobs counted by them."""
     with health_server(env) as get:
@@ -155,3 +186,15 @@ def test_a_prefix_without_hash_tag_is_refused_in_cluster_mode(env: dict[str, str
     assert code == 78
     [line] = [line for line in output.splitlines() if "BULLMQ_PREFIX" in line]
     assert "hash tag" in json.loads(line)["error"]
+
+
+def test_an_evicting_node_anywhere_in_the_cluster_stops_the_worker(cluster: Cluster, env: dict[str, str]) -> None:
+    """One node (a replica included: it may become master) with an evicting policy: exit 78 naming the policy."""
+    replica = max(port for port in CLUSTER_PORTS if port in cluster.servers.processes)
+    cli(replica, "config", "set", "maxmemory-policy", "allkeys-lru")
+    try:
+        code, output = launch_refusal(env)
+    finally:
+        cli(replica, "config", "set", "maxmemory-policy", "noeviction")
+    assert code == 78, output
+    assert "maxmemory-policy is 'allkeys-lru'" in output
