@@ -47,13 +47,16 @@ class Servers:
     directory: pathlib.Path
     processes: dict[int, subprocess.Popen[bytes]] = attrs.Factory(dict)
 
-    def start(self, port: int, *arguments: str, listen_port: int | None = None) -> None:
+    def start(self, port: int, *arguments: str) -> None:
+        """Start redis-server with ``arguments`` for ``port`` (refused if something listens there already)."""
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            raise AssertionError(f"port {port} is taken (another run of these tests?)")
         node_dir = self.directory / str(port)
         node_dir.mkdir(exist_ok=True)
         argv = ["redis-server", *arguments, "--bind", "127.0.0.1", "--dir", str(node_dir), "--save", ""]
         argv += ["--logfile", str(node_dir / "redis.log")]
         self.processes[port] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_listening(listen_port or port)
+        _wait_listening(port)
 
     def kill(self, port: int) -> None:
         process = self.processes.pop(port)
@@ -74,15 +77,16 @@ class Servers:
 @attrs.define
 class Cluster:
     servers: Servers
+    ports: tuple[int, ...] = CLUSTER_PORTS
 
     @property
     def seeds(self) -> str:
         """REDIS_CLUSTER_NODES: every node, as an operator would list them."""
-        return ",".join(f"127.0.0.1:{port}" for port in CLUSTER_PORTS)
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def master_of(self, key: str) -> int:
         """The port of the master now serving ``key``'s slot."""
-        slot = int(cli(CLUSTER_PORTS[0], "cluster", "keyslot", key))
+        slot = int(cli(self._alive_port(), "cluster", "keyslot", key))
         for line in cli(self._alive_port(), "cluster", "nodes").splitlines():
             fields = line.split()
             if "master" not in fields[2] or "fail" in fields[2]:
@@ -94,18 +98,18 @@ class Cluster:
         raise AssertionError(f"no master serves slot {slot}")
 
     def _alive_port(self) -> int:
-        return next(port for port in CLUSTER_PORTS if port in self.servers.processes)
+        return next(port for port in self.ports if port in self.servers.processes)
 
     def healthy(self) -> bool:
         return "cluster_state:ok" in cli(self._alive_port(), "cluster", "info")
 
 
 @contextlib.contextmanager
-def redis_cluster(directory: pathlib.Path) -> Iterator[Cluster]:
+def redis_cluster(directory: pathlib.Path, ports: tuple[int, ...] = CLUSTER_PORTS) -> Iterator[Cluster]:
     """Six nodes, ``redis-cli --cluster create ... --cluster-replicas 1``; a dead master fails over in ~2 s."""
     servers = Servers(directory)
     try:
-        for port in CLUSTER_PORTS:
+        for port in ports:
             servers.start(
                 port,
                 "--port",
@@ -119,16 +123,16 @@ def redis_cluster(directory: pathlib.Path) -> Iterator[Cluster]:
                 "--appendonly",
                 "no",
             )
-        nodes = [f"127.0.0.1:{port}" for port in CLUSTER_PORTS]
+        nodes = [f"127.0.0.1:{port}" for port in ports]
         subprocess.run(
             ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "1", "--cluster-yes"],
             capture_output=True,
             check=True,
             timeout=60,
         )
-        cluster = Cluster(servers)
+        cluster = Cluster(servers, ports)
         deadline = time.monotonic() + 30
-        while not (cluster.healthy() and all(_cluster_ok(port) for port in CLUSTER_PORTS)):
+        while not (cluster.healthy() and all(_cluster_ok(port) for port in ports)):
             assert time.monotonic() < deadline, "cluster did not become ready"
             time.sleep(0.2)
         yield cluster
