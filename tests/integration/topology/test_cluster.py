@@ -61,8 +61,13 @@ def env(cluster: Cluster, providers: Providers, database_url: str, prefix: str) 
 
 @pytest.fixture(scope="module")
 def running(env: dict[str, str], log_dir: pathlib.Path) -> Iterator[dict[str, WorkerProcess]]:
-    with workers("reminders", env, log_dir) as reminders, workers("dunning", env, log_dir) as dunning:
-        yield {"reminders": reminders[0], "dunning": dunning[0]}
+    with (
+        workers("reminders", env, log_dir) as reminders,
+        workers("nurture", env, log_dir) as nurture,
+        workers("dunning", env, log_dir) as dunning,
+        workers("snapshots", env, log_dir) as snapshots,
+    ):
+        yield {"reminders": reminders[0], "nurture": nurture[0], "dunning": dunning[0], "snapshots": snapshots[0]}
 
 
 async def test_reminder_and_dunning_jobs_from_node_reach_their_effects(
@@ -97,6 +102,57 @@ async def test_reminder_and_dunning_jobs_from_node_reach_their_effects(
     assert providers.sms_posts_to(reminder.phone) == 1
     assert providers.sms_posts_to(phone) == 1
     assert len(providers.mail_to(address)) == 1
+
+
+async def test_nurture_and_snapshot_jobs_from_node_reach_their_effects(
+    running: dict[str, WorkerProcess], providers: Providers, prefix: str, db: Any
+) -> None:
+    """A nurture step is one email and queues the next step on the cluster; a snapshot stores the org's day."""
+    org = await create_org(db)
+    address = f"grace-{org.tag}@example.com"
+    contact = await create_contact(db, org, "Grace", email=address, preferred="email", marketing_consent=True)
+    await db.execute(
+        "insert into message_templates (org_id, name, channel, subject, body)"
+        " values ($1, 'welcome', 'email', 'Welcome, {{ first_name }}', 'Hi {{ first_name }}.')",
+        org.id,
+    )
+    await db.execute("insert into nurture_sequences (org_id, id) values ($1, 'seq')", org.id)
+    await db.executemany(
+        "insert into nurture_steps (org_id, sequence_id, number, channel, template, delay_seconds)"
+        " values ($1, 'seq', $2, 'email', 'welcome', $3)",
+        [(org.id, 1, 0), (org.id, 2, 86400)],
+    )
+    enrollment = org.ident("enrollment")
+    await db.execute(
+        "insert into nurture_enrollments (id, org_id, contact_id, sequence_id, enrolled_at)"
+        " values ($1, $2, $3, 'seq', $4)",
+        enrollment,
+        org.id,
+        contact,
+        now_utc() - timedelta(hours=1),
+    )
+    nurture = {
+        "orgId": org.id,
+        "contactId": contact,
+        "sequenceStep": 1,
+        "template": "welcome",
+        "personalization": {"first_name": "Grace"},
+    }
+    day = (now_utc() - timedelta(days=2)).date().isoformat()  # a finished day in any zone
+
+    [nurture_id] = await add_from_node(
+        NODE_CLUSTER, prefix, "nurture", [{"name": "process-nurture", "data": nurture, "opts": RETRY}]
+    )
+    [snapshot_id] = await add_from_node(
+        NODE_CLUSTER, prefix, "snapshots", [{"name": "process-snapshots", "data": {"orgId": org.id, "date": day}}]
+    )
+
+    assert await wait_terminal(PYTHON_CLUSTER, prefix, "nurture", [nurture_id]) == {nurture_id: "completed"}
+    assert await wait_terminal(PYTHON_CLUSTER, prefix, "snapshots", [snapshot_id]) == {snapshot_id: "completed"}
+    assert [mail["subject"] for mail in providers.mail_to(address)] == ["Welcome, Grace"]
+    [following] = (await node_on(NODE_CLUSTER, "inspect", prefix, "nurture", ids=[f"nurture_{enrollment}_2"]))["jobs"]
+    assert following["state"] == "delayed"
+    assert await db.fetchval("select count(*) from daily_snapshots where org_id = $1", org.id) == 1
 
 
 async def test_a_malformed_job_is_failed_once_and_copied_to_the_dead_letter_queue(
