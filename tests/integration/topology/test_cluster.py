@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from adapters.bullmq.connection import RedisSettings
+from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
+from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from tests.fakeservers.providers import now_utc
 from tests.integration.bullmq.support import eventually
 from tests.integration.system.support import Providers, WorkerProcess, run_cli, system_env, token, workers
@@ -254,3 +255,19 @@ def test_an_evicting_node_anywhere_in_the_cluster_stops_the_worker(cluster: Clus
         cli(replica, "config", "set", "maxmemory-policy", "noeviction")
     assert code == 78, output
     assert "maxmemory-policy is 'allkeys-lru'" in output
+
+
+async def test_add_once_works_on_nodes_that_lost_their_scripts(cluster: Cluster, prefix: str) -> None:
+    """After SCRIPT FLUSH on every node (as on a replica just promoted), a dead-letter copy is added once: the first
+    record adds it (True), the second finds it (False)."""
+    for port in CLUSTER_PORTS:
+        if port in cluster.servers.processes:
+            cli(port, "script", "flush")
+    client = open_redis(PYTHON_CLUSTER, 2)
+    try:
+        dead_letter = BullmqDeadLetter(client, prefix)
+        failed = FailedJob("reminders", "process-reminder", "lost-1", {}, "invalid job", 1, 1, 0, None, None, 0)
+        assert await dead_letter.record(failed) is True
+        assert await dead_letter.record(failed) is False
+    finally:
+        await close_redis(client)
