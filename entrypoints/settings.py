@@ -391,12 +391,6 @@ class Settings(BaseSettings):
     def redis_tls(self) -> bool:
         return self.redis_endpoint.tls
 
-    @property
-    def redis_mode(self) -> Literal["cluster", "sentinel", "standalone"]:
-        if self.redis_cluster_nodes:
-            return "cluster"
-        return "sentinel" if self.redis_sentinels else "standalone"
-
     def redis_where(self) -> str:
         """Where Redis is, safe to log: the mode and its addresses, never credentials."""
         if self.redis_cluster_nodes:
