@@ -204,9 +204,17 @@ class TlsRedis:
     ca_file: pathlib.Path
     other_ca_file: pathlib.Path
     """A CA that did not sign the server's certificate."""
+    servers: Servers
+    arguments: tuple[str, ...]
 
     def url(self, user: str = ACL_USER, password: str = ACL_PASSWORD) -> str:
         return f"rediss://{user}:{password}@127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.servers.kill(self.port)
+
+    def start(self) -> None:
+        self.servers.start(self.port, *self.arguments)
 
 
 def _openssl(*arguments: str) -> None:
@@ -232,16 +240,16 @@ def tls_redis(directory: pathlib.Path) -> Iterator[TlsRedis]:
         "-CAkey", str(directory / "ca.key"), "-CAcreateserial", "-days", "1",
         "-extfile", str(directory / "san.ext"), "-out", str(directory / "server.crt"),
     )  # fmt: skip
-    servers = Servers(directory)
+    arguments = (
+        "--port", "0", "--tls-port", str(TLS_PORT),
+        "--tls-cert-file", str(directory / "server.crt"), "--tls-key-file", str(directory / "server.key"),
+        "--tls-ca-cert-file", str(directory / "ca.crt"), "--tls-auth-clients", "no",
+        "--user", "default", "off",
+        "--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all",
+    )  # fmt: skip
+    server = TlsRedis(TLS_PORT, directory / "ca.crt", directory / "other-ca.crt", Servers(directory), arguments)
     try:
-        servers.start(
-            TLS_PORT,
-            "--port", "0", "--tls-port", str(TLS_PORT),
-            "--tls-cert-file", str(directory / "server.crt"), "--tls-key-file", str(directory / "server.key"),
-            "--tls-ca-cert-file", str(directory / "ca.crt"), "--tls-auth-clients", "no",
-            "--user", "default", "off",
-            "--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all",
-        )  # fmt: skip
-        yield TlsRedis(TLS_PORT, directory / "ca.crt", directory / "other-ca.crt")
+        server.start()
+        yield server
     finally:
-        servers.stop_all()
+        server.servers.stop_all()

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from adapters.bullmq.connection import RedisSettings
+from tests.integration.bullmq.support import eventually
 from tests.integration.system.support import Providers, system_env, token, workers
 from tests.integration.topology.servers import ACL_PASSWORD, ACL_USER, TLS_PORT, TlsRedis, tls_redis
-from tests.integration.topology.support import add_from_node, launch_refusal, reminder_jobs, wait_terminal
+from tests.integration.topology.support import (
+    add_from_node,
+    health_server,
+    launch_refusal,
+    reminder_jobs,
+    wait_terminal,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +94,28 @@ def test_a_wrong_ca_or_password_is_refused_in_one_line(
     assert json.loads(line)["error"].startswith(f"{setting}:")
     assert ACL_PASSWORD not in output
     assert "wrong-canary-password" not in output
+
+
+async def test_health_reports_the_outage_while_it_lasts_and_recovers_by_itself(
+    server: TlsRedis, env: dict[str, str]
+) -> None:
+    """The health server (TLS, ACL user) answers "redis unreachable" while Redis is down and "ok" once it is
+    back, without a restart."""
+    with health_server(env) as get:
+        assert _redis_check(get) == "ok"
+        server.stop()
+        try:
+            assert _redis_check(get) == "redis unreachable"
+        finally:
+            server.start()
+        await eventually(lambda: _answers_ok(get), within=20)
+
+
+def _redis_check(get: Callable[[str], tuple[int, str]]) -> str:
+    _, body = get("/health/ready")
+    answer = json.loads(body)
+    return str(answer.get("checks", {}).get("redis", answer.get("reason")))
+
+
+async def _answers_ok(get: Callable[[str], tuple[int, str]]) -> bool:
+    return _redis_check(get) == "ok"
