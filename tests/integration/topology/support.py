@@ -18,7 +18,7 @@ import attrs
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_client
 from tests.integration.bullmq.support import NODE_CLI, ROOT
-from tests.integration.system.support import js_date
+from tests.integration.system.support import Providers, js_date, system_env
 from tests.integration.system.world import create_appointment, create_contact, create_org, reminder_start, unique_phone
 
 TERMINAL = ("completed", "failed")
@@ -74,6 +74,21 @@ async def wait_terminal(
             return found
         assert time.monotonic() < deadline, f"jobs not terminal in time: {found}"
         await asyncio.sleep(0.2)
+
+
+def topology_env(providers: Providers, database_url: str, prefix: str, **redis: str) -> dict[str, str]:
+    """Every process's environment on a test topology (``redis``: its REDIS_* variables), with production's
+    stalled check and settle period made short (a send cut off by a kill or a failover is reconciled after 16 s)."""
+    return system_env(
+        providers,
+        database_url,
+        prefix,
+        REDIS_HOST=None,
+        REDIS_PORT=None,
+        STALLED_INTERVAL_MS="2000",
+        SEND_SETTLE_SECONDS="16",
+        **redis,
+    )
 
 
 @attrs.frozen

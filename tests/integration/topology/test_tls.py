@@ -12,13 +12,14 @@ import pytest
 
 from adapters.bullmq.connection import RedisSettings
 from tests.integration.bullmq.support import eventually
-from tests.integration.system.support import Providers, system_env, token, workers
+from tests.integration.system.support import Providers, token, workers
 from tests.integration.topology.servers import ACL_PASSWORD, ACL_USER, TLS_PORT, TlsRedis, tls_redis
 from tests.integration.topology.support import (
     add_from_node,
     health_server,
     launch_refusal,
     reminder_jobs,
+    topology_env,
     wait_terminal,
 )
 
@@ -38,12 +39,10 @@ def prefix() -> str:
 
 @pytest.fixture(scope="module")
 def env(server: TlsRedis, providers: Providers, database_url: str, prefix: str) -> dict[str, str]:
-    return system_env(
+    return topology_env(
         providers,
         database_url,
         prefix,
-        REDIS_HOST=None,
-        REDIS_PORT=None,
         REDIS_URL=server.url(),
         REDIS_TLS_CA_FILE=str(server.ca_file),
     )
