@@ -14,7 +14,7 @@ import attrs
 import redis.asyncio as redis_asyncio
 import structlog
 
-from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
+from adapters.bullmq.connection import close_redis, open_redis
 from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
 from adapters.bullmq.publisher import BullmqJobPublisher, Retention
 from adapters.bullmq.router import Handler
@@ -72,6 +72,7 @@ from domain.reconciliation import UnknownSendReconciler
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
 from domain.values import EmailAddress
+from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings
 
 log = structlog.get_logger()
@@ -90,10 +91,6 @@ def _handler(method: Callable[[J], Awaitable[Outcome]]) -> Handler:
         return await method(job)  # type: ignore[arg-type]  # the router hands each name its own payload type
 
     return handle
-
-
-def redis_settings(settings: Settings) -> RedisSettings:
-    return RedisSettings(host=settings.redis_host, port=settings.redis_port, password=settings.redis_password)
 
 
 def observe(settings: Settings, process: str) -> None:

@@ -17,13 +17,12 @@ from collections.abc import Sequence
 import attrs
 import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
+from adapters.bullmq.connection import RedisSettings, close_redis, open_client
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.logging import configure_logging
+from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings, SettingsError
 
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")
@@ -32,7 +31,7 @@ log = structlog.get_logger("entrypoints.health")
 
 @attrs.frozen
 class HealthServerOptions:
-    redis_url: str = attrs.field(repr=False)
+    redis: RedisSettings
     database_url: str = attrs.field(repr=False)
     prefix: str = "bull"
     queues: Sequence[str] = QUEUES
@@ -43,25 +42,21 @@ class HealthServerOptions:
     check_timeout_seconds: float = 2.0
 
 
-def open_probe_redis(url: str, timeout_seconds: float) -> aioredis.Redis:
-    """The health server's own Redis client: short timeouts, so a dead Redis answers 503 quickly.
+def open_probe_redis(settings: RedisSettings, timeout_seconds: float) -> aioredis.Redis:
+    """The health server's own Redis client, in the workers' topology: short timeouts, so a dead Redis answers 503
+    quickly.
 
     A pooled connection that died while Redis restarted fails its next command with ConnectionError although Redis
-    is back: each command is retried once, at once, on a fresh connection, so only a Redis that still refuses
-    connections makes a probe fail (a hung one is bounded by the probe's own timeout).
+    is back: each command is retried once, on a fresh connection, so only a Redis that still refuses connections
+    makes a probe fail (a hung one is bounded by the probe's own timeout).
     """
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        health_check_interval=10,
-        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
-    )
+    probing = attrs.evolve(settings, connect_timeout_s=timeout_seconds, retries=1)
+    return open_client(probing, max_connections=8, socket_timeout_s=timeout_seconds)
 
 
 async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set."""
-    client = open_probe_redis(options.redis_url, options.check_timeout_seconds)
+    client = open_probe_redis(options.redis, options.check_timeout_seconds)
     probe = HealthProbe(
         redis=client,
         database_dsn=options.database_url,
@@ -76,7 +71,7 @@ async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:
             log.info("health server listening", host=options.host, port=port)
             await stop.wait()
     finally:
-        await client.aclose()
+        await close_redis(client)
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -86,7 +81,6 @@ def _csv(text: str) -> tuple[str, ...]:
 def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool]:
     parser = argparse.ArgumentParser(prog="python -m entrypoints.health", description=__doc__)
     settings = Settings.from_env()
-    parser.add_argument("--redis-url", default=settings.redis_url, help="default: from REDIS_HOST/PORT/PASSWORD")
     parser.add_argument("--database-url", default=settings.database_url, help="default: DATABASE_URL")
     parser.add_argument("--prefix", default=settings.bullmq_prefix, help="BullMQ key prefix")
     parser.add_argument("--queues", type=_csv, default=QUEUES, help="queues to report, comma-separated")
@@ -98,7 +92,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool
     parser.add_argument("--production", action="store_true", default=settings.production, help="JSON log lines")
     args = parser.parse_args(argv)
     options = HealthServerOptions(
-        redis_url=args.redis_url,
+        redis=redis_settings(settings),
         database_url=args.database_url,
         prefix=args.prefix,
         queues=args.queues,

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
-import redis.asyncio as redis_asyncio
+import attrs
 import structlog
-from redis.exceptions import AuthenticationError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
+from adapters.bullmq.connection import close_redis, open_client
+from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings
 
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE (sysexits.h)
@@ -73,29 +74,58 @@ async def check_postgres(url: str) -> None:
     await connection.close()
 
 
+def _redis_variable(settings: Settings) -> str:
+    """The setting that says where Redis is, for the one-line refusal."""
+    if settings.redis_cluster_nodes:
+        return "REDIS_CLUSTER_NODES"
+    if settings.redis_sentinels:
+        return "REDIS_SENTINELS/REDIS_SENTINEL_MASTER"
+    return "REDIS_URL" if settings.redis_url else "REDIS_HOST/REDIS_PORT"
+
+
+def _credentials_variable(settings: Settings) -> str:
+    """Where the rejected user and password came from: REDIS_URL when it holds them."""
+    if settings.redis_url and "@" in settings.redis_url:
+        return "REDIS_URL"
+    return "REDIS_USERNAME/REDIS_PASSWORD" if settings.redis_username else "REDIS_PASSWORD"
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    chain: BaseException | None = error
+    while chain is not None:
+        if isinstance(chain, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(chain):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
+
+
 async def check_redis(settings: Settings) -> None:
-    """PING Redis with REDIS_HOST/REDIS_PORT/REDIS_PASSWORD; Refused or Unreachable naming the cause."""
-    where = f"{settings.redis_host}:{settings.redis_port}"
-    client = redis_asyncio.Redis(
-        host=settings.redis_host,
-        port=settings.redis_port,
-        password=settings.redis_password,
-        socket_timeout=CHECK_TIMEOUT_S,
-        socket_connect_timeout=CHECK_TIMEOUT_S,
-    )
+    """PING Redis in its configured topology (one server, Sentinel or Cluster); Refused or Unreachable naming
+    the setting and the cause."""
+    where = settings.redis_where()
+    variable = _redis_variable(settings)
+    probing = attrs.evolve(redis_settings(settings), connect_timeout_s=CHECK_TIMEOUT_S, retries=0)
+    client = open_client(probing, max_connections=2, socket_timeout_s=CHECK_TIMEOUT_S)
     try:
         await client.ping()
     except AuthenticationError:
-        raise Refused(f"REDIS_PASSWORD: Redis at {where} rejected it (or needs one)") from None
+        raise Refused(f"{_credentials_variable(settings)}: Redis at {where} rejected it (or needs one)") from None
     except ResponseError as error:
         if "NOAUTH" in str(error) or "AUTH" in str(error).upper():
-            raise Refused(f"REDIS_PASSWORD: Redis at {where} needs a password, or another one") from None
-        raise Refused(f"REDIS_HOST/REDIS_PORT: {where} answered PING with an error; is it Redis?") from None
-    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            raise Refused(
+                f"{_credentials_variable(settings)}: Redis at {where} needs a password, or another one"
+            ) from None
+        raise Refused(f"{variable}: {where} answered PING with an error; is it Redis?") from None
+    except (RedisError, OSError) as error:
+        if _certificate_refused(error):
+            raise Refused(
+                f"REDIS_TLS_CA_FILE: the TLS certificate of Redis at {where} does not chain to that CA "
+                "(or does not name the host)"
+            ) from None
         cause = _cause(error.__cause__ or error.__context__ or error)
-        raise Unreachable(f"REDIS_HOST/REDIS_PORT: no Redis answers at {where} ({cause})") from None
+        raise Unreachable(f"{variable}: no Redis answers at {where} ({cause})") from None
     finally:
-        await client.aclose()
+        await close_redis(client)
 
 
 def check_port_free(host: str, port: int, setting: str = "HEALTH") -> None:

@@ -22,8 +22,9 @@ import pathlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, get_args, get_origin
-from urllib.parse import quote, urlsplit
+from urllib.parse import unquote, urlsplit
 
+import attrs
 from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -34,6 +35,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from adapters.redis_topology import parse_endpoints, prefix_pins_one_slot
 
 CHECKOUT = pathlib.Path(__file__).absolute().parent.parent
 ENV_FILE = CHECKOUT / ".env"
@@ -95,6 +98,36 @@ class Settings(BaseSettings):
     redis_host: str = setting("127.0.0.1", "REDIS_HOST", "Redis host", group="Redis")
     redis_port: int = setting(6379, "REDIS_PORT", "Redis port", group="Redis", ge=1, le=65535)
     redis_password: str | None = setting(None, "REDIS_PASSWORD", "Redis password", group="Redis", secret=True)
+    redis_url: str | None = setting(
+        None,
+        "REDIS_URL",
+        "`redis://` or `rediss://` (TLS) `[user:password@]host:port[/db]`; wins over REDIS_HOST/PORT/PASSWORD; "
+        "in cluster or sentinel mode only its user, password and TLS apply",
+        group="Redis",
+        secret=True,
+    )
+    redis_username: str | None = setting(
+        None, "REDIS_USERNAME", "Redis ACL user (with REDIS_PASSWORD; REDIS_URL's user wins)", group="Redis"
+    )
+    redis_tls_ca_file: str | None = setting(
+        None,
+        "REDIS_TLS_CA_FILE",
+        "CA certificate (PEM) the Redis server's TLS certificate must chain to; needs `rediss://`",
+        group="Redis",
+        shown_default="the system's CAs",
+    )
+    redis_cluster_nodes: str | None = setting(
+        None,
+        "REDIS_CLUSTER_NODES",
+        "Redis Cluster seeds `host:port,host:port` (cluster mode: BULLMQ_PREFIX needs a hash tag such as `{bull}`)",
+        group="Redis",
+    )
+    redis_sentinels: str | None = setting(
+        None, "REDIS_SENTINELS", "Sentinels `host:port,host:port` (sentinel mode)", group="Redis"
+    )
+    redis_sentinel_master: str = setting(
+        "mymaster", "REDIS_SENTINEL_MASTER", "the master's name in Sentinel", group="Redis", min_length=1
+    )
     bullmq_prefix: str = setting(
         "bull", "BULLMQ_PREFIX", "BullMQ key prefix (must match the Node CRM's)", group="Redis", min_length=1
     )
@@ -368,6 +401,41 @@ class Settings(BaseSettings):
             raise ValueError("is malformed: it names no host")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            redis_url_parts(value)
+        return value
+
+    @field_validator("redis_cluster_nodes", "redis_sentinels")
+    @classmethod
+    def _endpoints(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_endpoints(value)
+        return value
+
+    @field_validator("redis_tls_ca_file")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError("must name a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _redis_topology(self) -> Settings:
+        """One topology at a time; in a Cluster one queue's keys must share a slot (BullMQ's hash-tagged prefix)."""
+        if self.redis_cluster_nodes and self.redis_sentinels:
+            raise ValueError("REDIS_CLUSTER_NODES and REDIS_SENTINELS exclude each other: set one")
+        if self.redis_cluster_nodes and not prefix_pins_one_slot(self.bullmq_prefix):
+            raise ValueError(
+                "BULLMQ_PREFIX must hold a hash tag such as {bull} with REDIS_CLUSTER_NODES (Redis Cluster needs each "
+                "queue's keys in one slot), and the Node CRM must use the same prefix"
+            )
+        if self.redis_tls_ca_file and not self.redis_tls:
+            raise ValueError("REDIS_TLS_CA_FILE needs a rediss:// REDIS_URL")
+        return self
+
     @model_validator(mode="after")
     def _combinations(self) -> Settings:
         """Refuse combinations that cannot work; in production, missing provider credentials."""
@@ -433,9 +501,33 @@ class Settings(BaseSettings):
         return self.node_env == "production"
 
     @property
-    def redis_url(self) -> str:
-        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
-        return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+    def redis_endpoint(self) -> RedisUrlParts:
+        """Host, port, credentials, TLS and database: REDIS_URL's where given, else REDIS_HOST/PORT/USERNAME/
+        PASSWORD."""
+        fallback = RedisUrlParts(
+            self.redis_host, self.redis_port, self.redis_username, self.redis_password, tls=False, db=0
+        )
+        if self.redis_url is None:
+            return fallback
+        parts = redis_url_parts(self.redis_url)
+        return attrs.evolve(
+            parts,
+            username=parts.username or self.redis_username,
+            password=parts.password if parts.password is not None else self.redis_password,
+        )
+
+    @property
+    def redis_tls(self) -> bool:
+        return self.redis_endpoint.tls
+
+    def redis_where(self) -> str:
+        """Where Redis is, safe to log: the mode and its addresses, never credentials."""
+        if self.redis_cluster_nodes:
+            return f"cluster {self.redis_cluster_nodes}"
+        if self.redis_sentinels:
+            return f"sentinel {self.redis_sentinel_master} via {self.redis_sentinels}"
+        endpoint = self.redis_endpoint
+        return f"{'rediss' if endpoint.tls else 'redis'}://{endpoint.host}:{endpoint.port}/{endpoint.db}"
 
     @property
     def twilio_configured(self) -> bool:
@@ -450,7 +542,7 @@ class Settings(BaseSettings):
         db = urlsplit(self.database_url)
         return {
             "node_env": self.node_env,
-            "redis": f"{self.redis_host}:{self.redis_port}",
+            "redis": self.redis_where(),
             "bullmq_prefix": self.bullmq_prefix,
             "database": f"{db.hostname}:{db.port or 5432}{db.path}",
             "sentry": self.sentry_dsn is not None,
@@ -459,6 +551,44 @@ class Settings(BaseSettings):
             "email_provider": "sendgrid" if self.sendgrid_configured else "outbox",
             "personalization": self.openai_model if self.openai_api_key else "off",
         }
+
+
+@attrs.frozen
+class RedisUrlParts:
+    """A Redis URL taken apart (credentials kept out of ``repr``)."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None = attrs.field(repr=False)
+    tls: bool
+    db: int
+
+
+def redis_url_parts(url: str) -> RedisUrlParts:
+    """``redis[s]://[user[:password]@]host[:port][/db]`` taken apart (user and password percent-decoded).
+
+    Raises ValueError naming the broken rule, never the URL (it may hold a password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("must be a redis:// or rediss:// URL")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError("is malformed: the port is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("is malformed: it names no host")
+    database = parts.path.strip("/") or "0"
+    if not database.isdigit():
+        raise ValueError("is malformed: the path must be a database number")
+    return RedisUrlParts(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        tls=parts.scheme == "rediss",
+        db=int(database),
+    )
 
 
 def requested_production(environ: Mapping[str, str] | None = None) -> bool:

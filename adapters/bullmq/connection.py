@@ -9,9 +9,14 @@ did not build. The pool does not block waiting for a free connection (a blocking
 cost ~10 % of the worker's CPU in the profile); the worker's design bounds its use (one connection per concurrent
 job, plus the blocking wait, lock renewal, stalled check and dead-letter copies) and a generous cap turns a leak
 into a loud error instead of an exhausted Redis.
+
+Every process opens its Redis here, in the topology the settings name: one server (plain or TLS, with an ACL user),
+a master found through Sentinel, or a Cluster (adapters/redis_topology.py).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import attrs
 import redis.asyncio as redis_asyncio
@@ -23,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+from adapters.redis_topology import Endpoint, is_cluster, open_cluster, open_sentinel_master
 from domain.errors import ConfigurationError
 
 LONGEST_BLOCK_S = 10.0
@@ -44,6 +50,14 @@ class RedisSettings:
     retries: int = 8
     """Per command, on connection loss or timeout; with the backoff below this bridges ~10 s of outage."""
     retry_cap_s: float = 2.0
+    tls: bool = False
+    tls_ca_file: str | None = None
+    """The CA that signed the server's certificate; None: the system's trusted CAs."""
+    cluster_nodes: tuple[Endpoint, ...] = ()
+    """Seeds of a Redis Cluster (cluster mode when not empty; host and port are then unused)."""
+    sentinels: tuple[Endpoint, ...] = ()
+    sentinel_master: str = "mymaster"
+    """With ``sentinels``: the master's name in Sentinel (sentinel mode; host and port are then unused)."""
 
     def __attrs_post_init__(self) -> None:
         if self.socket_timeout_s is not None and self.socket_timeout_s <= LONGEST_BLOCK_S + 1.0:
@@ -53,7 +67,7 @@ class RedisSettings:
             )
 
 
-class HiredisPackingConnection(redis_asyncio.Connection):
+class HiredisPacking:
     """redis-py packs commands with hiredis on its sync connections but in pure Python on its async ones; a worker
     sends two ~20-argument Lua calls per job, and the Python packing was a fifth of its CPU time (profiled)."""
 
@@ -62,6 +76,14 @@ class HiredisPackingConnection(redis_asyncio.Connection):
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         packed: list[bytes] = self._serializer.pack(*args)  # type: ignore[arg-type]  # redis-py types args as List
         return packed
+
+
+class HiredisPackingConnection(HiredisPacking, redis_asyncio.Connection):
+    """A plain connection packing with hiredis."""
+
+
+class HiredisPackingSSLConnection(HiredisPacking, redis_asyncio.SSLConnection):
+    """A TLS connection packing with hiredis."""
 
 
 def open_redis(
@@ -73,31 +95,69 @@ def open_redis(
     """A client on its own connection pool for a worker of ``concurrency`` jobs. Close it with :func:`close_redis`.
 
     ``client_name`` names every connection of the pool as it connects (``CLIENT SETNAME``, again after a
-    reconnection); ``single_connection`` keeps one connection for all commands (one at a time).
+    reconnection); ``single_connection`` keeps one connection for all commands (one at a time; plain and TLS
+    servers only: a Cluster or Sentinel client keeps its pools).
     """
+    return open_client(
+        settings,
+        2 * concurrency + 8,
+        settings.socket_timeout_s,
+        client_name=client_name,
+        single_connection=single_connection,
+    )
+
+
+def open_client(
+    settings: RedisSettings,
+    max_connections: int,
+    socket_timeout_s: float | None,
+    *,
+    client_name: str | None = None,
+    single_connection: bool = False,
+) -> redis_asyncio.Redis:
+    """A client in the settings' topology with ``max_connections`` per server; ``socket_timeout_s`` may be shorter
+    than ``settings.socket_timeout_s`` for a client that never blocks (the health server)."""
     retry = Retry(
         ExponentialWithJitterBackoff(cap=settings.retry_cap_s, base=0.05),
         settings.retries,
         supported_errors=(RedisConnectionError, RedisTimeoutError, BusyLoadingError),
     )
+    options: dict[str, Any] = {
+        "username": settings.username,
+        "password": settings.password,
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": settings.connect_timeout_s,
+        "socket_keepalive": True,
+        "decode_responses": True,  # what bullmq's own client uses; its scripts expect str replies
+        "retry": retry,
+        "client_name": client_name,
+        **_tls_options(settings),
+    }
+    if settings.cluster_nodes:
+        return open_cluster(settings.cluster_nodes, max_connections, options)
+    if settings.sentinels:
+        return open_sentinel_master(settings.sentinels, settings.sentinel_master, max_connections, options)
+    options.pop("ssl", None)
     pool = redis_asyncio.ConnectionPool(
-        connection_class=HiredisPackingConnection,
-        max_connections=2 * concurrency + 8,
+        connection_class=HiredisPackingSSLConnection if settings.tls else HiredisPackingConnection,
+        max_connections=max_connections,
         host=settings.host,
         port=settings.port,
-        username=settings.username,
-        password=settings.password,
         db=settings.db,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.connect_timeout_s,
-        socket_keepalive=True,
-        decode_responses=True,  # what bullmq's own client uses; its scripts expect str replies
-        retry=retry,
-        client_name=client_name,
+        **options,
     )
     return redis_asyncio.Redis(connection_pool=pool, single_connection_client=single_connection)
 
 
+def _tls_options(settings: RedisSettings) -> dict[str, Any]:
+    if not settings.tls:
+        return {}
+    return {"ssl": True, "ssl_ca_certs": settings.tls_ca_file, "ssl_cert_reqs": "required"}
+
+
 async def close_redis(client: redis_asyncio.Redis) -> None:
     """Close the client and its pool (bullmq's ``close()`` leaves a pool it did not create open)."""
+    if is_cluster(client):  # a cluster client owns its node pools
+        await client.aclose()
+        return
     await client.aclose(close_connection_pool=True)

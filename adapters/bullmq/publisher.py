@@ -22,10 +22,12 @@ from bullmq import Queue
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.bullmq.options import job_options
 from adapters.observability.tracing import child_span
+from adapters.redis_topology import transaction
 from adapters.wire import encode_job
 from domain.errors import TransientError
 from domain.jobs import Job, QueueName, job_type_of
@@ -61,18 +63,30 @@ async def add_job_once(queue: Queue, name: str, data: object, options: Mapping[s
     """Add a job under ``options['jobId']`` unless a job with that id exists; True when this call added it.
 
     The existence check and bullmq's add script run in one MULTI transaction, so two processes adding the same
-    id at once get one True and one False (the add script itself ignores a duplicate id).
+    id at once get one True and one False (the add script itself ignores a duplicate id). On a Redis Cluster the
+    transaction runs on the node of the queue's slot, which may lack the add scripts (a fresh node, or a replica
+    promoted by a failover: scripts are not replicated); they are loaded and the transaction run again.
     """
     job = BullJob(queue, name, data, job_options(options))
-    job_key = queue.toKey(job.id)
-    client = queue.backend.conn
     try:
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.exists(job_key)
-            await queue.backend.scripts.addJob(job, pipe)
-            existed, _ = await pipe.execute()
+        try:
+            return await _add_unless_exists(queue, job)
+        except NoScriptError:
+            for script in _ADD_SCRIPTS:
+                await queue.backend.conn.script_load(queue.backend.connection.commands[script].script)
+            return await _add_unless_exists(queue, job)
     except (RedisConnectionError, RedisTimeoutError) as error:
         raise TransientError(f"job queue {queue.name} unreachable ({type(error).__name__})") from None
+
+
+_ADD_SCRIPTS = ("addStandardJob", "addDelayedJob", "addPrioritizedJob")
+
+
+async def _add_unless_exists(queue: Queue, job: BullJob) -> bool:
+    async with transaction(queue.backend.conn) as pipe:
+        pipe.exists(queue.toKey(job.id))
+        await queue.backend.scripts.addJob(job, pipe)
+        existed, _ = await pipe.execute()
     return not existed
 
 

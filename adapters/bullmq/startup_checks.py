@@ -16,6 +16,7 @@ from collections.abc import Collection
 import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.patched_worker import check_bullmq_version
+from adapters.redis_topology import info_of_every_node
 from domain.errors import ConfigurationError
 
 COMPATIBLE_NODE_MAJORS: frozenset[int] = frozenset({6})
@@ -25,11 +26,12 @@ _MARKER = re.compile(r"bullmq:(\d+)\.\d+\.\d+")
 
 
 async def check_eviction_policy(client: redis_asyncio.Redis) -> None:
-    info = await client.info("memory")
-    policy = info.get("maxmemory_policy")
-    if policy != "noeviction":
+    """Every server (every node of a Cluster) must keep ``noeviction``."""
+    policies = {info.get("maxmemory_policy") for info in await info_of_every_node(client, "memory")}
+    evicting = sorted(policies - {"noeviction"}, key=str)
+    if evicting:
         raise ConfigurationError(
-            f"Redis maxmemory-policy is {policy!r}; BullMQ needs 'noeviction' or it loses jobs silently "
+            f"Redis maxmemory-policy is {evicting[0]!r}; BullMQ needs 'noeviction' or it loses jobs silently "
             "(set maxmemory-policy noeviction in redis.conf)"
         )
 

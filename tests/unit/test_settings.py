@@ -44,7 +44,13 @@ def test_node_variable_names_are_read() -> None:
             "TWILIO_FROM_NUMBER": "+15005550006",
         }
     )
-    assert settings.redis_url == "redis://:p%40ss%20word@redis.internal:6380/0"
+    endpoint = settings.redis_endpoint
+    assert (endpoint.host, endpoint.port, endpoint.password, endpoint.tls) == (
+        "redis.internal",
+        6380,
+        "p@ss word",
+        False,
+    )
     assert settings.log_level == "warn"
     assert settings.twilio_configured
 

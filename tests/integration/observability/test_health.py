@@ -316,13 +316,13 @@ def test_entrypoint_serves_and_exits_0_on_sigterm(own_redis: OwnRedis) -> None:
     """``python -m entrypoints.health`` logs its port as JSON, answers liveness, and stops cleanly on SIGTERM."""
     if own_redis.process is None:
         own_redis.start()
-    arguments = ["--redis-url", own_redis.url, "--database-url", POSTGRES_DSN, "--prefix", PREFIX]
+    arguments = ["--database-url", POSTGRES_DSN, "--prefix", PREFIX]
     arguments += ["--queues", "reminders", "--required-queues", "", "--port", "0", "--production"]
     process = subprocess.Popen(
         [sys.executable, "-m", "entrypoints.health", *arguments],
         cwd=ROOT,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": own_redis.url},
     )
     try:
         assert process.stderr is not None

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.bullmq.connection import RedisSettings
 from adapters.health.probe import HealthProbe
 from entrypoints.health import open_probe_redis
 
@@ -68,7 +69,7 @@ def redis_server(tmp_path: pathlib.Path) -> Iterator[RestartableRedis]:
 async def test_first_probe_after_a_redis_restart_is_ready(redis_server: RestartableRedis) -> None:
     """Five restarts with no probe during the outage: each first /health/ready check after it passes, while a
     probe during the outage still names Redis."""
-    client = open_probe_redis(f"redis://127.0.0.1:{redis_server.port}/0", 2.0)
+    client = open_probe_redis(RedisSettings(port=redis_server.port), 2.0)
     probe = HealthProbe(client, POSTGRES_DSN, "cf-ready", queues=(), required_queues=(), timeout_seconds=2.0)
     try:
         assert (await probe.readiness()).reasons == []
