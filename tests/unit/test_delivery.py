@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from random import Random
 
 import attrs
 import pytest
@@ -16,7 +17,7 @@ from domain.errors import (
     SuppressionReason,
     TransientError,
 )
-from domain.messages import EmailMessage, LedgerState, SendClaim, SmsMessage
+from domain.messages import EmailMessage, LedgerEntry, LedgerState, SendClaim, SmsMessage
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
 from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender, InMemorySendLedger
 
@@ -26,14 +27,19 @@ CONTACT = ContactId("c-1")
 PHONE = PhoneNumber("+14155550100")
 ADDRESS = EmailAddress("ana@example.com")
 SETTLE = timedelta(seconds=60)
+RECHECK = timedelta(seconds=5)
+NO_JITTER = timedelta(0)
 
 
 @attrs.define
 class _LostReclaimLedger(InMemorySendLedger):
-    """A ledger where someone else resolves the entry between our look and our reclaim."""
+    """A ledger where another run reclaims the entry between our look and our reclaim."""
 
-    async def reclaim(self, key: str, at: datetime) -> bool:
-        return False
+    async def reclaim(self, key: str, version: int, at: datetime) -> LedgerEntry | None:
+        entry = await self.get(key)
+        assert entry is not None
+        await super().reclaim(key, entry.version, at)
+        return await super().reclaim(key, version, at)
 
 
 @attrs.define
@@ -50,7 +56,7 @@ def _setup(ledger: InMemorySendLedger | None = None) -> Setup:
     ledger = ledger if ledger is not None else InMemorySendLedger()
     sms = FakeSmsSender(clock=clock)
     email = FakeEmailSender()
-    return Setup(clock, ledger, sms, email, Dispatcher(ledger, sms, email, clock, settle=SETTLE))
+    return Setup(clock, ledger, sms, email, Dispatcher(ledger, sms, email, clock, settle=SETTLE, jitter=NO_JITTER))
 
 
 def _sms(key: str = "k:sms") -> tuple[SendClaim, SmsMessage]:
@@ -129,6 +135,35 @@ async def test_claimed_entry_is_left_alone_until_settled() -> None:
     assert s.sms.sent == []
 
 
+async def test_fresh_claim_is_looked_at_again_soon_and_its_answer_taken() -> None:
+    """A duplicate arriving while the first run is mid-send comes back after ``recheck`` and finds it SENT."""
+    s = _setup()
+    claim, message = _sms()
+    first = await s.ledger.claim(claim, T0)
+    assert first.entry is not None
+    s.clock.advance(timedelta(seconds=1))
+    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + RECHECK, "earlier_send_unsettled")
+    await s.ledger.mark_sent(claim.key, first.entry.version, "SM-first", T0 + timedelta(seconds=2))
+    s.clock.advance(RECHECK)
+    assert await s.dispatcher.deliver(claim, message) == Delivered("SM-first", earlier=True)
+    assert s.sms.sent == []
+
+
+async def test_deferrals_for_an_unsettled_entry_are_spread_by_jitter() -> None:
+    """Jobs that meet one unsettled entry at one instant are deferred to different instants within the jitter."""
+    s = _setup()
+    claim, message = _sms()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(timedelta(seconds=30))
+    jitter = timedelta(seconds=5)
+    dispatcher = Dispatcher(s.ledger, s.sms, s.email, s.clock, settle=SETTLE, jitter=jitter, random=Random(7))
+    results = [await dispatcher.deliver(claim, message) for _ in range(20)]
+    untils = [result.until for result in results if isinstance(result, Postponed)]
+    assert len(untils) == 20
+    assert all(T0 + SETTLE <= until <= T0 + SETTLE + jitter for until in untils)
+    assert len(set(untils)) == 20
+
+
 async def test_unknown_entry_is_left_alone_until_settled() -> None:
     """After an ambiguous answer an immediate retry waits until the entry has settled."""
     s = _setup()
@@ -164,12 +199,13 @@ async def test_settled_sms_the_provider_never_got_is_sent_again() -> None:
 
 
 async def test_settled_sms_whose_entry_changed_meanwhile_is_postponed() -> None:
-    """When another run resolves the entry between our look and our reclaim, nothing is sent now."""
+    """When another run reclaims the entry between our look and our reclaim, this one does not send; it looks again
+    after ``recheck``."""
     s = _setup(_LostReclaimLedger())
     claim, message = _sms()
     await s.ledger.claim(claim, T0)
     s.clock.advance(SETTLE)
-    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + 2 * SETTLE, "ledger_entry_changed")
+    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + SETTLE + RECHECK, "ledger_entry_changed")
     assert s.sms.sent == []
 
 
