@@ -53,7 +53,7 @@ class OutboxSmsSender:
     recorder: MetricsRecorder | None = None
 
     async def send(self, message: SmsMessage) -> ProviderReceipt:
-        with provider_call("outbox", "sms", self.recorder):
+        with provider_call("outbox", "sms", self.recorder, message.ledger_key) as answer:
             receipt = await _record(
                 self.database,
                 Channel.SMS,
@@ -64,6 +64,7 @@ class OutboxSmsSender:
                 None,
                 self.clock.now(),
             )
+            answer.provider_message_id = receipt.provider_message_id
         _log.info("outbox.sms_recorded", ledger_key=message.ledger_key, recipient=message.to.masked)
         return receipt
 
@@ -83,7 +84,7 @@ class OutboxEmailSender:
     recorder: MetricsRecorder | None = None
 
     async def send(self, message: EmailMessage) -> ProviderReceipt:
-        with provider_call("outbox", "email", self.recorder):
+        with provider_call("outbox", "email", self.recorder, message.ledger_key) as answer:
             receipt = await _record(
                 self.database,
                 Channel.EMAIL,
@@ -94,5 +95,6 @@ class OutboxEmailSender:
                 message.html,
                 self.clock.now(),
             )
+            answer.provider_message_id = receipt.provider_message_id
         _log.info("outbox.email_recorded", ledger_key=message.ledger_key, recipient=message.to.masked)
         return receipt

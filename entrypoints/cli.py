@@ -5,7 +5,8 @@ demo                         seed the demo org, trigger every kind of work, show
 backfill ORG FIRST LAST      recompute an org's daily snapshots for FIRST..LAST (YYYY-MM-DD, inclusive)
 run-now SCHEDULE             run a schedule now, through the same job path as its ticks
 schedules                    each schedule's pattern, zone, next run, last run and outcome (JSON)
-dead-letter list             the jobs that failed for good, newest first (no job data: it may hold PII)
+dead-letter list             the jobs that failed for good, newest first, each with whether its message is still
+                             owed (no job data: it may hold PII)
 dead-letter replay ID        put a dead-lettered job back on its source queue and remove the copy
 """
 
@@ -23,6 +24,7 @@ from bullmq import Queue
 
 from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, BullmqJobPublisher, add_job_once
 from adapters.clock import SystemClock
+from adapters.health.owed import is_owed
 from adapters.postgres.migrator import migrate
 from adapters.scheduling.schedules import find_schedule, run_now
 from adapters.scheduling.status import schedule_status
@@ -97,6 +99,8 @@ def _dead_letter_queue(system: System) -> Queue:
 async def _dead_letter_list(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         jobs = await _dead_letter_queue(system).getJobs(["waiting", "paused", "delayed"], 0, args.limit - 1)
+        async with system.database.connection() as connection:
+            owed = [await is_owed(connection, job.data) if isinstance(job.data, dict) else False for job in jobs]
         _print(
             [
                 {
@@ -107,8 +111,9 @@ async def _dead_letter_list(settings: Settings, args: argparse.Namespace) -> int
                     "failedReason": job.data.get("failedReason"),
                     "attemptsMade": job.data.get("attemptsMade"),
                     "finishedOn": job.data.get("finishedOn"),
+                    "owed": is_job_owed,  # its message is still owed (adapters/health/owed.py): replay it
                 }
-                for job in jobs
+                for job, is_job_owed in zip(jobs, owed, strict=True)
             ]
         )
     return 0

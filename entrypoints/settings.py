@@ -85,6 +85,15 @@ class Settings:
     stalled_interval_ms: int = 30_000
     send_settle_seconds: float = 60.0
 
+    # -- issue 11 (exactly once under faults); to move into #12's declaration -------------------------------------
+    # MAX_STALLED_COUNT: how often a job may stall (its worker died or its lock expired) before bullmq fails it.
+    # A stall is not an attempt: every send is guarded by the ledger, so the limit only stops a job that kills its
+    # worker each time; 1 (bullmq's default) dead-lettered reminders interrupted twice in the chaos soak.
+    max_stalled_count: int = 10
+    # OWED_AFTER_SECONDS: a send-ledger entry still CLAIMED/UNKNOWN this long after its last change is reported as
+    # owed and stuck (health, metrics); above SEND_SETTLE_SECONDS plus a job's backoff.
+    owed_after_seconds: float = 900.0
+
     health_host: str = "127.0.0.1"
     health_port: int = 9464
 
@@ -157,6 +166,8 @@ class Settings:
             lock_duration_ms=_int(env, "LOCK_DURATION_MS", 30_000, minimum=1000),
             stalled_interval_ms=_int(env, "STALLED_INTERVAL_MS", 30_000, minimum=1000),
             send_settle_seconds=_float(env, "SEND_SETTLE_SECONDS", 60.0, minimum=1.0),
+            max_stalled_count=_int(env, "MAX_STALLED_COUNT", 10, minimum=1),
+            owed_after_seconds=_float(env, "OWED_AFTER_SECONDS", 900.0, minimum=1.0),
             health_host=_opt(env, "HEALTH_HOST") or "127.0.0.1",
             health_port=_int(env, "HEALTH_PORT", 9464, minimum=1),
             scan_cron=_opt(env, "SCAN_CRON") or "0 * * * *",

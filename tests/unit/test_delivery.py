@@ -285,3 +285,29 @@ async def test_a_send_the_provider_never_received_releases_its_claim() -> None:
     assert await s.ledger.get("k:sms") is None
     assert isinstance(await s.dispatcher.deliver(*_sms()), Delivered)
     assert len(s.sms.sent) == 1
+
+
+async def test_an_unclassified_sender_failure_counts_as_unknown() -> None:
+    """A sender failing in a way it did not classify may have sent: the entry turns UNKNOWN, never released."""
+    s = _setup()
+    s.sms.fail_with.append(RuntimeError("bug in the sender"))
+    with pytest.raises(RuntimeError):
+        await s.dispatcher.deliver(*_sms())
+    entry = await s.ledger.get("k:sms")
+    assert entry is not None
+    assert entry.state is LedgerState.UNKNOWN
+
+
+async def test_racers_that_lose_the_reclaim_take_the_winners_answer() -> None:
+    """Two runs find one settled CLAIMED entry; the first re-sends, the second's reclaim fails and it reports the
+    first one's message instead of sending a second."""
+    s = _setup()
+    claim, message = _sms()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(SETTLE)
+    stale = await s.ledger.get("k:sms")
+    assert stale is not None
+    assert await s.dispatcher.deliver(claim, message) == Delivered(f"SM{1:032d}")
+    s.sms.provider_log.clear()  # the provider's look-up misses it, as a racer that looked before the send would
+    assert await s.dispatcher._resolve_existing(stale, message, s.clock.now()) == Delivered(f"SM{1:032d}", earlier=True)
+    assert len(s.sms.sent) == 1
