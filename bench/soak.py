@@ -464,7 +464,7 @@ def _report(
         },
         "jobs_added": {"reminders": producer.added, "duplicates": producer.duplicates, "retried_adds": producer.errors},
         "terminal_states": counts,
-        "dead_letter": {**dead, "owed": owed},
+        "dead_letter": {**dead, **owed},
         "messages_per_due_appointment": {str(k): v for k, v in sorted(histogram.items())},
         "lost": histogram.get(0, 0),
         "duplicates": sum(1 for n in per_phone.values() if n > 1),
@@ -479,7 +479,8 @@ def _report(
     }
 
 
-async def _owed_dead_letters(servers: Servers, prefix: str) -> int:
+async def _owed_dead_letters(servers: Servers, prefix: str) -> dict[str, Any]:
+    """How many dead-letter copies still owe their message, and the copies' failure reasons (counted)."""
     import redis.asyncio as aioredis
 
     from adapters.health.owed import dead_letter_copies, is_owed
@@ -488,7 +489,8 @@ async def _owed_dead_letters(servers: Servers, prefix: str) -> int:
     connection = await asyncpg.connect(servers.dsn)
     try:
         copies = await dead_letter_copies(client, prefix, "dead-letter", 100_000)
-        return sum([await is_owed(connection, copy) for copy in copies])
+        reasons = collections.Counter(str(copy.get("failedReason")) for copy in copies)
+        return {"owed": sum([await is_owed(connection, copy) for copy in copies]), "reasons": dict(reasons)}
     finally:
         await connection.close()
         await client.aclose()
