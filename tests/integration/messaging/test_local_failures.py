@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from structlog.testing import capture_logs
 
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from adapters.rate_limit import RedisRateLimiter
@@ -27,7 +28,7 @@ from tests.fakes import FakeClock, FakeEmailSender
 from tests.fakeservers.scripted import Reply
 from tests.fakeservers.twilio import FakeTwilio
 from tests.integration.messaging.exactly_once_world import CLAIM, KEY, MESSAGE
-from tests.integration.messaging.support import scratch_dsn
+from tests.integration.messaging.support import assert_no_canary, scratch_dsn
 
 
 def _closed_port() -> int:
@@ -137,3 +138,27 @@ async def test_a_failure_after_the_request_left_is_an_unknown_outcome(
     entry = await ledger.get(KEY)
     assert entry is not None
     assert entry.state is LedgerState.UNKNOWN
+
+
+async def test_a_send_leaves_one_log_line_per_step_with_ids_and_key_only(
+    database: PostgresDatabase, fake_twilio: FakeTwilio, redis: tuple[Redis, str], clock: FakeClock
+) -> None:
+    """Forensics: the claim, the provider request and its answer are one line each, naming the ledger key (and the
+    version, the message id), never the number or the text; a duplicate's look at the entry is one line too."""
+    ledger = PostgresSendLedger(database)
+    sender = _sender(fake_twilio, redis, clock)
+    try:
+        with capture_logs() as logs:
+            await Dispatcher(ledger, sender, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+            await Dispatcher(ledger, sender, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+    finally:
+        await sender.close()
+    assert [line["event"] for line in logs] == [
+        "ledger_claimed",
+        "provider_request",
+        "provider_answered",
+        "ledger_taken",
+    ]
+    assert all(line["ledger_key"] == KEY for line in logs)
+    assert logs[2]["provider_message_id"] == fake_twilio.messages[0]["sid"]
+    assert_no_canary(repr(logs))
