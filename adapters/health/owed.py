@@ -22,7 +22,6 @@ import attrs
 import redis.asyncio as aioredis
 from asyncpg.pool import PoolConnectionProxy
 
-from adapters.wire import decode_job
 from domain.errors import InvalidJob
 from domain.jobs import JobName, ReminderJob
 from domain.reminder_scan import reminder_ledger_key
@@ -54,6 +53,10 @@ async def is_owed(connection: Connection, copy: Mapping[str, Any]) -> bool:
     reason = str(copy.get("failedReason") or "")
     if reason.startswith(_SETTLED_FAILURES):
         return False
+    # Imported here: building the wire converter costs the health server ~0.3 s of start-up, and supervisord
+    # judges a start by ``startsecs``.
+    from adapters.wire import decode_job
+
     try:
         job = decode_job(str(copy["jobName"]), copy.get("data")).job
     except InvalidJob:
