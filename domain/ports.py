@@ -120,6 +120,11 @@ class SendLedger(Protocol):
         """
         ...
 
+    async def unsettled_before(self, before: datetime, limit: int) -> Sequence[LedgerEntry]:
+        """CLAIMED or UNKNOWN entries whose last change is before ``before``, oldest change first, at most
+        ``limit`` (for the reconciliation of sends whose jobs ended)."""
+        ...
+
     async def suppress(
         self,
         org_id: OrgId,

@@ -5,6 +5,8 @@ Every process main (worker, CLI, demo) and the integration tests build the syste
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -46,10 +48,12 @@ from adapters.template_renderer import PlaceholderTemplateRenderer
 from adapters.twilio_sms import TWILIO_API_BASE_URL, TwilioSmsSender
 from domain.delivery import Dispatcher
 from domain.dunning import DunningService
+from domain.errors import TransientError
 from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome
 from domain.ports import EmailSender, SmsSender
+from domain.reconciliation import StuckSendReconciler
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
 from domain.values import EmailAddress
@@ -60,6 +64,7 @@ log = structlog.get_logger()
 # Completed reminder jobs must outlive the hourly scans that could queue them again (up to ~27 h before the
 # appointment); other finished jobs are kept a day, failed ones two weeks.
 RETENTION = Retention(completed_age_s=48 * 3600)
+RECONCILE_INTERVAL_S = 300.0
 
 J = TypeVar("J", bound=Job)
 
@@ -112,6 +117,8 @@ class System:
     dunning: DunningService
     snapshots: SnapshotService
     recorder: ScheduleRunRecorder
+    reconciler: StuckSendReconciler
+    """Settles SMS sends left unsettled after their jobs ended (run by the reminder workers: ``_reconciling``)."""
 
     def handlers(self, queue: QueueName) -> Mapping[JobName, Handler]:
         """The handlers of one queue's jobs; scheduled jobs record their runs for the status endpoints."""
@@ -236,6 +243,9 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
                 organizations, PostgresKpiFacts(database), PostgresSnapshotStore(database), clock, publisher
             ),
             recorder=ScheduleRunRecorder(redis, settings.bullmq_prefix, clock),
+            reconciler=StuckSendReconciler(
+                ledger, sms, clock, stuck_after=timedelta(seconds=settings.owed_after_seconds)
+            ),
         )
 
 
@@ -269,6 +279,34 @@ async def worker_components(
         async with open_system(settings) as system:
             report = await sync_schedules(system.redis, settings.bullmq_prefix, system.schedules)
             log.info("schedules_synced", report=str(report))
-            yield worker_config(settings, queue), system.handlers(queue), system.metrics
+            async with _reconciling(system, queue):
+                yield worker_config(settings, queue), system.handlers(queue), system.metrics
     finally:
         stop_observing()
+
+
+@asynccontextmanager
+async def _reconciling(system: System, queue: QueueName) -> AsyncIterator[None]:
+    """In reminder workers, a pass of ``system.reconciler`` every RECONCILE_INTERVAL_S while the block runs."""
+    if queue is not QueueName.REMINDERS:
+        yield
+        return
+    task = asyncio.ensure_future(_reconcile_forever(system.reconciler))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _reconcile_forever(reconciler: StuckSendReconciler) -> None:
+    while True:
+        await asyncio.sleep(RECONCILE_INTERVAL_S)
+        try:
+            report = await reconciler.run_once()
+        except TransientError as error:
+            log.warning("ledger_reconciliation_failed", error=str(error))
+            continue
+        if report.settled or report.still_unsettled:
+            log.info("ledger_reconciled", settled=report.settled, still_unsettled=report.still_unsettled)

@@ -157,6 +157,16 @@ class PostgresSendLedger:
         )
         return _moved("released", key, version, moved)
 
+    async def unsettled_before(self, before: datetime, limit: int) -> Sequence[LedgerEntry]:
+        rows = await self.db.fetch(
+            "select key, channel, state, claimed_at, updated_at, provider_message_id, reason, version"
+            " from send_ledger where state in ('claimed', 'unknown') and updated_at < $1"
+            " order by updated_at limit $2",
+            before,
+            limit,
+        )
+        return [_entry(row) for row in rows]
+
     async def suppress(
         self,
         org_id: OrgId,

@@ -261,3 +261,16 @@ async def test_claim_times_since_lists_what_count_sent_since_counts(backend: Bac
     times = await ledger.claim_times_since(ORG, ContactId("c-1"), marketing, since)
     assert list(times) == [T0, T0 + timedelta(hours=2)]
     assert len(times) == await ledger.count_sent_since(ORG, ContactId("c-1"), marketing, since)
+
+
+async def test_unsettled_before_lists_old_claimed_and_unknown_entries_oldest_first(backend: Backend) -> None:
+    """CLAIMED and UNKNOWN entries last changed before the instant, oldest first, up to the limit; not SENT,
+    FAILED or newer ones."""
+    await claimed(backend, "old-claimed", T0 - timedelta(hours=2))
+    old_unknown = await claimed(backend, "old-unknown", T0 - timedelta(hours=3))
+    await backend.ledger.mark_unknown("old-unknown", old_unknown, "timeout", T0 - timedelta(hours=1))
+    await backend.ledger.mark_sent("old-sent", await claimed(backend, "old-sent", T0 - timedelta(hours=3)), "SM", T0)
+    await claimed(backend, "new-claimed", T0)
+    found = await backend.ledger.unsettled_before(T0 - timedelta(minutes=15), 10)
+    assert [entry.key for entry in found] == ["old-claimed", "old-unknown"]
+    assert [entry.key for entry in await backend.ledger.unsettled_before(T0, 1)] == ["old-claimed"]

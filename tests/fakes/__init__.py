@@ -181,6 +181,11 @@ class InMemorySendLedger:
         del self.rows[key]
         return True
 
+    async def unsettled_before(self, before: datetime, limit: int) -> Sequence[LedgerEntry]:
+        unsettled = {LedgerState.CLAIMED, LedgerState.UNKNOWN}
+        found = [r.entry for r in self.rows.values() if r.entry.state in unsettled and r.entry.updated_at < before]
+        return sorted(found, key=lambda entry: entry.updated_at)[:limit]
+
     async def suppress(
         self,
         org_id: OrgId,

@@ -18,6 +18,7 @@ from domain.errors import (
     TransientError,
 )
 from domain.messages import EmailMessage, LedgerEntry, LedgerState, SendClaim, SmsMessage
+from domain.reconciliation import ReconciliationReport, StuckSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
 from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender, InMemorySendLedger
 
@@ -310,4 +311,24 @@ async def test_racers_that_lose_the_reclaim_take_the_winners_answer() -> None:
     assert await s.dispatcher.deliver(claim, message) == Delivered(f"SM{1:032d}")
     s.sms.provider_log.clear()  # the provider's look-up misses it, as a racer that looked before the send would
     assert await s.dispatcher._resolve_existing(stale, message, s.clock.now()) == Delivered(f"SM{1:032d}", earlier=True)
+    assert len(s.sms.sent) == 1
+
+
+async def test_a_stuck_unknown_sms_the_provider_holds_is_settled_to_sent() -> None:
+    """A send left UNKNOWN by a job that ended (attempts spent) is marked SENT by the reconciler once stuck, when
+    the provider holds it; one the provider never got stays unsettled (still owed), and nothing is sent."""
+    s = _setup()
+    s.sms.accepted_but_lost = True
+    with pytest.raises(DeliveryOutcomeUnknown):
+        await s.dispatcher.deliver(*_sms("held:sms"))
+    await s.ledger.claim(_sms("never:sms")[0], T0)
+    reconciler = StuckSendReconciler(s.ledger, s.sms, s.clock, stuck_after=timedelta(minutes=15))
+    assert await reconciler.run_once() == ReconciliationReport(0, 0)
+    s.clock.advance(timedelta(minutes=16))
+    assert await reconciler.run_once() == ReconciliationReport(1, 1)
+    held, never = await s.ledger.get("held:sms"), await s.ledger.get("never:sms")
+    assert held is not None
+    assert never is not None
+    assert (held.state, held.provider_message_id) == (LedgerState.SENT, f"SM{1:032d}")
+    assert never.state is LedgerState.CLAIMED
     assert len(s.sms.sent) == 1
