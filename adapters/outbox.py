@@ -54,7 +54,7 @@ class OutboxSmsSender:
     recorder: MetricsRecorder | None = None
 
     async def send(self, message: SmsMessage) -> ProviderReceipt:
-        with provider_call("outbox", "sms", self.recorder, sms_length(message.body)):
+        with provider_call("outbox", "sms", self.recorder, message.ledger_key, sms_length(message.body)) as answer:
             receipt = await _record(
                 self.database,
                 Channel.SMS,
@@ -65,6 +65,7 @@ class OutboxSmsSender:
                 None,
                 self.clock.now(),
             )
+            answer.provider_message_id = receipt.provider_message_id
         _log.info("outbox.sms_recorded", ledger_key=message.ledger_key, recipient=message.to.masked)
         return receipt
 
@@ -84,7 +85,7 @@ class OutboxEmailSender:
     recorder: MetricsRecorder | None = None
 
     async def send(self, message: EmailMessage) -> ProviderReceipt:
-        with provider_call("outbox", "email", self.recorder):
+        with provider_call("outbox", "email", self.recorder, message.ledger_key) as answer:
             receipt = await _record(
                 self.database,
                 Channel.EMAIL,
@@ -95,5 +96,6 @@ class OutboxEmailSender:
                 message.html,
                 self.clock.now(),
             )
+            answer.provider_message_id = receipt.provider_message_id
         _log.info("outbox.email_recorded", ledger_key=message.ledger_key, recipient=message.to.masked)
         return receipt

@@ -131,10 +131,8 @@ class SendGridEmailSender:
         return str(message_id) if message_id else None
 
     async def send(self, message: EmailMessage) -> ProviderReceipt:
-        if self.rate_limiter is not None:
-            await self.rate_limiter.acquire()
-        payload = self._mail(message)
-        with provider_call("sendgrid", "email", self.recorder):
+        payload = await self._before_request(message)
+        with provider_call("sendgrid", "email", self.recorder, message.ledger_key) as answer:
             try:
                 message_id = await asyncio.to_thread(self._post, payload)
             except HTTPError as error:
@@ -143,4 +141,16 @@ class SendGridEmailSender:
                 raise _transport_error(error) from None
             if message_id is None:
                 raise DeliveryOutcomeUnknown("sendgrid accepted without a message id")
+            answer.provider_message_id = message_id
         return ProviderReceipt(message_id)
+
+    async def _before_request(self, message: EmailMessage) -> dict[str, Any]:
+        """The rate limit and the request body; a local failure here is a TransientError (nothing left)."""
+        try:
+            if self.rate_limiter is not None:
+                await self.rate_limiter.acquire()
+            return self._mail(message)
+        except (DeliveryError, TransientError, ConfigurationError):
+            raise
+        except Exception as error:
+            raise TransientError(f"failed before the sendgrid request left ({type(error).__name__})") from None

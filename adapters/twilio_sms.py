@@ -5,6 +5,10 @@ library at another base URL (the local fake in tests), never logs, and turns tra
 private signals before the library sees them, so ``Retry-After`` survives and no URL (account SID, recipient)
 reaches an exception message.
 
+A local failure is not an unknown outcome: whatever fails before our transport starts the HTTP request (the rate
+limiter, the reconciliation record, the library building the request) is a TransientError (the ledger releases the
+claim); only a failure once the request may have left is DeliveryOutcomeUnknown.
+
 Reconciliation: Twilio's message resource does not return the ``StatusCallback`` URL that carries our ledger key,
 so before each request the sender records the key's recipient and body digest in Redis (``record_ttl``, default a
 week). ``find_sent`` lists the 50 newest messages to that recipient (from our sender) and matches one created since
@@ -20,6 +24,7 @@ import email.utils
 import hashlib
 import json
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -80,6 +85,16 @@ class _Unreachable(Exception):
     """No connection could be made: Twilio certainly did not get the request."""
 
 
+@attrs.define
+class _RequestProgress:
+    """Set by the transport once the HTTP request of one ``send`` may have left the process."""
+
+    left: bool = False
+
+
+_progress: ContextVar[_RequestProgress | None] = ContextVar("twilio_request_progress", default=None)
+
+
 class _TwilioTransport(AsyncHttpClient):  # type: ignore[misc]  # the library is untyped
     def __init__(self, base_url: str, timeout: timedelta) -> None:
         super().__init__(logging.getLogger("twilio.http_client"), True, timeout.total_seconds())
@@ -105,6 +120,9 @@ class _TwilioTransport(AsyncHttpClient):  # type: ignore[misc]  # the library is
     ) -> Response:
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        progress = _progress.get()
+        if progress is not None:
+            progress.left = True
         try:
             async with self._session.request(
                 method.upper(),
@@ -215,6 +233,20 @@ class TwilioSmsSender:
         return f"{self.record_prefix}:{ledger_key}"
 
     async def send(self, message: SmsMessage) -> ProviderReceipt:
+        progress = _RequestProgress()
+        token = _progress.set(progress)
+        try:
+            return await self._send(message)
+        except (DeliveryError, ConfigurationError, TransientError):
+            raise
+        except Exception as error:
+            if progress.left:
+                raise DeliveryOutcomeUnknown(f"twilio request failed ({type(error).__name__})") from None
+            raise TransientError(f"failed before the twilio request left ({type(error).__name__})") from None
+        finally:
+            _progress.reset(token)
+
+    async def _send(self, message: SmsMessage) -> ProviderReceipt:
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire()
         record = json.dumps({"to": message.to.e164, "body_sha256": _digest(message.body)})
@@ -222,8 +254,9 @@ class TwilioSmsSender:
             await self.redis.set(self._record_key(message.ledger_key), record, ex=self.record_ttl)
         except (RedisError, OSError) as error:
             raise TransientError(f"could not record the send for reconciliation ({type(error).__name__})") from None
-        with provider_call("twilio", "sms", self.recorder, sms_length(message.body)):
+        with provider_call("twilio", "sms", self.recorder, message.ledger_key, sms_length(message.body)) as answer:
             created = await self._create(message)
+            answer.provider_message_id = str(created.sid)
         return ProviderReceipt(str(created.sid))
 
     async def _create(self, message: SmsMessage) -> Any:

@@ -35,20 +35,23 @@ class ConsentGatedLedger:
     async def get(self, key: str) -> LedgerEntry | None:
         return await self.inner.get(key)
 
-    async def mark_sent(self, key: str, provider_message_id: str, at: datetime) -> None:
-        await self.inner.mark_sent(key, provider_message_id, at)
+    async def mark_sent(self, key: str, version: int, provider_message_id: str, at: datetime) -> bool:
+        return await self.inner.mark_sent(key, version, provider_message_id, at)
 
-    async def mark_failed(self, key: str, reason: str, code: str | None, at: datetime) -> None:
-        await self.inner.mark_failed(key, reason, code, at)
+    async def mark_failed(self, key: str, version: int, reason: str, code: str | None, at: datetime) -> bool:
+        return await self.inner.mark_failed(key, version, reason, code, at)
 
-    async def mark_unknown(self, key: str, reason: str, at: datetime) -> None:
-        await self.inner.mark_unknown(key, reason, at)
+    async def mark_unknown(self, key: str, version: int, reason: str, at: datetime) -> bool:
+        return await self.inner.mark_unknown(key, version, reason, at)
 
-    async def reclaim(self, key: str, at: datetime) -> bool:
-        return await self.inner.reclaim(key, at)
+    async def reclaim(self, key: str, version: int, at: datetime) -> LedgerEntry | None:
+        return await self.inner.reclaim(key, version, at)
 
-    async def release(self, key: str) -> None:
-        await self.inner.release(key)
+    async def release(self, key: str, version: int) -> bool:
+        return await self.inner.release(key, version)
+
+    async def unsettled_before(self, before: datetime, limit: int) -> Sequence[LedgerEntry]:
+        return await self.inner.unsettled_before(before, limit)
 
     async def suppress(
         self,

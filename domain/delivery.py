@@ -6,15 +6,23 @@ Every capability sends through ``Dispatcher.deliver``. The rules, in the order t
 - an entry already SENT or FAILED is final: nothing is sent again;
 - an entry still CLAIMED (someone is mid-send, or died mid-send) or UNKNOWN (the provider may have it) is left
   alone until ``settle`` has passed since it last changed, so no request still in flight can land after ours;
-  then, for SMS, the provider is asked whether the message went out (reconciliation) and it is re-sent only when
-  the provider has no record of it; email has no such look-up, so it stays UNKNOWN for an operator to decide;
+  meanwhile a fresh CLAIMED entry is looked at again after ``recheck`` (its sender usually answers within it, and
+  the duplicate then finds SENT cheaply). Then, for SMS, the provider is asked whether the message went out
+  (reconciliation) and it is re-sent only when the provider has no record of it AND the entry is still the one
+  read (a compare-and-set on its version): of racing jobs exactly one sends again, the others re-read and defer;
+  email has no such look-up, so it stays UNKNOWN for an operator to decide;
+- every deferral for an unsettled entry gets up to ``jitter`` added at random, so jobs bunched on one instant
+  (duplicates, a backlog after downtime) come back spread out;
 - a rate-limited send releases its claim (the provider certainly did not accept it) and is postponed; a send the
-  provider certainly never received (credentials or connection refused) releases it and raises;
-- an ambiguous answer (timeout, reset, 5xx) marks the entry UNKNOWN and raises, so the job's backoff applies.
+  provider certainly never received (a local failure before the request left, credentials or connection refused:
+  the senders raise TransientError or ConfigurationError for these) releases it and raises;
+- an ambiguous answer (timeout, reset, 5xx), or any other failure of the sender (the request may have left),
+  marks the entry UNKNOWN and raises, so the job's backoff applies.
 """
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 
 import attrs
@@ -83,6 +91,11 @@ class Dispatcher:
     email: EmailSender
     clock: Clock
     settle: timedelta = timedelta(seconds=60)  # above the providers' client timeouts, with margin
+    recheck: timedelta = timedelta(seconds=5)
+    """When a fresh CLAIMED entry (someone mid-send) is looked at again; at most ``settle``."""
+    jitter: timedelta = timedelta(seconds=5)
+    """The most added at random to a deferral for an unsettled entry."""
+    random: random.Random = attrs.field(factory=random.Random, repr=False)
 
     async def deliver(self, claim: SendClaim, message: SmsMessage | EmailMessage) -> DeliveryResult:
         if claim.key != message.ledger_key:
@@ -97,56 +110,84 @@ class Dispatcher:
             if earlier_entry is not None and earlier_entry.state is LedgerState.SENT:
                 return Delivered(earlier_entry.provider_message_id, earlier=True)
             return Suppressed(result.suppression)
+        assert result.entry is not None
+        ours: LedgerEntry | DeliveryResult = result.entry
         if result.status is ClaimStatus.TAKEN:
-            assert result.existing is not None
-            earlier = await self._resolve_existing(result.existing, message, now)
-            if earlier is not None:
-                return earlier
-        return await self._send(claim, message)
+            ours = await self._resolve_existing(result.entry, message, now)
+        if not isinstance(ours, LedgerEntry):
+            return ours
+        return await self._send(claim, ours.version, message)
 
     async def _resolve_existing(
         self, entry: LedgerEntry, message: SmsMessage | EmailMessage, now: datetime
-    ) -> DeliveryResult | None:
-        """What an existing entry means for this run; None when the message must be sent (again) now."""
-        if entry.state is LedgerState.SENT:
-            return Delivered(entry.provider_message_id, earlier=True)
-        if entry.state is LedgerState.FAILED:
-            return Rejected(entry.reason or "refused earlier", None)
+    ) -> DeliveryResult | LedgerEntry:
+        """What an existing entry means for this run: a result, or the entry this run now owns and must send."""
+        final = _final(entry)
+        if final is not None:
+            return final
         settled_at = entry.updated_at + self.settle
         if now < settled_at:
-            return Postponed(settled_at, "earlier_send_unsettled")
+            return Postponed(self._spread(self._next_look(entry, settled_at, now)), "earlier_send_unsettled")
         if isinstance(message, EmailMessage):
             if entry.state is LedgerState.CLAIMED:
-                await self.ledger.mark_unknown(entry.key, "claim never resolved", now)
+                await self.ledger.mark_unknown(entry.key, entry.version, "claim never resolved", now)
             return Unconfirmed("email_outcome_unknown")
         receipt = await self.sms.find_sent(entry.key, entry.claimed_at)
         if receipt is not None:
-            await self.ledger.mark_sent(entry.key, receipt.provider_message_id, now)
+            await self.ledger.mark_sent(entry.key, entry.version, receipt.provider_message_id, now)
             return Delivered(receipt.provider_message_id, earlier=True)
-        if not await self.ledger.reclaim(entry.key, now):
-            return Postponed(now + self.settle, "ledger_entry_changed")
-        return None
+        reclaimed = await self.ledger.reclaim(entry.key, entry.version, now)
+        if reclaimed is not None:
+            return reclaimed
+        # Another run moved the entry first: it sends (or has settled it). Take its answer if it is there already.
+        current = await self.ledger.get(entry.key)
+        settled = _final(current) if current is not None else None
+        return settled or Postponed(self._spread(now + self.recheck), "ledger_entry_changed")
 
-    async def _send(self, claim: SendClaim, message: SmsMessage | EmailMessage) -> DeliveryResult:
+    def _next_look(self, entry: LedgerEntry, settled_at: datetime, now: datetime) -> datetime:
+        """A CLAIMED entry younger than ``recheck`` is looked at again then; anything else once settled."""
+        soon = entry.updated_at + self.recheck
+        return soon if entry.state is LedgerState.CLAIMED and now < soon < settled_at else settled_at
+
+    def _spread(self, moment: datetime) -> datetime:
+        return moment + self.jitter * self.random.random()
+
+    async def _send(self, claim: SendClaim, version: int, message: SmsMessage | EmailMessage) -> DeliveryResult:
+        key = claim.key
         try:
             receipt: ProviderReceipt = await (
                 self.sms.send(message) if isinstance(message, SmsMessage) else self.email.send(message)
             )
         except DeliveryRejected as refused:
             now = self.clock.now()
-            await self.ledger.mark_failed(claim.key, refused.reason, refused.code, now)
+            await self.ledger.mark_failed(key, version, refused.reason, refused.code, now)
             if refused.suppress is not None:
                 await self.ledger.suppress(claim.org_id, claim.channel, claim.recipient, refused.suppress, now)
             return Rejected(refused.reason, refused.code, refused.suppress)
         except DeliveryRateLimited as limited:
-            await self.ledger.release(claim.key)
+            await self.ledger.release(key, version)
             return Postponed(limited.retry_at, "provider_rate_limited")
         except (ConfigurationError, TransientError):
-            # The provider certainly did not get the request (credentials refused, connection refused).
-            await self.ledger.release(claim.key)
+            # The provider certainly did not get the request (a local failure, credentials or connection refused).
+            await self.ledger.release(key, version)
             raise
         except DeliveryOutcomeUnknown as unknown:
-            await self.ledger.mark_unknown(claim.key, unknown.reason, self.clock.now())
+            await self.ledger.mark_unknown(key, version, unknown.reason, self.clock.now())
             raise
-        await self.ledger.mark_sent(claim.key, receipt.provider_message_id, self.clock.now())
+        except Exception:
+            # Not classified by the sender: the request may have left, so it is treated as an ambiguous answer.
+            await self.ledger.mark_unknown(key, version, "sender failed unexpectedly", self.clock.now())
+            raise
+        # A lost compare-and-set here means the entry was reclaimed while our request was in flight (longer than
+        # ``settle``); the ledger adapter logs it, and the message did go out under this receipt.
+        await self.ledger.mark_sent(key, version, receipt.provider_message_id, self.clock.now())
         return Delivered(receipt.provider_message_id)
+
+
+def _final(entry: LedgerEntry) -> DeliveryResult | None:
+    """The result a SENT or FAILED entry stands for; None while it is unsettled."""
+    if entry.state is LedgerState.SENT:
+        return Delivered(entry.provider_message_id, earlier=True)
+    if entry.state is LedgerState.FAILED:
+        return Rejected(entry.reason or "refused earlier", None)
+    return None

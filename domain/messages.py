@@ -66,6 +66,8 @@ class LedgerEntry:
     updated_at: datetime
     provider_message_id: str | None = None
     reason: str | None = None
+    version: int = 0
+    """Changed by every transition and never reused for the key: the compare-and-set token of the next move."""
 
 
 class ClaimStatus(enum.StrEnum):
@@ -76,6 +78,8 @@ class ClaimStatus(enum.StrEnum):
 
 @attrs.frozen
 class ClaimResult:
+    """``entry`` is ours when CLAIMED, the one found when TAKEN, None when SUPPRESSED."""
+
     status: ClaimStatus
-    existing: LedgerEntry | None = None
+    entry: LedgerEntry | None = None
     suppression: SuppressionReason | None = None

@@ -76,12 +76,18 @@ class EmailSender(Protocol):
 
 
 class SendLedger(Protocol):
-    """The record of every message: claimed once before the provider call, then resolved."""
+    """The record of every message: claimed once before the provider call, then resolved.
+
+    Every move after the claim is a compare-and-set: it names the key, the ``version`` of the entry the caller
+    read, and (implicitly) the states it may leave; it changes the entry only when both still hold, gives the entry
+    a new version (never reused for that key, even after a release), and returns whether it moved. Of concurrent
+    movers that read the same entry, exactly one succeeds; the others get False and must re-read.
+    """
 
     async def claim(self, claim: SendClaim, at: datetime) -> ClaimResult:
         """Atomically: if the recipient is suppressed for the claim's channel in its org -> SUPPRESSED (nothing
-        written); else if no entry has ``claim.key`` -> write one in state CLAIMED and return CLAIMED; else
-        TAKEN with the existing entry. Of concurrent claims of one key exactly one gets CLAIMED.
+        written); else if no entry has ``claim.key`` -> write one in state CLAIMED and return CLAIMED with it;
+        else TAKEN with the existing entry. Of concurrent claims of one key exactly one gets CLAIMED.
         """
         ...
 
@@ -89,29 +95,35 @@ class SendLedger(Protocol):
         """The entry of ``key``, if any."""
         ...
 
-    async def mark_sent(self, key: str, provider_message_id: str, at: datetime) -> None:
-        """CLAIMED or UNKNOWN -> SENT with the provider's id."""
+    async def mark_sent(self, key: str, version: int, provider_message_id: str, at: datetime) -> bool:
+        """CLAIMED or UNKNOWN at ``version`` -> SENT with the provider's id."""
         ...
 
-    async def mark_failed(self, key: str, reason: str, code: str | None, at: datetime) -> None:
-        """CLAIMED or UNKNOWN -> FAILED (permanent). ``reason`` holds no PII."""
+    async def mark_failed(self, key: str, version: int, reason: str, code: str | None, at: datetime) -> bool:
+        """CLAIMED or UNKNOWN at ``version`` -> FAILED (permanent). ``reason`` holds no PII."""
         ...
 
-    async def mark_unknown(self, key: str, reason: str, at: datetime) -> None:
-        """CLAIMED -> UNKNOWN: the provider may have accepted it."""
+    async def mark_unknown(self, key: str, version: int, reason: str, at: datetime) -> bool:
+        """CLAIMED at ``version`` -> UNKNOWN: the provider may have accepted it."""
         ...
 
-    async def reclaim(self, key: str, at: datetime) -> bool:
-        """UNKNOWN or CLAIMED -> CLAIMED again, for a send that reconciliation proved never reached the provider.
-
-        Returns False when the entry is in another state (someone else resolved it meanwhile).
+    async def reclaim(self, key: str, version: int, at: datetime) -> LedgerEntry | None:
+        """UNKNOWN or CLAIMED at ``version`` -> CLAIMED again (new ``claimed_at``), for a send that reconciliation
+        proved never reached the provider. Returns the new entry (the caller's to send), or None when the entry
+        moved or vanished since it was read: then someone else is resolving it and the caller must not send.
         """
         ...
 
-    async def release(self, key: str) -> None:
-        """Delete a CLAIMED entry whose message the provider certainly did not accept (rate limited, window
-        closed), so a later run can claim it again. Entries in any other state are left alone.
+    async def release(self, key: str, version: int) -> bool:
+        """Delete a CLAIMED entry at ``version`` whose message the provider certainly did not receive (rate
+        limited, a local failure before the request left), so a later run can claim it again. Entries in any
+        other state or version are left alone.
         """
+        ...
+
+    async def unsettled_before(self, before: datetime, limit: int) -> Sequence[LedgerEntry]:
+        """CLAIMED or UNKNOWN entries whose last change is before ``before``, oldest change first, at most
+        ``limit`` (for the reconciliation of sends whose jobs ended)."""
         ...
 
     async def suppress(
@@ -292,8 +304,9 @@ class UnsettledSends(Protocol):
         ...
 
     async def give_up(self, entry: LedgerEntry, at: datetime) -> bool:
-        """``entry`` -> FAILED with reason ``failed_unconfirmed``, only if it is still exactly as read (state and
-        ``updated_at``: compare-and-set). Never re-sent afterwards; a later provider report still settles it."""
+        """``entry`` -> FAILED with reason ``failed_unconfirmed``, only if it is still exactly as read (a
+        compare-and-set on its ``version``, as every ledger transition). Never re-sent afterwards; a later provider
+        report still settles it."""
         ...
 
     async def unsettled_by_age(

@@ -366,6 +366,7 @@ def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
         concurrency=settings.worker_concurrency,
         lock_duration_ms=settings.lock_duration_ms,
         stalled_interval_ms=settings.stalled_interval_ms,
+        max_stalled_count=settings.max_stalled_count,
         grace_period_s=settings.worker_grace_seconds,
     )
 

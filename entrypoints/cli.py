@@ -6,7 +6,8 @@ backfill ORG... FIRST LAST   recompute daily snapshots for FIRST..LAST (YYYY-MM-
                              an interrupted run resumes without recomputing finished days
 run-now SCHEDULE             run a schedule now, through the same job path as its ticks
 schedules                    each schedule's pattern, zone, next run, last run and outcome (JSON)
-dead-letter list|show|replay|purge   find why jobs failed, replay them (--dry-run first), purge old ones
+dead-letter list|show|replay|purge   find why jobs failed (and whether each message is still owed), replay them
+                             (--dry-run first), purge old ones
 queue counts|pause|resume|retry-failed   control a queue we consume
 """
 

@@ -30,6 +30,7 @@ from adapters.bullmq.dead_letter_admin import (
     DeadLetterFilter,
     counts_by_reason,
 )
+from adapters.health.owed import is_owed
 from adapters.scheduling.schedules import OWNED_QUEUES
 from entrypoints.bootstrap import RETENTION, open_system
 from entrypoints.replay_check import replay_check
@@ -101,14 +102,17 @@ def _has_filter(args: argparse.Namespace) -> bool:
     )
 
 
-def _list_table(entries: Sequence[DeadLetterEntry], counts: dict[str, dict[str, int]], total: int) -> None:
+def _list_table(
+    entries: Sequence[DeadLetterEntry], owed: Sequence[bool], counts: dict[str, dict[str, int]], total: int
+) -> None:
     console = Console()
     if not console.is_terminal:  # piped or redirected: full rows, not an 80-column squeeze
         console = Console(width=220)
     table = Table(title=f"dead letters: {total} matching, newest first")
-    for column in ("id", "queue", "job name", "org", "reason kind", "reason", "failed at", "attempts", "marks"):
+    columns = ("id", "queue", "job name", "org", "reason kind", "reason", "failed at", "attempts", "owed", "marks")
+    for column in columns:
         table.add_column(column, overflow="fold")
-    for entry in entries:
+    for entry, is_owed_now in zip(entries, owed, strict=True):
         table.add_row(
             entry.id,
             entry.source_queue,
@@ -118,6 +122,7 @@ def _list_table(entries: Sequence[DeadLetterEntry], counts: dict[str, dict[str, 
             entry.failed_reason[:80],
             _iso(entry.failed_at),
             f"{entry.attempts_made}/{entry.attempts_allowed}",
+            "OWED" if is_owed_now else "",
             json.dumps(dict(entry.marks)) if entry.marks else "",
         )
     console.print(table)
@@ -129,13 +134,21 @@ async def dead_letter_list(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         admin = DeadLetterAdmin(system.redis, settings.bullmq_prefix)
         matching = await admin.select(_filter(args, _now_ms()))
+        shown = matching[: args.limit]
+        async with system.database.connection() as connection:
+            owed = [await is_owed(connection, _copy_of(entry)) for entry in shown]
     counts = counts_by_reason(matching)
-    shown = matching[: args.limit]
     if args.json:
-        _print_json({"total": len(matching), "counts": counts, "jobs": [e.summary() for e in shown]})
+        jobs = [{**entry.summary(), "owed": is_owed_now} for entry, is_owed_now in zip(shown, owed, strict=True)]
+        _print_json({"total": len(matching), "counts": counts, "jobs": jobs})
     else:
-        _list_table(shown, counts, len(matching))
+        _list_table(shown, owed, counts, len(matching))
     return 0
+
+
+def _copy_of(entry: DeadLetterEntry) -> dict[str, object]:
+    """The fields of a dead-letter copy that say whether its message is still owed (adapters/health/owed.py)."""
+    return {"jobName": entry.job_name, "data": entry.data, "failedReason": entry.failed_reason}
 
 
 async def dead_letter_show(settings: Settings, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 import attrs
 import redis.asyncio as aioredis
@@ -40,6 +41,7 @@ class HealthServerOptions:
     host: str = "127.0.0.1"
     port: int = 9464
     check_timeout_seconds: float = 2.0
+    owed_after_seconds: float = 900.0
 
 
 def open_probe_redis(settings: RedisSettings, timeout_seconds: float) -> aioredis.Redis:
@@ -65,6 +67,7 @@ async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:
         required_queues=options.required_queues,
         dead_letter_queue=options.dead_letter_queue,
         timeout_seconds=options.check_timeout_seconds,
+        owed_after=timedelta(seconds=options.owed_after_seconds),
     )
     try:
         async with running_health_server(build_health_app(probe), options.host, options.port) as port:
@@ -100,6 +103,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool
         dead_letter_queue=args.dead_letter_queue,
         host=args.host,
         port=args.port,
+        owed_after_seconds=settings.owed_after_seconds,
     )
     return options, args.log_level, args.production
 

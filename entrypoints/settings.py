@@ -241,6 +241,25 @@ class Settings(BaseSettings):
         gt=15,
     )
 
+    max_stalled_count: int = setting(
+        10,
+        "MAX_STALLED_COUNT",
+        "how often a job may stall (its worker died or its lock expired) before BullMQ fails it; a stall is not an "
+        "attempt: every send is guarded by the ledger, so the limit only stops a job that kills its worker each time",
+        group="Workers",
+        unit="stalls",
+        ge=1,
+    )
+    owed_after_seconds: float = setting(
+        900.0,
+        "OWED_AFTER_SECONDS",
+        "a send-ledger entry still claimed/unknown this long after its last change is reported as owed and stuck "
+        "(health, metrics); above SEND_SETTLE_SECONDS plus a job's backoff",
+        group="Workers",
+        unit="s",
+        ge=1,
+    )
+
     # ---------------------------------------------------------------- Schedules
     scan_cron: str = setting("0 * * * *", "SCAN_CRON", "appointment scan schedule (cron)", group="Schedules")
     snapshot_cron: str = setting(

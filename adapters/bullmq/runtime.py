@@ -262,6 +262,7 @@ class QueueWorker:
                 job_log_context(self._queue, job.name, job.id, _org_id(job)),
                 job_span(self._queue, job.name, job.id, _trace_carrier(job), attempt=attempt) as span,
             ):
+                log.info("job_started", attempt=attempt, stalled_counter=job.stalledCounter)
                 try:
                     result = await self._attempt(job, token)
                 except Exception as error:

@@ -23,7 +23,10 @@ class WorkerConfig:
     concurrency: int = 10
     lock_duration_ms: int = 30_000
     stalled_interval_ms: int = 30_000
-    max_stalled_count: int = 1
+    max_stalled_count: int = 10
+    """Stalls (worker killed, lock lost) a job may have before bullmq fails it. A stall is not an attempt: every
+    send is guarded by the ledger, so the limit only ends a job that kills its worker each time (bullmq's default
+    1 dead-lettered jobs interrupted twice, their messages never sent: issue 11)."""
     grace_period_s: float = 10.0
     """Below supervisord's ``stopwaitsecs`` and below half the lock duration (locks are not renewed while
     draining: bullmq stops its renewal loop with its fetch loop)."""

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from adapters.health.heartbeat import live_workers
+from adapters.health.owed import OwedReport, dead_letter_copies, owed_report
 from adapters.health.queues import all_queue_stats, dead_letter_size, redis_now_ms
 from adapters.health.schedules import missing_schedules, read_schedules
 from adapters.observability.metrics import MetricsSnapshot, QueueStats, ScheduleStatus, read_recorded
@@ -61,6 +62,9 @@ class HealthProbe:
     dead_letter_queue: str = "dead-letter"
     timeout_seconds: float = 2.0
     schedule_grace: timedelta = timedelta(minutes=5)
+    owed_after: timedelta = timedelta(minutes=15)
+    owed_scan_limit: int = 1000
+    """Dead-letter copies examined for owed messages (newest first)."""
 
     async def check_redis(self) -> None:
         try:
@@ -110,6 +114,23 @@ class HealthProbe:
                 await dead_letter_size(self.redis, self.prefix, self.dead_letter_queue),
             )
 
+    async def owed(self) -> OwedReport | None:
+        """Messages still owed that the queues let go of (adapters/health/owed.py); None when Redis or
+        PostgreSQL cannot answer."""
+        try:
+            with _redis_answers():
+                copies = await dead_letter_copies(self.redis, self.prefix, self.dead_letter_queue, self.owed_scan_limit)
+                now = datetime.fromtimestamp(await redis_now_ms(self.redis) / 1000, tz=UTC)
+            connection = await asyncpg.connect(self.database_dsn, timeout=self.timeout_seconds)
+            try:
+                return await asyncio.wait_for(
+                    owed_report(connection, copies, now, self.owed_after), self.timeout_seconds * 5
+                )
+            finally:
+                await connection.close(timeout=self.timeout_seconds)
+        except (Unhealthy, OSError, TimeoutError, asyncpg.PostgresError):
+            return None
+
     async def schedules(self) -> list[ScheduleHealth]:
         """Each schedule with its problem, if any: missing from its queue (its job scheduler is gone), overdue
         (next run passed by more than the grace) or failed."""
@@ -141,6 +162,7 @@ class HealthProbe:
                         recorded=await read_recorded(self.redis, self.prefix),
                         dependencies=dependencies,
                         redis_memory=await redis_memory(self.redis),
+                        owed=await self.owed() if postgres_problem is None else None,
                     )
             except Unhealthy:
                 dependencies["redis"] = False

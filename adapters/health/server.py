@@ -40,8 +40,15 @@ async def queues(request: web.Request) -> web.Response:
         stats, dead_letters = await request.app[PROBE].queue_stats()
     except Unhealthy as unhealthy:
         return _unhealthy(unhealthy.reason)
+    owed = await request.app[PROBE].owed()
     return web.json_response(
-        {"status": "ok", "queues": [attrs.asdict(q) for q in stats], "dead_letter_size": dead_letters}
+        {
+            "status": "ok",
+            "queues": [attrs.asdict(q) for q in stats],
+            "dead_letter_size": dead_letters,
+            "dead_letter_owed": owed.dead_letter_owed if owed else None,
+            "send_ledger_stuck": dict(owed.stuck_ledger) if owed else None,
+        }
     )
 
 

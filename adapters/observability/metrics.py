@@ -18,6 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import attrs
 import redis.asyncio as aioredis
@@ -26,6 +27,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from adapters.observability.redaction import redact_text
+
+if TYPE_CHECKING:
+    from adapters.health.owed import OwedReport
 
 _log = logging.getLogger(__name__)
 
@@ -263,6 +267,8 @@ class MetricsSnapshot:
     dependencies: Mapping[str, bool]
     redis_memory: Mapping[str, int] = attrs.field(factory=dict)
     """Redis' ``INFO memory``: ``used`` and, when a limit is set, ``max`` (bytes)."""
+    owed: OwedReport | None = None
+    """Messages still owed that the queues let go of (adapters/health/owed.py), when PostgreSQL answered."""
 
     def as_json(self) -> dict[str, object]:
         """The same facts as the Prometheus text, shaped for people and scripts."""
@@ -273,6 +279,7 @@ class MetricsSnapshot:
             "schedules": [attrs.asdict(s) for s in self.schedules],
             "recorded": [{"metric": s.metric, "labels": dict(s.labels), "value": s.value} for s in self.recorded],
             "redis_memory": dict(self.redis_memory),
+            "owed": attrs.asdict(self.owed) if self.owed is not None else None,
         }
 
 
@@ -334,6 +341,20 @@ class _SnapshotCollector(Collector):
             yield GaugeMetricFamily(
                 f"{NAMESPACE}_dead_letter_jobs", "Jobs in the dead-letter queue", value=snapshot.dead_letter_size
             )
+        if snapshot.owed is not None:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_dead_letter_owed_jobs",
+                "Dead-lettered message jobs whose message is still owed",
+                value=snapshot.owed.dead_letter_owed,
+            )
+            stuck = GaugeMetricFamily(
+                f"{NAMESPACE}_send_ledger_stuck_entries",
+                "Send-ledger entries still claimed/unknown long after the settle period",
+                labels=["state"],
+            )
+            for state, count in sorted(snapshot.owed.stuck_ledger.items()):
+                stuck.add_metric([state], count)
+            yield stuck
 
     def _schedule_metrics(self) -> Iterator[Metric]:
         last_run = GaugeMetricFamily(

@@ -46,6 +46,7 @@ update send_ledger l
        delivery_reported_at = i.at,
        state = case when {_SETTLES_SQL} then 'sent' else l.state end,
        updated_at = case when {_SETTLES_SQL} then i.at else l.updated_at end,
+       version = case when {_SETTLES_SQL} then nextval('send_ledger_version') else l.version end,
        provider_message_id = coalesce(l.provider_message_id, i.message_id)
   from incoming i
  where l.key = i.key
@@ -56,7 +57,7 @@ update send_ledger l
 returning l.key
 """  # noqa: S608  # fixed SQL fragments, every value a parameter
 
-_ENTRY_COLUMNS = "key, channel, state, claimed_at, updated_at, provider_message_id, reason"
+_ENTRY_COLUMNS = "key, channel, state, claimed_at, updated_at, provider_message_id, reason, version"
 
 
 @attrs.define
@@ -163,17 +164,18 @@ class PostgresDeliveryFeedback:
                 updated_at=row["updated_at"],
                 provider_message_id=row["provider_message_id"],
                 reason=row["reason"],
+                version=row["version"],
             )
             for row in rows
         ]
 
     async def give_up(self, entry: LedgerEntry, at: datetime) -> bool:
         moved = await self.db.fetchval(
-            "update send_ledger set state = 'failed', reason = $4, updated_at = $5"
-            " where key = $1 and state = $2 and updated_at = $3 and state in ('claimed', 'unknown') returning true",
+            "update send_ledger set state = 'failed', reason = $3, updated_at = $4,"
+            " version = nextval('send_ledger_version')"
+            " where key = $1 and version = $2 and state in ('claimed', 'unknown') returning true",
             entry.key,
-            entry.state.value,
-            entry.updated_at,
+            entry.version,
             FAILED_UNCONFIRMED,
             at,
         )

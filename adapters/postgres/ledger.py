@@ -2,7 +2,9 @@
 
 A claim is ``INSERT ... ON CONFLICT DO NOTHING`` in the same transaction as the suppression check, so of
 concurrent claims of one key exactly one inserts. Every later move is one conditional UPDATE (or DELETE) that
-names the states it may leave, which makes the state machine of the port hold under concurrency too.
+names the states it may leave and the version the caller read, and draws a new version from one sequence
+(migration 0003), so of concurrent movers exactly one wins, even across a release and a new claim of the key.
+A move that finds the entry changed is logged (``ledger_entry_changed``) with the key and versions only.
 """
 
 from __future__ import annotations
@@ -12,11 +14,19 @@ from datetime import datetime
 
 import asyncpg
 import attrs
+import structlog
 
 from adapters.postgres.pool import PostgresDatabase
 from domain.errors import SuppressionReason, TransientError
 from domain.messages import ClaimResult, ClaimStatus, LedgerEntry, LedgerState, SendClaim
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
+
+log = structlog.get_logger()
+
+_SELECT_ENTRY = (
+    "select key, channel, state, claimed_at, updated_at, provider_message_id, reason, version"
+    " from send_ledger where key = $1"
+)
 
 
 def suppression_address(recipient: PhoneNumber | EmailAddress) -> str:
@@ -33,7 +43,14 @@ def _entry(row: asyncpg.Record) -> LedgerEntry:
         updated_at=row["updated_at"],
         provider_message_id=row["provider_message_id"],
         reason=row["reason"],
+        version=row["version"],
     )
+
+
+def _moved(transition: str, key: str, version: int, moved: object) -> bool:
+    if not moved:
+        log.info("ledger_entry_changed", transition=transition, ledger_key=key, read_version=version)
+    return bool(moved)
 
 
 @attrs.define
@@ -53,9 +70,10 @@ class PostgresSendLedger:
             # A loser of the race waits here for the winner's commit, then sees the conflict. If the winner
             # released its entry meanwhile, the key is free again: try once more.
             for _ in range(3):
-                inserted = await connection.fetchval(
+                inserted = await connection.fetchrow(
                     "insert into send_ledger (key, org_id, contact_id, channel, purpose, state, claimed_at, updated_at)"
-                    " values ($1, $2, $3, $4, $5, 'claimed', $6, $6) on conflict (key) do nothing returning true",
+                    " values ($1, $2, $3, $4, $5, 'claimed', $6, $6) on conflict (key) do nothing"
+                    " returning key, channel, state, claimed_at, updated_at, provider_message_id, reason, version",
                     claim.key,
                     claim.org_id,
                     claim.contact_id,
@@ -63,63 +81,91 @@ class PostgresSendLedger:
                     claim.purpose.value,
                     at,
                 )
-                if inserted:
-                    return ClaimResult(ClaimStatus.CLAIMED)
-                existing = await connection.fetchrow(
-                    "select key, channel, state, claimed_at, updated_at, provider_message_id, reason"
-                    " from send_ledger where key = $1",
-                    claim.key,
-                )
+                if inserted is not None:
+                    entry = _entry(inserted)
+                    log.info("ledger_claimed", ledger_key=claim.key, version=entry.version)
+                    return ClaimResult(ClaimStatus.CLAIMED, entry)
+                existing = await connection.fetchrow(_SELECT_ENTRY, claim.key)
                 if existing is not None:
-                    return ClaimResult(ClaimStatus.TAKEN, existing=_entry(existing))
+                    entry = _entry(existing)
+                    log.info("ledger_taken", ledger_key=claim.key, state=entry.state.value, version=entry.version)
+                    return ClaimResult(ClaimStatus.TAKEN, entry)
         raise TransientError("send ledger key was claimed and released repeatedly during one claim")
 
     async def get(self, key: str) -> LedgerEntry | None:
-        row = await self.db.fetchrow(
-            "select key, channel, state, claimed_at, updated_at, provider_message_id, reason"
-            " from send_ledger where key = $1",
-            key,
-        )
+        row = await self.db.fetchrow(_SELECT_ENTRY, key)
         return _entry(row) if row else None
 
-    async def mark_sent(self, key: str, provider_message_id: str, at: datetime) -> None:
-        await self.db.execute(
-            "update send_ledger set state = 'sent', provider_message_id = $2, updated_at = $3"
-            " where key = $1 and state in ('claimed', 'unknown')",
+    async def mark_sent(self, key: str, version: int, provider_message_id: str, at: datetime) -> bool:
+        moved = await self.db.fetchval(
+            "update send_ledger set state = 'sent', provider_message_id = $3, updated_at = $4,"
+            " version = nextval('send_ledger_version')"
+            " where key = $1 and version = $2 and state in ('claimed', 'unknown') returning true",
             key,
+            version,
             provider_message_id,
             at,
         )
+        return _moved("sent", key, version, moved)
 
-    async def mark_failed(self, key: str, reason: str, code: str | None, at: datetime) -> None:
-        await self.db.execute(
-            "update send_ledger set state = 'failed', reason = $2, updated_at = $3"
-            " where key = $1 and state in ('claimed', 'unknown')",
+    async def mark_failed(self, key: str, version: int, reason: str, code: str | None, at: datetime) -> bool:
+        moved = await self.db.fetchval(
+            "update send_ledger set state = 'failed', reason = $3, updated_at = $4,"
+            " version = nextval('send_ledger_version')"
+            " where key = $1 and version = $2 and state in ('claimed', 'unknown') returning true",
             key,
+            version,
             f"{reason} ({code})" if code else reason,
             at,
         )
+        return _moved("failed", key, version, moved)
 
-    async def mark_unknown(self, key: str, reason: str, at: datetime) -> None:
-        await self.db.execute(
-            "update send_ledger set state = 'unknown', reason = $2, updated_at = $3"
-            " where key = $1 and state = 'claimed'",
+    async def mark_unknown(self, key: str, version: int, reason: str, at: datetime) -> bool:
+        moved = await self.db.fetchval(
+            "update send_ledger set state = 'unknown', reason = $3, updated_at = $4,"
+            " version = nextval('send_ledger_version')"
+            " where key = $1 and version = $2 and state = 'claimed' returning true",
             key,
+            version,
             reason,
             at,
         )
+        return _moved("unknown", key, version, moved)
 
-    async def reclaim(self, key: str, at: datetime) -> bool:
-        moved = await self.db.fetchval(
-            "update send_ledger set state = 'claimed', claimed_at = $2, updated_at = $2"
-            " where key = $1 and state in ('claimed', 'unknown') returning true",
+    async def reclaim(self, key: str, version: int, at: datetime) -> LedgerEntry | None:
+        row = await self.db.fetchrow(
+            "update send_ledger set state = 'claimed', claimed_at = $3, updated_at = $3,"
+            " version = nextval('send_ledger_version')"
+            " where key = $1 and version = $2 and state in ('claimed', 'unknown')"
+            " returning key, channel, state, claimed_at, updated_at, provider_message_id, reason, version",
             key,
+            version,
             at,
         )
-        return bool(moved)
+        if row is None:
+            _moved("reclaimed", key, version, None)
+            return None
+        entry = _entry(row)
+        log.info("ledger_reclaimed", ledger_key=key, read_version=version, version=entry.version)
+        return entry
 
-    async def release(self, key: str) -> None:
-        await self.db.execute("delete from send_ledger where key = $1 and state = 'claimed'", key)
+    async def release(self, key: str, version: int) -> bool:
+        moved = await self.db.fetchval(
+            "delete from send_ledger where key = $1 and version = $2 and state = 'claimed' returning true",
+            key,
+            version,
+        )
+        return _moved("released", key, version, moved)
+
+    async def unsettled_before(self, before: datetime, limit: int) -> Sequence[LedgerEntry]:
+        rows = await self.db.fetch(
+            "select key, channel, state, claimed_at, updated_at, provider_message_id, reason, version"
+            " from send_ledger where state in ('claimed', 'unknown') and updated_at < $1"
+            " order by updated_at limit $2",
+            before,
+            limit,
+        )
+        return [_entry(row) for row in rows]
 
     async def suppress(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from domain.consent import ConsentGatedLedger
 from domain.errors import SuppressionReason
@@ -36,7 +37,7 @@ def start(event_id: str = "SMin2", minutes: int = 1) -> ConsentChange:
 
 async def sent_entry(backend: Backend, sid: str = "SM1") -> None:
     await backend.ledger.claim(sms_claim(), T0)
-    await backend.ledger.mark_sent(KEY, sid, T0)
+    await backend.ledger.mark_sent(KEY, await _version(backend.ledger, KEY), sid, T0)
 
 
 async def test_progress_moves_forward_only(backend: Backend) -> None:
@@ -78,7 +79,7 @@ async def test_a_batch_moves_each_entry_once_to_its_highest_status(backend: Back
 async def test_a_report_settles_an_unknown_send(backend: Backend) -> None:
     """An UNKNOWN entry becomes SENT with the report's message id and the report's time."""
     await backend.ledger.claim(sms_claim(), T0)
-    await backend.ledger.mark_unknown(KEY, "timeout", T0)
+    await backend.ledger.mark_unknown(KEY, await _version(backend.ledger, KEY), "timeout", T0)
     await backend.feedback.apply([report(DeliveryProgress.DELIVERED, sid="SM9", minutes=5)], [])
     entry = await backend.ledger.get(KEY)
     assert entry is not None
@@ -93,7 +94,9 @@ async def test_reports_for_another_message_channel_or_a_refused_send_change_noth
     """Another message id, the wrong channel, an unknown key and a FAILED (refused) entry are all left alone."""
     await sent_entry(backend, sid="SM1")
     await backend.ledger.claim(email_claim(), T0)
-    await backend.ledger.mark_failed("dunning:c-1:7:email", "refused", "400", T0)
+    await backend.ledger.mark_failed(
+        "dunning:c-1:7:email", await _version(backend.ledger, "dunning:c-1:7:email"), "refused", "400", T0
+    )
     wrong_channel = DeliveryReport(KEY, Channel.EMAIL, DeliveryProgress.DELIVERED, T0, None)
     refused = DeliveryReport("dunning:c-1:7:email", Channel.EMAIL, DeliveryProgress.DELIVERED, T0, None)
     applied = await backend.feedback.apply(
@@ -156,9 +159,11 @@ async def test_unsettled_lists_old_claimed_and_unknown_entries_oldest_first(back
     await backend.ledger.claim(sms_claim("k-new"), T0 + timedelta(minutes=10))
     await backend.ledger.claim(sms_claim("k-old"), T0)
     await backend.ledger.claim(sms_claim("k-mid"), T0 + timedelta(minutes=1))
-    await backend.ledger.mark_unknown("k-mid", "timeout", T0 + timedelta(minutes=2))
+    await backend.ledger.mark_unknown(
+        "k-mid", await _version(backend.ledger, "k-mid"), "timeout", T0 + timedelta(minutes=2)
+    )
     await backend.ledger.claim(sms_claim("k-sent"), T0)
-    await backend.ledger.mark_sent("k-sent", "SM1", T0)
+    await backend.ledger.mark_sent("k-sent", await _version(backend.ledger, "k-sent"), "SM1", T0)
     found = await backend.feedback.unsettled(T0 + timedelta(minutes=5), 10)
     limited = await backend.feedback.unsettled(T0 + timedelta(minutes=5), 1)
     next_page = await backend.feedback.unsettled(T0 + timedelta(minutes=5), 1, (limited[0].updated_at, "k-old"))
@@ -172,7 +177,7 @@ async def test_give_up_is_a_compare_and_set_on_the_entry_as_read(backend: Backen
     report still settles it."""
     await backend.ledger.claim(sms_claim(), T0)
     [read] = await backend.feedback.unsettled(T0 + timedelta(minutes=1), 10)
-    await backend.ledger.mark_unknown(KEY, "timeout", T0 + timedelta(seconds=30))
+    await backend.ledger.mark_unknown(KEY, await _version(backend.ledger, KEY), "timeout", T0 + timedelta(seconds=30))
     stale = await backend.feedback.give_up(read, T0 + timedelta(hours=1))
     [fresh] = await backend.feedback.unsettled(T0 + timedelta(minutes=1), 10)
     given_up = await backend.feedback.give_up(fresh, T0 + timedelta(hours=1))
@@ -198,3 +203,10 @@ async def test_unsettled_by_age_counts_per_channel_and_age(backend: Backend) -> 
         (Channel.EMAIL, ages[0]): 0,
         (Channel.EMAIL, ages[1]): 0,
     }
+
+
+async def _version(ledger: Any, key: str) -> int:
+    """The version of ``key``'s ledger entry as read now: the compare-and-set token of its next move."""
+    entry = await ledger.get(key)
+    assert entry is not None
+    return int(entry.version)

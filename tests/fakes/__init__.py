@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import html as html_lib
+import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -128,57 +129,62 @@ class _Row:
 
 @attrs.define
 class InMemorySendLedger:
+    """The send ledger in a dict; versions come from one counter, as from the Postgres sequence."""
+
     rows: dict[str, _Row] = attrs.Factory(dict)
     suppressions: dict[tuple[OrgId, Channel, str], SuppressionReason] = attrs.Factory(dict)
+    versions: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
 
     async def claim(self, claim: SendClaim, at: datetime) -> ClaimResult:
         reason = self.suppressions.get((claim.org_id, claim.channel, _address(claim.recipient)))
         if reason is not None:
             return ClaimResult(ClaimStatus.SUPPRESSED, suppression=reason)
         if claim.key in self.rows:
-            return ClaimResult(ClaimStatus.TAKEN, existing=self.rows[claim.key].entry)
-        entry = LedgerEntry(claim.key, claim.channel, LedgerState.CLAIMED, at, at)
+            return ClaimResult(ClaimStatus.TAKEN, self.rows[claim.key].entry)
+        entry = LedgerEntry(claim.key, claim.channel, LedgerState.CLAIMED, at, at, version=next(self.versions))
         self.rows[claim.key] = _Row(entry, claim.org_id, claim.contact_id, claim.purpose)
-        return ClaimResult(ClaimStatus.CLAIMED)
+        return ClaimResult(ClaimStatus.CLAIMED, entry)
 
     async def get(self, key: str) -> LedgerEntry | None:
         row = self.rows.get(key)
         return row.entry if row else None
 
-    def _move(self, key: str, allowed: set[LedgerState], **changes: Any) -> bool:
+    def _move(self, key: str, version: int, allowed: set[LedgerState], **changes: Any) -> LedgerEntry | None:
         row = self.rows.get(key)
-        if row is None or row.entry.state not in allowed:
+        if row is None or row.entry.version != version or row.entry.state not in allowed:
+            return None
+        row.entry = attrs.evolve(row.entry, version=next(self.versions), **changes)
+        return row.entry
+
+    async def mark_sent(self, key: str, version: int, provider_message_id: str, at: datetime) -> bool:
+        unsettled = {LedgerState.CLAIMED, LedgerState.UNKNOWN}
+        changes = {"state": LedgerState.SENT, "provider_message_id": provider_message_id, "updated_at": at}
+        return self._move(key, version, unsettled, **changes) is not None
+
+    async def mark_failed(self, key: str, version: int, reason: str, code: str | None, at: datetime) -> bool:
+        text = f"{reason} ({code})" if code else reason
+        unsettled = {LedgerState.CLAIMED, LedgerState.UNKNOWN}
+        return self._move(key, version, unsettled, state=LedgerState.FAILED, reason=text, updated_at=at) is not None
+
+    async def mark_unknown(self, key: str, version: int, reason: str, at: datetime) -> bool:
+        claimed = {LedgerState.CLAIMED}
+        return self._move(key, version, claimed, state=LedgerState.UNKNOWN, reason=reason, updated_at=at) is not None
+
+    async def reclaim(self, key: str, version: int, at: datetime) -> LedgerEntry | None:
+        unsettled = {LedgerState.CLAIMED, LedgerState.UNKNOWN}
+        return self._move(key, version, unsettled, state=LedgerState.CLAIMED, claimed_at=at, updated_at=at)
+
+    async def release(self, key: str, version: int) -> bool:
+        row = self.rows.get(key)
+        if row is None or row.entry.version != version or row.entry.state is not LedgerState.CLAIMED:
             return False
-        row.entry = attrs.evolve(row.entry, **changes)
+        del self.rows[key]
         return True
 
-    async def mark_sent(self, key: str, provider_message_id: str, at: datetime) -> None:
-        self._move(
-            key,
-            {LedgerState.CLAIMED, LedgerState.UNKNOWN},
-            state=LedgerState.SENT,
-            provider_message_id=provider_message_id,
-            updated_at=at,
-        )
-
-    async def mark_failed(self, key: str, reason: str, code: str | None, at: datetime) -> None:
-        text = f"{reason} ({code})" if code else reason
-        self._move(
-            key, {LedgerState.CLAIMED, LedgerState.UNKNOWN}, state=LedgerState.FAILED, reason=text, updated_at=at
-        )
-
-    async def mark_unknown(self, key: str, reason: str, at: datetime) -> None:
-        self._move(key, {LedgerState.CLAIMED}, state=LedgerState.UNKNOWN, reason=reason, updated_at=at)
-
-    async def reclaim(self, key: str, at: datetime) -> bool:
-        return self._move(
-            key, {LedgerState.CLAIMED, LedgerState.UNKNOWN}, state=LedgerState.CLAIMED, claimed_at=at, updated_at=at
-        )
-
-    async def release(self, key: str) -> None:
-        row = self.rows.get(key)
-        if row is not None and row.entry.state is LedgerState.CLAIMED:
-            del self.rows[key]
+    async def unsettled_before(self, before: datetime, limit: int) -> Sequence[LedgerEntry]:
+        unsettled = {LedgerState.CLAIMED, LedgerState.UNKNOWN}
+        found = [r.entry for r in self.rows.values() if r.entry.state in unsettled and r.entry.updated_at < before]
+        return sorted(found, key=lambda entry: entry.updated_at)[:limit]
 
     async def suppress(
         self,

@@ -72,6 +72,7 @@ class InMemoryDeliveryFeedback:
             entry,
             state=LedgerState.SENT if settles else entry.state,
             updated_at=report.at if settles else entry.updated_at,
+            version=next(self.ledger.versions) if settles else entry.version,
             provider_message_id=entry.provider_message_id or report.provider_message_id,
         )
         return True
@@ -120,9 +121,15 @@ class InMemoryDeliveryFeedback:
         row = self.ledger.rows.get(entry.key)
         if row is None or row.entry.state not in (LedgerState.CLAIMED, LedgerState.UNKNOWN):
             return False
-        if (row.entry.state, row.entry.updated_at) != (entry.state, entry.updated_at):
+        if row.entry.version != entry.version:
             return False
-        row.entry = attrs.evolve(row.entry, state=LedgerState.FAILED, reason=FAILED_UNCONFIRMED, updated_at=at)
+        row.entry = attrs.evolve(
+            row.entry,
+            state=LedgerState.FAILED,
+            reason=FAILED_UNCONFIRMED,
+            updated_at=at,
+            version=next(self.ledger.versions),
+        )
         return True
 
     async def unsettled_by_age(

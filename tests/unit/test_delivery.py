@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from random import Random
 
 import attrs
 import pytest
@@ -16,9 +17,11 @@ from domain.errors import (
     SuppressionReason,
     TransientError,
 )
-from domain.messages import EmailMessage, LedgerState, SendClaim, SmsMessage
+from domain.messages import EmailMessage, LedgerEntry, LedgerState, SendClaim, SmsMessage
+from domain.reconciliation import ReconciliationReport, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
 from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender, InMemorySendLedger
+from tests.fakes.feedback import InMemoryDeliveryFeedback
 
 T0 = datetime(2026, 1, 21, 15, 0, tzinfo=UTC)
 ORG = OrgId("org-1")
@@ -26,14 +29,19 @@ CONTACT = ContactId("c-1")
 PHONE = PhoneNumber("+14155550100")
 ADDRESS = EmailAddress("ana@example.com")
 SETTLE = timedelta(seconds=60)
+RECHECK = timedelta(seconds=5)
+NO_JITTER = timedelta(0)
 
 
 @attrs.define
 class _LostReclaimLedger(InMemorySendLedger):
-    """A ledger where someone else resolves the entry between our look and our reclaim."""
+    """A ledger where another run reclaims the entry between our look and our reclaim."""
 
-    async def reclaim(self, key: str, at: datetime) -> bool:
-        return False
+    async def reclaim(self, key: str, version: int, at: datetime) -> LedgerEntry | None:
+        entry = await self.get(key)
+        assert entry is not None
+        await super().reclaim(key, entry.version, at)
+        return await super().reclaim(key, version, at)
 
 
 @attrs.define
@@ -50,7 +58,7 @@ def _setup(ledger: InMemorySendLedger | None = None) -> Setup:
     ledger = ledger if ledger is not None else InMemorySendLedger()
     sms = FakeSmsSender(clock=clock)
     email = FakeEmailSender()
-    return Setup(clock, ledger, sms, email, Dispatcher(ledger, sms, email, clock, settle=SETTLE))
+    return Setup(clock, ledger, sms, email, Dispatcher(ledger, sms, email, clock, settle=SETTLE, jitter=NO_JITTER))
 
 
 def _sms(key: str = "k:sms") -> tuple[SendClaim, SmsMessage]:
@@ -129,6 +137,35 @@ async def test_claimed_entry_is_left_alone_until_settled() -> None:
     assert s.sms.sent == []
 
 
+async def test_fresh_claim_is_looked_at_again_soon_and_its_answer_taken() -> None:
+    """A duplicate arriving while the first run is mid-send comes back after ``recheck`` and finds it SENT."""
+    s = _setup()
+    claim, message = _sms()
+    first = await s.ledger.claim(claim, T0)
+    assert first.entry is not None
+    s.clock.advance(timedelta(seconds=1))
+    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + RECHECK, "earlier_send_unsettled")
+    await s.ledger.mark_sent(claim.key, first.entry.version, "SM-first", T0 + timedelta(seconds=2))
+    s.clock.advance(RECHECK)
+    assert await s.dispatcher.deliver(claim, message) == Delivered("SM-first", earlier=True)
+    assert s.sms.sent == []
+
+
+async def test_deferrals_for_an_unsettled_entry_are_spread_by_jitter() -> None:
+    """Jobs that meet one unsettled entry at one instant are deferred to different instants within the jitter."""
+    s = _setup()
+    claim, message = _sms()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(timedelta(seconds=30))
+    jitter = timedelta(seconds=5)
+    dispatcher = Dispatcher(s.ledger, s.sms, s.email, s.clock, settle=SETTLE, jitter=jitter, random=Random(7))
+    results = [await dispatcher.deliver(claim, message) for _ in range(20)]
+    untils = [result.until for result in results if isinstance(result, Postponed)]
+    assert len(untils) == 20
+    assert all(T0 + SETTLE <= until <= T0 + SETTLE + jitter for until in untils)
+    assert len(set(untils)) == 20
+
+
 async def test_unknown_entry_is_left_alone_until_settled() -> None:
     """After an ambiguous answer an immediate retry waits until the entry has settled."""
     s = _setup()
@@ -164,12 +201,13 @@ async def test_settled_sms_the_provider_never_got_is_sent_again() -> None:
 
 
 async def test_settled_sms_whose_entry_changed_meanwhile_is_postponed() -> None:
-    """When another run resolves the entry between our look and our reclaim, nothing is sent now."""
+    """When another run reclaims the entry between our look and our reclaim, this one does not send; it looks again
+    after ``recheck``."""
     s = _setup(_LostReclaimLedger())
     claim, message = _sms()
     await s.ledger.claim(claim, T0)
     s.clock.advance(SETTLE)
-    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + 2 * SETTLE, "ledger_entry_changed")
+    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + SETTLE + RECHECK, "ledger_entry_changed")
     assert s.sms.sent == []
 
 
@@ -248,4 +286,51 @@ async def test_a_send_the_provider_never_received_releases_its_claim() -> None:
         await s.dispatcher.deliver(*_sms())
     assert await s.ledger.get("k:sms") is None
     assert isinstance(await s.dispatcher.deliver(*_sms()), Delivered)
+    assert len(s.sms.sent) == 1
+
+
+async def test_an_unclassified_sender_failure_counts_as_unknown() -> None:
+    """A sender failing in a way it did not classify may have sent: the entry turns UNKNOWN, never released."""
+    s = _setup()
+    s.sms.fail_with.append(RuntimeError("bug in the sender"))
+    with pytest.raises(RuntimeError):
+        await s.dispatcher.deliver(*_sms())
+    entry = await s.ledger.get("k:sms")
+    assert entry is not None
+    assert entry.state is LedgerState.UNKNOWN
+
+
+async def test_racers_that_lose_the_reclaim_take_the_winners_answer() -> None:
+    """Two runs find one settled CLAIMED entry; the first re-sends, the second's reclaim fails and it reports the
+    first one's message instead of sending a second."""
+    s = _setup()
+    claim, message = _sms()
+    await s.ledger.claim(claim, T0)
+    s.clock.advance(SETTLE)
+    stale = await s.ledger.get("k:sms")
+    assert stale is not None
+    assert await s.dispatcher.deliver(claim, message) == Delivered(f"SM{1:032d}")
+    s.sms.provider_log.clear()  # the provider's look-up misses it, as a racer that looked before the send would
+    assert await s.dispatcher._resolve_existing(stale, message, s.clock.now()) == Delivered(f"SM{1:032d}", earlier=True)
+    assert len(s.sms.sent) == 1
+
+
+async def test_a_stuck_unknown_sms_the_provider_holds_is_settled_to_sent() -> None:
+    """A send left UNKNOWN by a job that ended (attempts spent) is marked SENT by the reconciler once settled, when
+    the provider holds it; one the provider never got stays unsettled (still owed), and nothing is sent."""
+    s = _setup()
+    s.sms.accepted_but_lost = True
+    with pytest.raises(DeliveryOutcomeUnknown):
+        await s.dispatcher.deliver(*_sms("held:sms"))
+    await s.ledger.claim(_sms("never:sms")[0], T0)
+    feedback = InMemoryDeliveryFeedback(s.ledger)
+    reconciler = UnknownSendReconciler(feedback, feedback, s.sms, s.clock, settle=timedelta(minutes=15))
+    assert await reconciler.run_once() == ReconciliationReport()
+    s.clock.advance(timedelta(minutes=16))
+    assert await reconciler.run_once() == ReconciliationReport(settled=1, left=1)
+    held, never = await s.ledger.get("held:sms"), await s.ledger.get("never:sms")
+    assert held is not None
+    assert never is not None
+    assert (held.state, held.provider_message_id) == (LedgerState.SENT, f"SM{1:032d}")
+    assert never.state is LedgerState.CLAIMED
     assert len(s.sms.sent) == 1

@@ -4,6 +4,7 @@ dispatcher and reconciliation of unsettled sends (in-memory fakes)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -118,7 +119,7 @@ async def test_an_unknown_sms_twilio_has_is_settled_to_sent() -> None:
     clock, ledger, sms, reconciler = reconciler_world()
     await ledger.claim(CLAIM, T0)
     sms.provider_log[KEY] = (T0, ProviderReceipt("SM77"))  # Twilio took it; our answer timed out
-    await ledger.mark_unknown(KEY, "timeout", T0)
+    await ledger.mark_unknown(KEY, await _version(ledger, KEY), "timeout", T0)
     clock.advance(timedelta(minutes=2))
     report = await reconciler.run_once()
     entry = await ledger.get(KEY)
@@ -131,7 +132,7 @@ async def test_an_unsettled_send_is_given_up_after_the_horizon_and_never_sent_ag
     """Not at Twilio and older than the horizon: failed_unconfirmed; a later run of the job sends nothing."""
     clock, ledger, sms, reconciler = reconciler_world(horizon=timedelta(hours=1))
     await ledger.claim(CLAIM, T0)
-    await ledger.mark_unknown(KEY, "timeout", T0)
+    await ledger.mark_unknown(KEY, await _version(ledger, KEY), "timeout", T0)
     clock.advance(timedelta(minutes=30))
     early = await reconciler.run_once()
     clock.advance(timedelta(hours=1))
@@ -150,7 +151,7 @@ async def test_an_unknown_email_waits_for_its_event_until_the_horizon() -> None:
         EmailAddress("ana@example.com"),
     )  # fmt: skip
     await ledger.claim(email, T0)
-    await ledger.mark_unknown(email.key, "timeout", T0)
+    await ledger.mark_unknown(email.key, await _version(ledger, email.key), "timeout", T0)
     clock.advance(timedelta(minutes=10))
     before = await reconciler.run_once()
     clock.advance(timedelta(hours=1))
@@ -169,3 +170,10 @@ async def test_passes_page_through_many_waiting_entries() -> None:
     clock.advance(timedelta(minutes=10))
     visited = [(await reconciler.run_once()).left for _ in range(3)]
     assert visited == [2, 1, 2]
+
+
+async def _version(ledger: Any, key: str) -> int:
+    """The version of ``key``'s ledger entry as read now: the compare-and-set token of its next move."""
+    entry = await ledger.get(key)
+    assert entry is not None
+    return int(entry.version)

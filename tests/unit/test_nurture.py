@@ -181,8 +181,9 @@ async def test_retry_after_a_crash_between_send_and_record_moves_on_without_rese
     """A message the ledger holds as sent is not sent again, and the step is recorded and the next one queued."""
     key = nurture_ledger_key(ENROLLMENT, 1, Channel.EMAIL)
     claim = SendClaim(key, ORG, CONTACT, Channel.EMAIL, MessagePurpose.MARKETING, EmailAddress("dana@example.com"))
-    await world.ledger.claim(claim, NOW - timedelta(minutes=5))
-    await world.ledger.mark_sent(key, "sg-earlier", NOW - timedelta(minutes=5))
+    claimed = await world.ledger.claim(claim, NOW - timedelta(minutes=5))
+    assert claimed.entry is not None
+    await world.ledger.mark_sent(key, claimed.entry.version, "sg-earlier", NOW - timedelta(minutes=5))
 
     outcome = await world.service.process(job())
 
@@ -197,8 +198,9 @@ async def test_a_retry_at_the_cap_is_not_held_back_by_its_own_earlier_send(world
     await _marketing_claims(world, timedelta(hours=3), timedelta(hours=2))
     key = nurture_ledger_key(ENROLLMENT, 1, Channel.EMAIL)
     claim = SendClaim(key, ORG, CONTACT, Channel.EMAIL, MessagePurpose.MARKETING, EmailAddress("dana@example.com"))
-    await world.ledger.claim(claim, NOW - timedelta(minutes=5))
-    await world.ledger.mark_sent(key, "sg-earlier", NOW - timedelta(minutes=5))
+    claimed = await world.ledger.claim(claim, NOW - timedelta(minutes=5))
+    assert claimed.entry is not None
+    await world.ledger.mark_sent(key, claimed.entry.version, "sg-earlier", NOW - timedelta(minutes=5))
 
     assert await world.service.process(job()) == Sent((Channel.EMAIL,))
     assert [p.job_id for p in world.publisher.published] == ["nurture_enr-1_2"]

@@ -256,10 +256,11 @@ async def test_unconfirmed_email_is_skipped_not_resent() -> None:
     world = _world(preferred=Channel.EMAIL)
     earlier = NOW - timedelta(minutes=10)
     address = EmailAddress("ana@example.com")
-    await world.ledger.claim(
+    claimed = await world.ledger.claim(
         SendClaim(EMAIL_KEY, ORG, CONTACT, Channel.EMAIL, MessagePurpose.TRANSACTIONAL, address), earlier
     )
-    await world.ledger.mark_unknown(EMAIL_KEY, "provider did not answer in time", earlier)
+    assert claimed.entry is not None
+    await world.ledger.mark_unknown(EMAIL_KEY, claimed.entry.version, "provider did not answer in time", earlier)
     assert await world.service.process(_job()) == Skipped("delivery_unconfirmed")
     assert world.email.sent == []
 

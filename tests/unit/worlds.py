@@ -7,6 +7,7 @@ and builds its service in ``__attrs_post_init__``; its builders (orgs, contacts,
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import attrs
@@ -44,7 +45,7 @@ class MessagingWorld:
     email: FakeEmailSender = attrs.Factory(FakeEmailSender)
 
     def dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.ledger, self.sms, self.email, self.clock)
+        return Dispatcher(self.ledger, self.sms, self.email, self.clock, jitter=timedelta(0))
 
     def change_contact(self, **changes: Any) -> None:
         """Replace fields of the stored contact ``CONTACT`` of ``ORG``."""

@@ -106,6 +106,32 @@ async def test_job_of_a_sigkilled_worker_is_completed_by_another_after_its_lock_
     assert done == [f"o1:{second.pid}"]
 
 
+@pytest.mark.slow
+async def test_a_job_interrupted_twice_is_completed_not_failed_as_stalled(prefix: str) -> None:
+    """Two workers SIGKILLed in turn mid-job (stalls, not attempts): the third completes it; with bullmq's default
+    stall limit of 1 the second stall would fail it "stalled more than allowable limit" and dead-letter it."""
+    short_locks = {"lock_duration_ms": 2000, "stalled_interval_ms": 1000, "grace_period_s": 0.5}
+    killed = []
+    last = None
+    try:
+        job_id = await add(prefix, QUEUE, "process-snapshots", snapshot("o1"))
+        for started in (1, 2):
+            worker = worker_process(prefix=prefix, job_seconds=30, **short_locks)
+            killed.append(worker)
+            await eventually(lambda n=started: _has(prefix, "started", n), within=60)
+            worker.send_signal(signal.SIGKILL)
+            await exit_code(worker)
+        last = worker_process(prefix=prefix, job_seconds=0.1, **short_locks)
+        await eventually(lambda: _has(prefix, "done", 1), within=60)
+        await eventually(lambda: _state(prefix, job_id, "completed"))
+        last.send_signal(signal.SIGTERM)
+        assert await exit_code(last) == 0
+    finally:
+        for worker in [*killed, *([last] if last else [])]:
+            worker.kill()
+    assert await list_of(prefix, "done") == [f"o1:{last.pid}"]
+
+
 @pytest.fixture
 async def own_redis(tmp_path: pathlib.Path) -> AsyncIterator[OwnRedis]:
     server = OwnRedis(tmp_path)

@@ -36,7 +36,8 @@ async def test_the_runner_applies_the_outbox_migration(database: PostgresDatabas
 
 
 async def test_sms_is_recorded_once_and_logged_redacted(database: PostgresDatabase, clock: FakeClock) -> None:
-    """A send stores key, recipient and body, and logs only the event, the key and the masked recipient."""
+    """A send stores key, recipient and body, and logs the request, the answer (ledger key and receipt) and the
+    record (ledger key and masked recipient): never the number or the text."""
     sender = OutboxSmsSender(database, clock)
     with capture_logs() as logs:
         receipt = await sender.send(SmsMessage("reminder:a1:24h:sms", PhoneNumber(CANARY_PHONE), CANARY_BODY))
@@ -51,7 +52,9 @@ async def test_sms_is_recorded_once_and_logged_redacted(database: PostgresDataba
     )
     assert row["created_at"] == clock.now()
     assert receipt.provider_message_id == f"outbox-sms-{row['id']}"
-    assert logs == [
+    assert [line["event"] for line in logs] == ["provider_request", "provider_answered", "outbox.sms_recorded"]
+    assert logs[1]["provider_message_id"] == receipt.provider_message_id
+    assert logs[2:] == [
         {
             "event": "outbox.sms_recorded",
             "log_level": "info",
@@ -102,5 +105,5 @@ async def test_email_is_recorded_with_subject_and_both_bodies(database: Postgres
         "<p>x</p>",
     )
     assert receipt.provider_message_id == f"outbox-email-{row['id']}"
-    assert [entry["event"] for entry in logs] == ["outbox.email_recorded"]
+    assert [entry["event"] for entry in logs] == ["provider_request", "provider_answered", "outbox.email_recorded"]
     assert_no_canary(repr(logs))

@@ -90,6 +90,7 @@ async def test_a_malformed_node_job_fails_once_with_a_readable_reason_and_one_de
     assert code == 0, err
     [listed] = [entry for entry in json.loads(out)["jobs"] if entry["id"] == copy_id]
     assert (listed["jobName"], listed["jobId"], listed["failedReason"]) == (name, job_id, job["failedReason"])
+    assert listed["owed"] is False  # invalid data: nothing can be sent, so nothing is owed
     assert CANARY_PHONE not in out + err
 
     code, out, err = await run_cli(env, "dead-letter", "replay", copy_id, "--json")

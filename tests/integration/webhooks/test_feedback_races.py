@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ async def test_concurrent_duplicated_reports_move_each_entry_at_most_once_per_ra
                 PhoneNumber("+14155550123"),
             )  # fmt: skip
             await ledger.claim(claim, T0)
-            await ledger.mark_unknown(key, "timeout", T0)
+            await ledger.mark_unknown(key, await _version(ledger, key), "timeout", T0)
         reports = [
             DeliveryReport(key, Channel.SMS, progress, T0, f"SM-{key}") for key in keys for progress in ORDER * 4
         ]
@@ -46,3 +47,10 @@ async def test_concurrent_duplicated_reports_move_each_entry_at_most_once_per_ra
         assert all(1 <= count <= 3 for count in moves.values()), moves
         assert [await feedback.progress(key) for key in keys] == [DeliveryProgress.DELIVERED] * len(keys)
         assert {(s.state, s.provider_message_id == f"SM-{s.key}") for s in states if s} == {(LedgerState.SENT, True)}
+
+
+async def _version(ledger: Any, key: str) -> int:
+    """The version of ``key``'s ledger entry as read now: the compare-and-set token of its next move."""
+    entry = await ledger.get(key)
+    assert entry is not None
+    return int(entry.version)

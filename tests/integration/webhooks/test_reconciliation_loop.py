@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from adapters.clock import SystemClock
 from adapters.observability.metrics import MetricsSnapshot, read_recorded, render_prometheus
@@ -30,7 +31,7 @@ async def test_one_pass_gives_up_an_email_past_the_horizon_and_reports_it(webhoo
     now = datetime.now(UTC)
     for key, at in (("dunning:old:email", now - timedelta(days=2)), ("dunning:new:email", now - timedelta(minutes=10))):
         await webhooks.ledger.claim(email_claim(key), at)
-        await webhooks.ledger.mark_unknown(key, "timeout", at)
+        await webhooks.ledger.mark_unknown(key, await _version(webhooks.ledger, key), "timeout", at)
     reconciler = UnknownSendReconciler(webhooks.feedback, webhooks.feedback, FakeSmsSender(), SystemClock())
     stop = asyncio.Event()
     async with redis_prefix() as (client, prefix):
@@ -50,3 +51,10 @@ async def test_one_pass_gives_up_an_email_past_the_horizon_and_reports_it(webhoo
     assert new.state is LedgerState.UNKNOWN
     assert 'clientflow_reconciled_sends_total{outcome="given_up"} 1.0' in text
     assert 'clientflow_unsettled_sends{channel="email",older_than_seconds="300"} 1.0' in text
+
+
+async def _version(ledger: Any, key: str) -> int:
+    """The version of ``key``'s ledger entry as read now: the compare-and-set token of its next move."""
+    entry = await ledger.get(key)
+    assert entry is not None
+    return int(entry.version)

@@ -44,7 +44,7 @@ async def post(webhooks: Webhooks, body: bytes, headers: dict[str, str]) -> int:
 async def unknown_email(webhooks: Webhooks) -> None:
     claim = SendClaim(KEY, OrgId("org-1"), ContactId("c-1"), Channel.EMAIL, MessagePurpose.TRANSACTIONAL, EMAIL)
     await webhooks.ledger.claim(claim, T0)
-    await webhooks.ledger.mark_unknown(KEY, "timeout", T0)
+    await webhooks.ledger.mark_unknown(KEY, await _version(webhooks.ledger, KEY), "timeout", T0)
 
 
 async def test_a_delivered_event_settles_an_unknown_email(webhooks: Webhooks, sendgrid_keys: SendGridKeys) -> None:
@@ -136,3 +136,10 @@ async def test_unusable_entries_do_not_cost_the_rest_of_the_batch(
     body = json.dumps(["noise", {"event": "bounce", "sg_event_id": "x"}, event("delivered", 3)]).encode()
     assert await post(webhooks, body, sendgrid_keys.headers(body)) == 204
     assert await webhooks.feedback.progress(KEY) is DeliveryProgress.DELIVERED
+
+
+async def _version(ledger: Any, key: str) -> int:
+    """The version of ``key``'s ledger entry as read now: the compare-and-set token of its next move."""
+    entry = await ledger.get(key)
+    assert entry is not None
+    return int(entry.version)

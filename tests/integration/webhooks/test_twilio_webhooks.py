@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -48,9 +49,9 @@ async def claimed(webhooks: Webhooks, state: LedgerState = LedgerState.UNKNOWN) 
     claim = SendClaim(KEY, OrgId("org-1"), ContactId("c-1"), Channel.SMS, MessagePurpose.TRANSACTIONAL, PHONE)
     await webhooks.ledger.claim(claim, T0)
     if state is LedgerState.UNKNOWN:
-        await webhooks.ledger.mark_unknown(KEY, "timeout", T0)
+        await webhooks.ledger.mark_unknown(KEY, await _version(webhooks.ledger, KEY), "timeout", T0)
     elif state is LedgerState.SENT:
-        await webhooks.ledger.mark_sent(KEY, "SM1", T0)
+        await webhooks.ledger.mark_sent(KEY, await _version(webhooks.ledger, KEY), "SM1", T0)
 
 
 async def test_a_delivered_callback_settles_an_unknown_send(webhooks: Webhooks) -> None:
@@ -163,3 +164,10 @@ async def test_events_and_refusals_are_counted_in_the_metrics(webhooks: Webhooks
     assert 'clientflow_webhook_events_total{kind="inbound_withdrawn",outcome="applied",provider="twilio"} 1.0' in text
     assert 'clientflow_webhook_refusals_total{provider="twilio",reason="unsigned"} 1.0' in text
     assert 'clientflow_unsettled_sends{channel="sms",older_than_seconds="300"} 1.0' in text
+
+
+async def _version(ledger: Any, key: str) -> int:
+    """The version of ``key``'s ledger entry as read now: the compare-and-set token of its next move."""
+    entry = await ledger.get(key)
+    assert entry is not None
+    return int(entry.version)
