@@ -109,7 +109,7 @@ def test_a_fresh_clone_runs_with_the_bare_supervisord_command(
         assert run(clone, *ctl, "restart", "worker-nurture:*").returncode == 0
         assert state(clone, "worker-nurture:worker-nurture-00") == "RUNNING"
         assert pid_of(clone, "worker-nurture:worker-nurture-00") != before
-        assert "worker_started" in run(clone, *ctl, "tail", "worker-dunning:worker-dunning-00").stdout
+        assert "queue=dunning" in run(clone, *ctl, "tail", "worker-dunning:worker-dunning-00").stdout
         assert run(clone, *ctl, "stop", "health").returncode == 0
         assert state(clone, "health") == "STOPPED"
     finally:
