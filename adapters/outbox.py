@@ -54,7 +54,7 @@ class OutboxSmsSender:
     recorder: MetricsRecorder | None = None
 
     async def send(self, message: SmsMessage) -> ProviderReceipt:
-        with provider_call("outbox", "sms", self.recorder, message.ledger_key, sms_length(message.body)) as answer:
+        with provider_call("outbox", "sms", self.recorder, message.ledger_key, sms=sms_length(message.body)) as answer:
             receipt = await _record(
                 self.database,
                 Channel.SMS,

@@ -254,7 +254,7 @@ class TwilioSmsSender:
             await self.redis.set(self._record_key(message.ledger_key), record, ex=self.record_ttl)
         except (RedisError, OSError) as error:
             raise TransientError(f"could not record the send for reconciliation ({type(error).__name__})") from None
-        with provider_call("twilio", "sms", self.recorder, message.ledger_key, sms_length(message.body)) as answer:
+        with provider_call("twilio", "sms", self.recorder, message.ledger_key, sms=sms_length(message.body)) as answer:
             created = await self._create(message)
             answer.provider_message_id = str(created.sid)
         return ProviderReceipt(str(created.sid))

@@ -59,6 +59,7 @@ def provider_call(
     channel: str,
     recorder: MetricsRecorder | None,
     ledger_key: str | None = None,
+    *,
     sms: SmsLength | None = None,
 ) -> Iterator[ProviderAnswer]:
     """Wrap one send: the span ``<provider> send``, the request and answer log lines and, when ``recorder`` is

@@ -105,9 +105,9 @@ async def test_sms_segments_are_counted_by_encoding_for_accepted_messages_only(r
     client, prefix = redis_prefix
     recorder = MetricsRecorder(prefix)
     for body in ("a" * 161, "Hi 😀 " * 20):  # 2 GSM-7 segments, then 120 UCS-2 units = 2 segments
-        with provider_call("twilio", "sms", recorder, sms_length(body)):
+        with provider_call("twilio", "sms", recorder, sms=sms_length(body)):
             pass
-    with pytest.raises(DeliveryRejected), provider_call("twilio", "sms", recorder, sms_length("b" * 400)):
+    with pytest.raises(DeliveryRejected), provider_call("twilio", "sms", recorder, sms=sms_length("b" * 400)):
         raise DeliveryRejected("recipient has opted out", "21610")
     await recorder.flush(client)
 

@@ -107,7 +107,7 @@ def test_the_cli_says_redis_is_unreachable_in_one_line(command: list[str]) -> No
     )
     assert done.returncode == 69
     [only] = done.stderr.splitlines()
-    assert f"REDIS_HOST/REDIS_PORT: no Redis answers at 127.0.0.1:{port} (connection refused)" in only
+    assert f"REDIS_HOST/REDIS_PORT: no Redis answers at redis://127.0.0.1:{port}/0 (connection refused)" in only
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_a_worker_waits_for_redis_then_starts_by_itself(tmp_path: pathlib.Path, 
                 redis.terminate()
                 redis.wait(30)
     text = log_path.read_text()
-    assert f"REDIS_HOST/REDIS_PORT: no Redis answers at 127.0.0.1:{port} (connection refused)" in text
+    assert f"REDIS_HOST/REDIS_PORT: no Redis answers at redis://127.0.0.1:{port}/0 (connection refused)" in text
     assert "Traceback" not in text
     assert worker.returncode == 0
 
