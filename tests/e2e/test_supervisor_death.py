@@ -49,10 +49,10 @@ def test_killing_supervisord_leaves_no_orphan_and_a_new_start_runs_one_set(
             f"every process of the killed supervisord's set gone (left: {[p for p in old.values() if alive(p)]})",
         )
         system.wait_workers_running(within=90)
-        system.wait_running("health", within=60)
+        system.wait_running("health", "webhooks", within=60)
         new = system.program_pids()
         assert set(launched_from(tmp_path)) == {pid for name, pid in new.items() if name != "fatal-alert"}
-        assert len(launched_from(tmp_path)) == 5  # four workers and the health server: one set
+        assert len(launched_from(tmp_path)) == 6  # four workers, the health and webhooks servers: one set
         eventually(lambda: job_counts(prefix, "reminders").get("completed") == 30, 90, "all 30 jobs completed")
         counts = job_counts(prefix, "reminders")
         system.shutdown()

@@ -66,7 +66,7 @@ def test_an_unprivileged_user_runs_the_system(
     try:
         eventually(lambda: ready(port), 120, "/health/ready answers 200")
         programs = launched_from(clone)
-        assert len(programs) == 5
+        assert len(programs) == 6  # four workers, the health and webhooks servers
         assert {uid_of(pid) for pid in (*programs, supervisord_pid)} == {os.geteuid() or NOBODY}
         socket_mode = (clone / "var/run/supervisor.sock").stat()
         assert stat.S_IMODE(socket_mode.st_mode) == 0o700
