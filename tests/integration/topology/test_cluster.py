@@ -179,12 +179,13 @@ async def test_the_cli_lists_and_replays_dead_letters_and_runs_a_schedule_on_the
     await wait_terminal(PYTHON_CLUSTER, prefix, "reminders", [job_id])
     await eventually(lambda: _copied(prefix, job_id))
 
-    code, out, err = await run_cli(env, "dead-letter", "list")
+    code, out, err = await run_cli(env, "dead-letter", "list", "--json")
     assert code == 0, err
-    assert f"reminders.{job_id}" in [copy["id"] for copy in json.loads(out)]
-    code, out, err = await run_cli(env, "dead-letter", "replay", f"reminders.{job_id}")
+    assert f"reminders.{job_id}" in [copy["id"] for copy in json.loads(out)["jobs"]]
+    code, out, err = await run_cli(env, "dead-letter", "replay", f"reminders.{job_id}", "--json")
     assert code == 0, err
-    assert json.loads(out)["added"] is True
+    [replayed] = json.loads(out)["jobs"]
+    assert replayed["added"] is True
     code, out, err = await run_cli(env, "run-now", "scan-appointments")
     assert code == 0, err
     tick_id = json.loads(out)["queued_job"]
