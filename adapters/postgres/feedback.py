@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from adapters.postgres.ledger import suppression_address
+from adapters.postgres.ledger import ledger_entry, suppression_address
 from adapters.postgres.pool import PostgresDatabase
 from domain.errors import SuppressionReason
 from domain.feedback import ConsentAction, ConsentChange, DeliveryProgress, DeliveryReport, FeedbackApplied
-from domain.messages import LedgerEntry, LedgerState
+from domain.messages import LedgerEntry
 from domain.reconciliation import FAILED_UNCONFIRMED
 from domain.values import Channel, EmailAddress, PhoneNumber
 
@@ -155,19 +155,7 @@ class PostgresDeliveryFeedback:
             after[0] if after else None,
             after[1] if after else None,
         )
-        return [
-            LedgerEntry(
-                key=row["key"],
-                channel=Channel(row["channel"]),
-                state=LedgerState(row["state"]),
-                claimed_at=row["claimed_at"],
-                updated_at=row["updated_at"],
-                provider_message_id=row["provider_message_id"],
-                reason=row["reason"],
-                version=row["version"],
-            )
-            for row in rows
-        ]
+        return [ledger_entry(row) for row in rows]
 
     async def give_up(self, entry: LedgerEntry, at: datetime) -> bool:
         moved = await self.db.fetchval(

@@ -34,7 +34,9 @@ def suppression_address(recipient: PhoneNumber | EmailAddress) -> str:
     return recipient.e164 if isinstance(recipient, PhoneNumber) else recipient.address.lower()
 
 
-def _entry(row: asyncpg.Record) -> LedgerEntry:
+def ledger_entry(row: asyncpg.Record) -> LedgerEntry:
+    """A ``send_ledger`` row (key, channel, state, claimed_at, updated_at, provider_message_id, reason, version)
+    as the domain's entry."""
     return LedgerEntry(
         key=row["key"],
         channel=Channel(row["channel"]),
@@ -82,19 +84,19 @@ class PostgresSendLedger:
                     at,
                 )
                 if inserted is not None:
-                    entry = _entry(inserted)
+                    entry = ledger_entry(inserted)
                     log.info("ledger_claimed", ledger_key=claim.key, version=entry.version)
                     return ClaimResult(ClaimStatus.CLAIMED, entry)
                 existing = await connection.fetchrow(_SELECT_ENTRY, claim.key)
                 if existing is not None:
-                    entry = _entry(existing)
+                    entry = ledger_entry(existing)
                     log.info("ledger_taken", ledger_key=claim.key, state=entry.state.value, version=entry.version)
                     return ClaimResult(ClaimStatus.TAKEN, entry)
         raise TransientError("send ledger key was claimed and released repeatedly during one claim")
 
     async def get(self, key: str) -> LedgerEntry | None:
         row = await self.db.fetchrow(_SELECT_ENTRY, key)
-        return _entry(row) if row else None
+        return ledger_entry(row) if row else None
 
     async def mark_sent(self, key: str, version: int, provider_message_id: str, at: datetime) -> bool:
         moved = await self.db.fetchval(
@@ -145,7 +147,7 @@ class PostgresSendLedger:
         if row is None:
             _moved("reclaimed", key, version, None)
             return None
-        entry = _entry(row)
+        entry = ledger_entry(row)
         log.info("ledger_reclaimed", ledger_key=key, read_version=version, version=entry.version)
         return entry
 
@@ -165,7 +167,7 @@ class PostgresSendLedger:
             before,
             limit,
         )
-        return [_entry(row) for row in rows]
+        return [ledger_entry(row) for row in rows]
 
     async def suppress(
         self,
