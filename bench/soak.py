@@ -359,14 +359,13 @@ def run(args: argparse.Namespace) -> int:
             prefix,
             REDIS_PORT=str(servers.redis_port),
             HEALTH_PORT=str(args.base_port + 3),
-            CF_REMINDER_WORKERS=str(REMINDER_WORKERS),
             SMS_PER_SECOND=str(args.sms_per_second),
             WORKER_GRACE_SECONDS="2",
             SCAN_CRON="0 0 1 1 *",  # the hourly scan would add reminders of its own for the same appointments
             **FAST_RECOVERY,
         )
         (base / "system").mkdir()
-        system = SupervisedSystem(base / "system", env)
+        system = SupervisedSystem(base / "system", env, workers={"worker-reminders": REMINDER_WORKERS})
         system.start()
         try:
             return _soak(args, rng, servers, providers, system, org, patients, prefix)
