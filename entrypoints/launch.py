@@ -6,8 +6,9 @@ In the first moments of the process, before the heavy imports of the worker or h
 1. under supervisord, leave with it (parent-death signal) and refuse to join while an earlier set of this checkout
    is still alive (entrypoints/lifecycle.py);
 2. read and check every setting (exit 78 with one line naming the variable and the rule);
-3. the health and webhooks servers: check their port can be bound (taken: exit 78); a worker: check PostgreSQL and Redis
-   (permanent cause: exit 78; nothing answering: wait with backoff, one line per attempt, not ready meanwhile);
+3. the health and webhooks servers: check their port can be bound (taken: exit 78); a worker and the webhooks server:
+   check PostgreSQL and Redis (permanent cause: exit 78; nothing answering: wait with backoff, one line per attempt,
+   not ready meanwhile);
 4. hand over to ``entrypoints.worker`` / ``entrypoints.health`` / ``entrypoints.webhooks``.
 
 Each refusal is one log line; with NODE_ENV=production every line, uncaught tracebacks included, is JSON. Exiting
@@ -98,10 +99,13 @@ def _health(settings: Settings, log: Any) -> int:
 
 
 def _webhooks(settings: Settings, log: Any) -> int:
+    import uvloop
+
     from entrypoints import preflight
 
     try:
         preflight.check_port_free(settings.webhooks_host, settings.webhooks_port, "WEBHOOKS")
+        uvloop.run(preflight.wait_for_dependencies(settings))  # it settles the send ledger: PostgreSQL is needed
     except preflight.Refused as error:
         log.critical("start_refused", error=str(error))
         return EXIT_CONFIGURATION

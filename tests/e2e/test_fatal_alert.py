@@ -45,21 +45,24 @@ def test_a_program_that_cannot_start_goes_fatal_and_the_alert_fires(
     assert alert_events[0]["tags"]["program"] == "health"
 
 
-def test_workers_with_a_missing_database_go_fatal_and_each_is_alerted_once(
+def test_programs_with_a_missing_database_go_fatal_and_each_is_alerted_once(
     tmp_path: pathlib.Path, providers: Providers, prefix: str
 ) -> None:
-    """DATABASE_URL names a database that does not exist: a permanent cause. Each worker says so in one line and
-    exits 78 within startsecs; supervisord gives up (FATAL) and the listener raises one alert per worker; the health
-    server (which reports the database, not needs it) keeps running."""
+    """DATABASE_URL names a database that does not exist: a permanent cause. Each worker and the webhooks server
+    (which settles the send ledger) says so in one line and exits 78 within startsecs; supervisord gives up (FATAL)
+    and the listener raises one alert per program; the health server (which reports the database, not needs it)
+    keeps running."""
     missing = "postgresql://postgres@127.0.0.1:5432/cf_e2e_never_created"
     env = system_env(providers, missing, prefix)
+    needing_the_database = (*WORKER_PROGRAMS, "webhooks")
     with supervised(tmp_path, env) as system:
-        workers = [f"{program}:{program}-00" for program in WORKER_PROGRAMS]
-        eventually(lambda: all(system.states()[w][0] == "FATAL" for w in workers), 300, "every worker FATAL")
-        eventually(lambda: len(fatal_alerts(system.log("fatal-alert.log"))) == 4, 30, "four alert lines")
+        programs = [*(f"{program}:{program}-00" for program in WORKER_PROGRAMS), "webhooks"]
+        eventually(lambda: all(system.states()[p][0] == "FATAL" for p in programs), 300, "every program FATAL")
+        eventually(lambda: len(fatal_alerts(system.log("fatal-alert.log"))) == 5, 30, "five alert lines")
         system.wait_running("health")
         system.shutdown()
-    assert sorted(a["program"] for a in fatal_alerts(system.log("fatal-alert.log"))) == sorted(WORKER_PROGRAMS)
+    assert sorted(a["program"] for a in fatal_alerts(system.log("fatal-alert.log"))) == sorted(needing_the_database)
     refusal = 'DATABASE_URL names database \\"cf_e2e_never_created\\", which does not exist on 127.0.0.1:5432'
-    assert refusal in system.log("worker-dunning-00.log")
-    assert "Traceback" not in system.log("worker-dunning-00.log")
+    for log_name in ("worker-dunning-00.log", "webhooks.log"):
+        assert refusal in system.log(log_name)
+        assert "Traceback" not in system.log(log_name)
