@@ -13,6 +13,8 @@ from datetime import date
 
 import redis.asyncio as redis_asyncio
 
+from adapters.redis_keys import backfill_key
+
 CHECKPOINT_TTL_S = 7 * 86400
 
 
@@ -25,7 +27,7 @@ def backfill_id(org_ids: Sequence[str], first: date, last: date) -> str:
 class BackfillCheckpoint:
     def __init__(self, client: redis_asyncio.Redis, prefix: str, backfill: str) -> None:
         self._client = client
-        self._key = f"{prefix}:cf:backfill:{backfill}"
+        self._key = backfill_key(prefix, backfill)
 
     @staticmethod
     def _member(org_id: str, day: date) -> str:

@@ -1,6 +1,6 @@
 """Job payloads: the four shapes of the Node worker's README plus the two scheduled jobs, as frozen values.
 
-Field names are Pythonic here; the wire converter (adapters/wire.py) maps them to the Node CRM's camelCase JSON.
+Field names are Pythonic here; the wire converter (adapters/bullmq/wire.py) maps them to the Node CRM's camelCase JSON.
 Fields that carry PII or message content are left out of ``repr``.
 """
 

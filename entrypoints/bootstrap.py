@@ -20,12 +20,15 @@ from adapters.bullmq.publisher import BullmqJobPublisher, Retention
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
+from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
+from adapters.messaging.rate_limit import RedisRateLimiter
+from adapters.messaging.sendgrid_email import SendGridEmailSender
+from adapters.messaging.twilio_sms import TWILIO_API_BASE_URL, TwilioSmsSender
 from adapters.observability.logging import configure_logging
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.personalization import MetricsPersonalizationRecorder
 from adapters.observability.sentry import close_sentry, init_sentry
 from adapters.observability.tracing import init_tracing, shutdown_tracing
-from adapters.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.postgres.crm import (
     PostgresAppointments,
     PostgresContacts,
@@ -41,7 +44,7 @@ from adapters.postgres.nurture import PostgresNurtureEnrollments
 from adapters.postgres.personalization import PostgresPersonalizationBudgets, PostgresPersonalizedCopies
 from adapters.postgres.pool import PostgresDatabase
 from adapters.postgres.snapshots import PostgresSnapshotStore
-from adapters.rate_limit import RedisRateLimiter
+from adapters.redis_keys import rate_limit_key, twilio_sent_prefix
 from adapters.scheduling.cron import install_zoned_repeat_strategy
 from adapters.scheduling.schedules import (
     OWNED_QUEUES,
@@ -52,9 +55,7 @@ from adapters.scheduling.schedules import (
     sync_schedules,
 )
 from adapters.scheduling.status import ScheduleRunRecorder
-from adapters.sendgrid_email import SendGridEmailSender
 from adapters.template_renderer import PlaceholderTemplateRenderer
-from adapters.twilio_sms import TWILIO_API_BASE_URL, TwilioSmsSender
 from adapters.webhooks.sendgrid import SendGridSignature
 from adapters.webhooks.server import WebhookHandlers
 from adapters.webhooks.twilio import TwilioWebhooks
@@ -246,7 +247,7 @@ def _senders(
 ) -> tuple[SmsSender, EmailSender, list[Callable[[], Awaitable[None]]]]:
     """Twilio and SendGrid when configured, else the local outbox (refused in production by Settings.check)."""
     closers: list[Callable[[], Awaitable[None]]] = []
-    keys = f"{settings.bullmq_prefix}:cf"  # our own Redis keys live beside the queues' (one deployment, one prefix)
+    prefix = settings.bullmq_prefix
     sms: SmsSender
     email: EmailSender
     if settings.twilio_configured:
@@ -259,9 +260,9 @@ def _senders(
             redis=redis,
             clock=clock,
             status_callback_url=settings.twilio_status_callback_url,
-            rate_limiter=RedisRateLimiter(redis, f"{keys}:ratelimit:twilio", settings.sms_per_second, clock),
+            rate_limiter=RedisRateLimiter(redis, rate_limit_key(prefix, "twilio"), settings.sms_per_second, clock),
             base_url=settings.twilio_base_url or TWILIO_API_BASE_URL,
-            record_prefix=f"{keys}:twilio:sent",
+            record_prefix=twilio_sent_prefix(prefix),
             recorder=metrics,
         )
         closers.append(twilio.close)
@@ -275,7 +276,7 @@ def _senders(
             api_key=settings.sendgrid_api_key,
             from_email=EmailAddress(settings.sendgrid_from_email),
             clock=clock,
-            rate_limiter=RedisRateLimiter(redis, f"{keys}:ratelimit:sendgrid", settings.email_per_second, clock),
+            rate_limiter=RedisRateLimiter(redis, rate_limit_key(prefix, "sendgrid"), settings.email_per_second, clock),
             recorder=metrics,
         )
         if settings.sendgrid_host:

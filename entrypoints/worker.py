@@ -26,11 +26,11 @@ import uvloop
 from adapters.bullmq.connection import close_redis, open_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.dead_letter_sweep import DeadLetterSweeper
+from adapters.bullmq.heartbeat import Heartbeat
 from adapters.bullmq.router import Handler, JobRouter
 from adapters.bullmq.runtime import EXIT_CONFIGURATION, EXIT_CRASHED, QueueWorker
 from adapters.bullmq.startup_checks import run_startup_checks
 from adapters.bullmq.worker_config import WorkerConfig
-from adapters.health.heartbeat import Heartbeat
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
 from adapters.scheduling.keeper import keep_schedules

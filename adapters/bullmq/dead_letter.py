@@ -20,6 +20,7 @@ import redis.asyncio as redis_asyncio
 from bullmq import Queue
 
 from adapters.bullmq.publisher import add_job_once
+from adapters.redis_keys import dead_lettered_key
 from domain.jobs import QueueName
 
 
@@ -57,11 +58,6 @@ class FailedJob:
 
 def dead_letter_id(source_queue: str, job_id: str) -> str:
     return f"{source_queue}.{job_id}"
-
-
-def dead_lettered_key(prefix: str) -> str:
-    """The sorted set of copy ids ever recorded (score: when, epoch ms); trimmed by the sweeper."""
-    return f"{prefix}:cf:dead-lettered"
 
 
 class BullmqDeadLetter:

@@ -19,8 +19,10 @@ import redis.asyncio as redis_asyncio
 import structlog
 from bullmq import Queue
 
+from adapters.bullmq.keys import queue_key
 from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, Retention, add_job_once
 from adapters.observability.redaction import redact
+from adapters.redis_keys import replay_log_key
 from domain.jobs import QueueName
 
 log = structlog.get_logger()
@@ -63,10 +65,6 @@ def reason_kind(failed_reason: str) -> str:
         if pattern.search(failed_reason):
             return kind
     return "other"
-
-
-def replay_log_key(prefix: str) -> str:
-    return f"{prefix}:cf:dead-letter:replays"
 
 
 @attrs.frozen
@@ -215,7 +213,7 @@ class DeadLetterAdmin:
         self._queue = Queue(QueueName.DEAD_LETTER.value, {"prefix": prefix, "connection": client})
 
     def _key(self, suffix: str) -> str:
-        return f"{self._prefix}:{QueueName.DEAD_LETTER.value}:{suffix}"
+        return queue_key(self._prefix, QueueName.DEAD_LETTER.value, suffix)
 
     async def copy_ids(self) -> list[str]:
         """Every copy id, oldest first (nothing consumes the queue: copies wait, or sit paused or delayed)."""

@@ -24,7 +24,9 @@ from typing import Any
 import attrs
 import redis.asyncio as redis_asyncio
 
-from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob, dead_letter_id, dead_lettered_key
+from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob, dead_letter_id
+from adapters.bullmq.keys import job_key, queue_key
+from adapters.redis_keys import dead_lettered_key
 
 _log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class DeadLetterSweeper:
     _since_ms: int | None = attrs.field(default=None, init=False)
 
     def _failed_key(self) -> str:
-        return f"{self.prefix}:{self.queue}:failed"
+        return queue_key(self.prefix, self.queue, "failed")
 
     async def sweep(self) -> SweepReport:
         """Examine up to ``batch`` failed jobs after the cursor; copy those never recorded."""
@@ -121,7 +123,7 @@ class DeadLetterSweeper:
             for job_id in job_ids:
                 pipe.zscore(marks, dead_letter_id(self.queue, job_id))
                 pipe.exists(self.dead_letter.copy_key(self.queue, job_id))
-                pipe.hmget(f"{self.prefix}:{self.queue}:{job_id}", _JOB_FIELDS)
+                pipe.hmget(job_key(self.prefix, self.queue, job_id), _JOB_FIELDS)
             replies = await pipe.execute()
         copied: list[FailedJob] = []
         for index, job_id in enumerate(job_ids):

@@ -22,10 +22,10 @@ import redis.asyncio as redis_asyncio
 import structlog
 from bullmq import Queue
 
-from adapters.bullmq.dead_letter import dead_lettered_key
 from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
-from adapters.health.heartbeat import heartbeat_index_key, live_workers
+from adapters.bullmq.heartbeat import live_workers
 from adapters.observability.metrics import MetricsRecorder
+from adapters.redis_keys import dead_lettered_key, heartbeat_index_key
 from domain.jobs import QueueMaintenanceJob
 from domain.outcomes import Cleaned
 

@@ -26,9 +26,9 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.bullmq.options import job_options
+from adapters.bullmq.wire import encode_job
 from adapters.observability.tracing import child_span
 from adapters.redis_topology import transaction
-from adapters.wire import encode_job
 from domain.errors import TransientError
 from domain.jobs import Job, QueueName, job_type_of
 from domain.ports import Clock

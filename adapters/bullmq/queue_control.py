@@ -17,7 +17,10 @@ from bullmq import Queue
 
 from adapters.bullmq.dead_letter import dead_letter_id
 from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
-from adapters.health.queues import job_counts
+from adapters.bullmq.keys import queue_key
+
+JOB_STATES = ("wait", "paused", "active", "prioritized", "delayed", "waiting-children", "completed", "failed")
+"""The states ``counts`` reports, in this order (BullMQ's key names)."""
 
 
 @attrs.frozen
@@ -39,7 +42,8 @@ class QueueControl:
 
     async def counts(self) -> dict[str, int]:
         """Jobs per state, with BullMQ's key names (``wait``, ``active``, ``delayed``, ``failed`` ...)."""
-        return await job_counts(self._client, self._prefix, self._name)
+        counts: dict[str, int] = await self._queue.getJobCounts(*JOB_STATES)
+        return {state: int(counts[state]) for state in JOB_STATES}
 
     async def is_paused(self) -> bool:
         paused: bool = await self._queue.isPaused()
@@ -54,7 +58,7 @@ class QueueControl:
 
     async def failed_ids(self, limit: int) -> list[str]:
         """The ``limit`` oldest failed jobs (by when they failed)."""
-        raw = await self._client.zrange(f"{self._prefix}:{self._name}:failed", 0, limit - 1)
+        raw = await self._client.zrange(queue_key(self._prefix, self._name, "failed"), 0, limit - 1)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
 
     async def retry_failed(self, limit: int) -> RetriedJobs:

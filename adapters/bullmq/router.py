@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
 
-from adapters.wire import decode_job
+from adapters.bullmq.wire import decode_job
 from domain.errors import ConfigurationError, InvalidJob
 from domain.jobs import JOB_TYPES, Job, JobName, QueueName
 from domain.outcomes import Outcome

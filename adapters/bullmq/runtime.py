@@ -50,13 +50,13 @@ from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.patched_worker import PatchedWorker
 from adapters.bullmq.return_values import json_safe
 from adapters.bullmq.router import JobRouter
+from adapters.bullmq.wire import repair_text
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.bullmq.worker_identity import node_worker_client_name, open_blocking_redis
 from adapters.observability.logging import job_log_context
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_final_failure
 from adapters.observability.tracing import job_span, set_span_attributes
-from adapters.wire import repair_text
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,

@@ -15,6 +15,7 @@ from collections.abc import Collection
 
 import redis.asyncio as redis_asyncio
 
+from adapters.bullmq.keys import queue_key
 from adapters.bullmq.patched_worker import check_bullmq_version
 from adapters.redis_topology import info_of_every_node
 from domain.errors import ConfigurationError
@@ -50,7 +51,7 @@ def check_version_marker(marker: str | None, compatible_majors: Collection[int] 
 
 
 async def check_queue_version(client: redis_asyncio.Redis, prefix: str, queue: str) -> None:
-    marker = await client.hget(f"{prefix}:{queue}:meta", "version")
+    marker = await client.hget(queue_key(prefix, queue, "meta"), "version")
     check_version_marker(marker.decode() if isinstance(marker, bytes) else marker)
 
 

@@ -22,6 +22,7 @@ import attrs
 import redis.asyncio as aioredis
 from asyncpg.pool import PoolConnectionProxy
 
+from adapters.bullmq.keys import job_key, queue_key
 from domain.errors import InvalidJob
 from domain.jobs import JobName, ReminderJob
 from domain.reminder_scan import reminder_ledger_key
@@ -55,7 +56,7 @@ async def is_owed(connection: Connection, copy: Mapping[str, Any]) -> bool:
         return False
     # Imported here: building the wire converter costs the health server ~0.3 s of start-up, and supervisord
     # judges a start by ``startsecs``.
-    from adapters.wire import decode_job
+    from adapters.bullmq.wire import decode_job
 
     try:
         job = decode_job(str(copy["jobName"]), copy.get("data")).job
@@ -73,16 +74,15 @@ async def is_owed(connection: Connection, copy: Mapping[str, Any]) -> bool:
 async def dead_letter_copies(client: aioredis.Redis, prefix: str, queue: str, limit: int) -> list[Mapping[str, Any]]:
     """The data of up to ``limit`` copies held by the dead-letter queue (waiting, paused or delayed), read from the
     BullMQ job hashes directly (any client: bullmq's ``Queue`` needs one that decodes replies)."""
-    base = f"{prefix}:{queue}"
-    delayed: list[bytes | str] = await client.zrange(f"{base}:delayed", 0, limit - 1)  # type: ignore[assignment]
+    delayed: list[bytes | str] = await client.zrange(queue_key(prefix, queue, "delayed"), 0, limit - 1)  # type: ignore[assignment]
     ids = [
-        *await client.lrange(f"{base}:wait", 0, limit - 1),
-        *await client.lrange(f"{base}:paused", 0, limit - 1),
+        *await client.lrange(queue_key(prefix, queue, "wait"), 0, limit - 1),
+        *await client.lrange(queue_key(prefix, queue, "paused"), 0, limit - 1),
         *delayed,
     ]
     copies: list[Mapping[str, Any]] = []
     for job_id in ids[:limit]:
-        raw = await client.hget(f"{base}:{job_id.decode() if isinstance(job_id, bytes) else job_id}", "data")
+        raw = await client.hget(job_key(prefix, queue, job_id), "data")
         try:
             data = json.loads(raw) if raw is not None else None
         except ValueError:

@@ -12,11 +12,11 @@ import attrs
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from adapters.health.heartbeat import live_workers
+from adapters.bullmq.heartbeat import live_workers
 from adapters.health.owed import OwedReport, dead_letter_copies, owed_report
 from adapters.health.queues import all_queue_stats, dead_letter_size, redis_now_ms
-from adapters.health.schedules import missing_schedules, read_schedules
 from adapters.observability.metrics import MetricsSnapshot, QueueStats, ScheduleStatus, read_recorded
+from adapters.scheduling.status_store import missing_schedules, read_schedules
 
 
 class Unhealthy(Exception):

@@ -2,7 +2,9 @@
 
 Counts per state, the oldest waiting job's age (from the FIFO ``wait`` list; prioritized jobs are not
 considered), and finished-per-minute rates from BullMQ's own ``metrics`` keys, which exist when the workers run
-with the ``metrics`` option (``{"maxDataPoints": ...}``); without it the rates are None.
+with the ``metrics`` option (``{"maxDataPoints": ...}``); without it the rates are None. The counts are the ones
+``Queue.getJobCounts`` returns (the CLI uses it), read in one pipeline here: the health server answers every probe
+without importing bullmq (start-up time counts under supervisord) or building a ``Queue`` per queue per probe.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from adapters.health.heartbeat import live_workers
+from adapters.bullmq.heartbeat import live_workers
+from adapters.bullmq.keys import job_key, queue_key
 from adapters.observability.metrics import QueueStats
 
 LIST_STATES = ("wait", "paused", "active")
@@ -29,20 +32,19 @@ async def job_counts(client: aioredis.Redis, prefix: str, queue: str) -> dict[st
     """Jobs per state, as BullMQ's ``getJobCounts`` reports them."""
     async with client.pipeline(transaction=False) as pipe:
         for state in LIST_STATES:
-            pipe.llen(f"{prefix}:{queue}:{state}")
+            pipe.llen(queue_key(prefix, queue, state))
         for state in SET_STATES:
-            pipe.zcard(f"{prefix}:{queue}:{state}")
+            pipe.zcard(queue_key(prefix, queue, state))
         results = await pipe.execute()
     return {state: int(count) for state, count in zip((*LIST_STATES, *SET_STATES), results, strict=True)}
 
 
 async def oldest_waiting_age_seconds(client: aioredis.Redis, prefix: str, queue: str, now_ms: int) -> float | None:
     """Seconds the next job to be taken has been waiting (since added, plus its delay); None when none waits."""
-    job_id = await client.lindex(f"{prefix}:{queue}:wait", -1)
+    job_id = await client.lindex(queue_key(prefix, queue, "wait"), -1)
     if job_id is None:
         return None
-    job_key = f"{prefix}:{queue}:{job_id.decode() if isinstance(job_id, bytes) else job_id}"
-    timestamp, delay = await client.hmget(job_key, ["timestamp", "delay"])
+    timestamp, delay = await client.hmget(job_key(prefix, queue, job_id), ["timestamp", "delay"])
     if timestamp is None:
         return None
     ready_at = int(timestamp) + int(delay or 0)
@@ -52,7 +54,7 @@ async def oldest_waiting_age_seconds(client: aioredis.Redis, prefix: str, queue:
 async def finished_per_minute(client: aioredis.Redis, prefix: str, queue: str, state: str, now_ms: int) -> float | None:
     """Jobs finished in ``state`` (completed or failed) per minute over the last few minutes, from BullMQ's
     metrics: ``count``/``prevCount`` cover the minute of ``prevTS``, the ``data`` list the minutes before it."""
-    key = f"{prefix}:{queue}:metrics:{state}"
+    key = queue_key(prefix, queue, f"metrics:{state}")
     count, prev_ts, prev_count = await client.hmget(key, ["count", "prevTS", "prevCount"])
     if count is None or prev_ts is None:
         return None

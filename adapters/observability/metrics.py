@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from adapters.observability.redaction import redact_text
+from adapters.redis_keys import recorded_metrics_key
 
 if TYPE_CHECKING:
     from adapters.health.owed import OwedReport
@@ -40,11 +41,6 @@ _HISTOGRAM_BUCKETS = {"job_wait_seconds": WAIT_BUCKETS, "job_run_seconds": RUN_B
 _MAX_LABEL_LENGTH = 64
 
 Labels = tuple[tuple[str, str], ...]
-
-
-def recorded_metrics_key(prefix: str) -> str:
-    """The Redis hash every process adds its deltas to."""
-    return f"{prefix}:cf:metrics"
 
 
 def _label_value(value: str | None) -> str:
@@ -244,7 +240,7 @@ class QueueStats:
 
 @attrs.frozen
 class ScheduleStatus:
-    """A schedule's state as the scheduler records it (see adapters.health.schedules)."""
+    """A schedule's state as the scheduler records it (see adapters.scheduling.status_store)."""
 
     name: str
     pattern: str | None

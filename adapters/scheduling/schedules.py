@@ -23,8 +23,9 @@ from bullmq import Queue
 
 from adapters.bullmq.options import job_options
 from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, Retention, add_job_once
-from adapters.health.schedules import record_schedule_status, schedule_key, schedules_index_key
+from adapters.redis_keys import schedule_key, schedules_index_key
 from adapters.scheduling.cron import check_cron, use_zoned_repeat_strategy
+from adapters.scheduling.status_store import record_schedule_status
 from domain.errors import ConfigurationError
 from domain.jobs import JOB_TYPES, JobName, QueueName
 from domain.ports import Clock

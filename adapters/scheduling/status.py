@@ -1,6 +1,6 @@
 """Each schedule's status: written around its handler, read by the health endpoint and the CLI.
 
-The hash ``<prefix>:cf:schedule:<name>`` follows the contract in adapters/health/schedules.py (pattern, tz,
+The hash ``<prefix>:cf:schedule:<name>`` follows the contract in adapters/scheduling/status_store.py (pattern, tz,
 next_run, last_started, last_finished, last_outcome ``ok``/``failed``, jobs_queued, and a maintenance run's
 ``removed`` counts). The handler wrapper records a
 run however it was started (a tick or :func:`adapters.scheduling.schedules.run_now`). Status is advisory: a failure
@@ -18,8 +18,9 @@ import redis.asyncio as redis_asyncio
 import structlog
 from redis.exceptions import RedisError
 
-from adapters.health.schedules import FIELDS, record_schedule_status, schedule_key
+from adapters.redis_keys import schedule_key
 from adapters.scheduling.schedules import Schedule, scheduler_queue, scheduler_record
+from adapters.scheduling.status_store import FIELDS, record_schedule_status
 from domain.outcomes import Cleaned, Outcome, Published
 from domain.ports import Clock
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.outbox import OutboxEmailSender, OutboxSmsSender
-from adapters.sendgrid_email import SendGridEmailSender
-from adapters.twilio_sms import TwilioSmsSender
+from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
+from adapters.messaging.sendgrid_email import SendGridEmailSender
+from adapters.messaging.twilio_sms import TwilioSmsSender
 from domain.messages import EmailMessage, SmsMessage
 from domain.ports import EmailSender, SmsSender
 from domain.values import EmailAddress, PhoneNumber

@@ -7,10 +7,14 @@ import pathlib
 import pytest
 from redis.crc import key_slot
 
-from adapters.bullmq.dead_letter import dead_lettered_key
-from adapters.health.heartbeat import heartbeat_index_key, heartbeat_key
-from adapters.health.schedules import schedule_key, schedules_index_key
-from adapters.observability.metrics import recorded_metrics_key
+from adapters.redis_keys import (
+    dead_lettered_key,
+    heartbeat_index_key,
+    heartbeat_key,
+    recorded_metrics_key,
+    schedule_key,
+    schedules_index_key,
+)
 from adapters.redis_topology import hash_tag, parse_endpoints
 from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings, SettingsError

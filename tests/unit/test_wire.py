@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.wire import DecodedJob, decode_job, encode_job
+from adapters.bullmq.wire import DecodedJob, decode_job, encode_job
 from domain.errors import InvalidJob, InvalidValue
 from domain.jobs import (
     AppointmentScanJob,

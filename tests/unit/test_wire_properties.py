@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.wire import NOISE_ULPS, decimal_of_js_number, decode_job, encode_job
+from adapters.bullmq.wire import NOISE_ULPS, decimal_of_js_number, decode_job, encode_job
 from domain.errors import InvalidJob
 from domain.jobs import (
     AppointmentScanJob,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import redis.asyncio as redis_asyncio
 from bullmq import Queue
 
-from adapters.bullmq.dead_letter import BullmqDeadLetter, dead_lettered_key
+from adapters.bullmq.dead_letter import BullmqDeadLetter
 from adapters.bullmq.dead_letter_sweep import DeadLetterSweeper
 from adapters.bullmq.worker_config import WorkerConfig
+from adapters.redis_keys import dead_lettered_key
 from domain.jobs import Job, QueueName
 from domain.outcomes import Outcome, SnapshotStored
 from tests.integration.bullmq.support import add, eventually, worker_running

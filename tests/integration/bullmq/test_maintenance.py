@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis_asyncio
 
-from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob, dead_lettered_key
+from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
-from adapters.health.heartbeat import heartbeat_index_key
 from adapters.observability.metrics import MetricsRecorder, read_recorded
+from adapters.redis_keys import dead_lettered_key, heartbeat_index_key
 from adapters.scheduling.schedules import Schedule
 from adapters.scheduling.status import ScheduleRunRecorder, schedule_status
 from domain.errors import InvalidJob

@@ -16,9 +16,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from adapters.clock import SystemClock
+from adapters.messaging.rate_limit import RedisRateLimiter
+from adapters.messaging.twilio_sms import TwilioSmsSender
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
-from adapters.rate_limit import RedisRateLimiter
-from adapters.twilio_sms import TwilioSmsSender
 from domain.delivery import Dispatcher
 from tests.fakes import FakeEmailSender
 from tests.integration.messaging.exactly_once_world import CLAIM, MESSAGE

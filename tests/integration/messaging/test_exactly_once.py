@@ -17,9 +17,9 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters.clock import SystemClock
+from adapters.messaging.sendgrid_email import SendGridEmailSender
+from adapters.messaging.twilio_sms import TwilioSmsSender
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
-from adapters.sendgrid_email import SendGridEmailSender
-from adapters.twilio_sms import TwilioSmsSender
 from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppressed
 from domain.errors import SuppressionReason
 from domain.messages import EmailMessage, LedgerState, SendClaim

@@ -18,9 +18,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from structlog.testing import capture_logs
 
+from adapters.messaging.rate_limit import RedisRateLimiter
+from adapters.messaging.twilio_sms import TwilioSmsSender
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
-from adapters.rate_limit import RedisRateLimiter
-from adapters.twilio_sms import TwilioSmsSender
 from domain.delivery import Delivered, Dispatcher
 from domain.errors import DeliveryOutcomeUnknown, TransientError
 from domain.messages import LedgerState

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from adapters.outbox import OutboxEmailSender, OutboxSmsSender
+from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.postgres.pool import PostgresDatabase
 from domain.messages import EmailMessage, SmsMessage
 from domain.values import EmailAddress, PhoneNumber

@@ -10,7 +10,7 @@ import attrs
 import pytest
 from redis.asyncio import Redis
 
-from adapters.rate_limit import RedisRateLimiter
+from adapters.messaging.rate_limit import RedisRateLimiter
 from domain.errors import DeliveryRateLimited, InvalidValue
 from tests.fakes import FakeClock
 

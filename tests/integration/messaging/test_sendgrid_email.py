@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from redis.asyncio import Redis
 
+from adapters.messaging.rate_limit import RedisRateLimiter
+from adapters.messaging.sendgrid_email import DEFAULT_RATE_LIMIT_BACKOFF, SendGridEmailSender, scrub
 from adapters.provider_logging import pin_provider_library_logging
-from adapters.rate_limit import RedisRateLimiter
-from adapters.sendgrid_email import DEFAULT_RATE_LIMIT_BACKOFF, SendGridEmailSender, scrub
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from redis.asyncio import Redis
 
-from adapters.rate_limit import RedisRateLimiter
-from adapters.twilio_sms import CLOCK_SKEW_MARGIN, DEFAULT_RATE_LIMIT_BACKOFF, TwilioSmsSender
+from adapters.messaging.rate_limit import RedisRateLimiter
+from adapters.messaging.twilio_sms import CLOCK_SKEW_MARGIN, DEFAULT_RATE_LIMIT_BACKOFF, TwilioSmsSender
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,

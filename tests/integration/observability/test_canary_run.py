@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from adapters.bullmq.heartbeat import live_workers
 from adapters.clock import SystemClock
-from adapters.health.heartbeat import live_workers
 from adapters.postgres.pool import PostgresDatabase
 from entrypoints import demo
 from tests.contract.postgres_support import fresh_database

@@ -23,11 +23,11 @@ from bullmq import Queue, Worker
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from adapters.health.heartbeat import Heartbeat
+from adapters.bullmq.heartbeat import Heartbeat
 from adapters.health.probe import HealthProbe
-from adapters.health.schedules import record_schedule_status
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.metrics import MetricsRecorder
+from adapters.scheduling.status_store import record_schedule_status
 
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")

@@ -18,10 +18,10 @@ from redis.asyncio import Redis
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
+from adapters.messaging.outbox import OutboxSmsSender
 from adapters.observability.logging import configure_logging
 from adapters.observability.metrics import MetricsRecorder, read_recorded
 from adapters.observability.sentry import close_sentry, init_sentry
-from adapters.outbox import OutboxSmsSender
 from adapters.postgres.pool import PostgresDatabase
 from domain.errors import TransientError
 from domain.jobs import Job, JobName, QueueName, SnapshotJob

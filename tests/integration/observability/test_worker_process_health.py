@@ -8,9 +8,10 @@ import signal
 
 from redis.asyncio import Redis
 
-from adapters.health.heartbeat import heartbeat_key, live_workers
+from adapters.bullmq.heartbeat import live_workers
 from adapters.health.queues import queue_stats, redis_now_ms
 from adapters.observability.metrics import read_recorded
+from adapters.redis_keys import heartbeat_key
 from tests.integration.bullmq.support import add, eventually, state_of, worker_process
 
 

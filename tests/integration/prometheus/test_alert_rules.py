@@ -16,9 +16,9 @@ from adapters.observability.metrics import (
     QueueStats,
     ScheduleStatus,
     read_recorded,
-    recorded_metrics_key,
     render_prometheus,
 )
+from adapters.redis_keys import recorded_metrics_key
 from tests.integration.prometheus.support import ALERT_TESTS, ALERTS, DASHBOARD, promtool
 
 

@@ -17,9 +17,9 @@ from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
-from adapters.health.schedules import read_schedules
 from adapters.scheduling.schedules import Schedule, run_now, scheduler_queue, sync_schedules
 from adapters.scheduling.status import ScheduleRunRecorder, schedule_status
+from adapters.scheduling.status_store import read_schedules
 from domain.errors import TransientError
 from domain.jobs import Job, JobName, QueueName
 from domain.outcomes import Outcome, Published, SnapshotStored

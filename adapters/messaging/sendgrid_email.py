@@ -20,9 +20,9 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, From, Mail, To
 
+from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.provider_calls import provider_call
-from adapters.rate_limit import RedisRateLimiter
 from domain.errors import (
     ConfigurationError,
     DeliveryError,

@@ -14,7 +14,9 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 
+from adapters.bullmq.keys import queue_key
 from adapters.observability.metrics import ScheduleStatus
+from adapters.redis_keys import schedule_key, schedules_index_key
 
 FIELDS = (
     "pattern",
@@ -28,14 +30,6 @@ FIELDS = (
     "scheduler_id",
     "removed",
 )
-
-
-def schedule_key(prefix: str, name: str) -> str:
-    return f"{prefix}:cf:schedule:{name}"
-
-
-def schedules_index_key(prefix: str) -> str:
-    return f"{prefix}:cf:schedules"
 
 
 def _encode(value: str | int | datetime) -> str:
@@ -94,6 +88,6 @@ async def missing_schedules(client: aioredis.Redis, prefix: str) -> set[str]:
         queue, scheduler_id = await client.hmget(schedule_key(prefix, _str(name)), ["queue", "scheduler_id"])
         if queue is None or scheduler_id is None:
             continue
-        if await client.zscore(f"{prefix}:{_str(queue)}:repeat", _str(scheduler_id)) is None:
+        if await client.zscore(queue_key(prefix, _str(queue), "repeat"), _str(scheduler_id)) is None:
             missing.add(_str(name))
     return missing

@@ -16,15 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 import redis.asyncio as aioredis
 
+from adapters.redis_keys import heartbeat_index_key, heartbeat_key
+
 _log = logging.getLogger(__name__)
-
-
-def heartbeat_key(prefix: str, queue: str, worker_id: str) -> str:
-    return f"{prefix}:cf:heartbeat:{queue}:{worker_id}"
-
-
-def heartbeat_index_key(prefix: str, queue: str) -> str:
-    return f"{prefix}:cf:heartbeats:{queue}"
 
 
 @attrs.define

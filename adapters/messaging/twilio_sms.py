@@ -38,9 +38,9 @@ from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.provider_calls import provider_call
-from adapters.rate_limit import RedisRateLimiter
 from domain.errors import (
     ConfigurationError,
     DeliveryError,

@@ -1,0 +1,1 @@
+"""Messaging adapters: the SMS and email senders (Twilio, SendGrid, the development outbox) and their rate limit."""
