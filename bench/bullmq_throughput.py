@@ -44,7 +44,10 @@ import redis.asyncio as redis_asyncio
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 NODE_DIR = ROOT / "tests" / "node"
-QUEUE = "snapshots"
+
+from domain.jobs import QueueName  # noqa: E402  # run from the checkout (sys.path above)
+
+QUEUE = str(QueueName.SNAPSHOTS)
 JOB = {"name": "process-snapshots", "data": {"orgId": "org-bench", "date": "2025-07-01"}}
 PYTHON_KINDS = ("python", "observed")
 LIMITS = {

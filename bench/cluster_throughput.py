@@ -30,11 +30,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_client  # noqa: E402  # after sys.path
+from domain.jobs import QueueName  # noqa: E402
 from tests.integration.topology.servers import Servers, redis_cluster  # noqa: E402
 
 SINGLE_PORT = 7630
 CLUSTER_PORTS = tuple(range(7640, 7646))  # apart from the tests' cluster, so both can run at once
-QUEUE = "snapshots"
+QUEUE = str(QueueName.SNAPSHOTS)
 JOB = {"name": "process-snapshots", "data": {"orgId": "org-bench", "date": "2025-07-01"}}
 TOPOLOGIES: dict[str, dict[str, Any]] = {
     "single": {"node": {"host": "127.0.0.1", "port": SINGLE_PORT}, "python": {"port": SINGLE_PORT}},

@@ -39,13 +39,14 @@ import redis.asyncio as redis_asyncio
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from domain.jobs import QueueName  # noqa: E402
 from tests.contract.postgres_support import temporary_database  # noqa: E402
 from tests.fakeservers.otlp import FakeOtlpCollector  # noqa: E402
 from tests.fakeservers.providers import now_utc, running  # noqa: E402
 from tests.integration.system.support import READY_LINE, Providers, system_env  # noqa: E402
 from tests.integration.system.world import create_org, reminder_start  # noqa: E402
 
-QUEUE = "reminders"
+QUEUE = str(QueueName.REMINDERS)
 STAGES = (  # (stage, path fragments of the code the time was spent in); the first match wins
     ("start-up (imports)", ("<frozen importlib", "builtins.compile", "marshal.loads", "io.open_code", "posix.stat")),
     ("PostgreSQL (asyncpg, our repositories, ledger)", ("asyncpg/", "adapters/postgres/")),

@@ -46,7 +46,9 @@ from aiohttp import web
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.postgres.migrator import migrate  # noqa: E402  # run from the checkout (see sys.path above)
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE  # noqa: E402  # run from the checkout (see sys.path above)
+from adapters.postgres.migrator import migrate  # noqa: E402
+from domain.jobs import QueueName  # noqa: E402
 from tests.e2e.support import Providers, SupervisedSystem, js_date, system_env  # noqa: E402
 from tests.e2e.world import Patient, seed_patients  # noqa: E402
 from tests.fakeservers.providers import now_utc  # noqa: E402
@@ -240,7 +242,7 @@ class Producer:
     errors: int = 0
 
     def _add(self, batch: list[dict[str, Any]]) -> int:
-        command = {"op": "add", "prefix": self.prefix, "queue": "reminders", "jobs": batch}
+        command = {"op": "add", "prefix": self.prefix, "queue": str(QueueName.REMINDERS), "jobs": batch}
         for _ in range(30):  # Redis may be restarting: the CRM retries
             try:
                 return len(node(command, self.redis_port)["ids"])
@@ -413,7 +415,7 @@ def _soak(
     produced_at = time.monotonic() - started
     deadline = time.monotonic() + args.drain_timeout
     while time.monotonic() < deadline:
-        counts = _counts(prefix, servers.redis_port, "reminders")
+        counts = _counts(prefix, servers.redis_port, str(QueueName.REMINDERS))
         # The delayed set also holds the scan schedule's next tick (SCAN_CRON is set to a far date): not ours.
         left = sum(counts.get(state, 0) for state in ("waiting", "active", "prioritized", "paused"))
         total = producer.added + producer.duplicates
@@ -427,8 +429,8 @@ def _soak(
         chaos_thread.join(30)
     elapsed = time.monotonic() - started
     rss_end = _worker_rss_kib(system)
-    counts = _counts(prefix, servers.redis_port, "reminders")
-    dead = _counts(prefix, servers.redis_port, "dead-letter")
+    counts = _counts(prefix, servers.redis_port, str(QueueName.REMINDERS))
+    dead = _counts(prefix, servers.redis_port, DEAD_LETTER_QUEUE)
     report = _report(args, providers, servers, patients, producer, chaos, counts, dead, rss_start, rss_end)
     report["time_s"] = {"producer": round(produced_at, 1), "total": round(elapsed, 1)}
     print(json.dumps(report, indent=2))
@@ -487,7 +489,7 @@ async def _owed_dead_letters(servers: Servers, prefix: str) -> dict[str, Any]:
     client = aioredis.Redis(host="127.0.0.1", port=servers.redis_port)
     connection = await asyncpg.connect(servers.dsn)
     try:
-        copies = await dead_letter_copies(client, prefix, "dead-letter", 100_000)
+        copies = await dead_letter_copies(client, prefix, DEAD_LETTER_QUEUE, 100_000)
         reasons = collections.Counter(str(copy.get("failedReason")) for copy in copies)
         return {"owed": sum([await is_owed(connection, copy) for copy in copies]), "reasons": dict(reasons)}
     finally:

@@ -1,7 +1,12 @@
-"""Job payloads: the four shapes of the Node worker's README plus the two scheduled jobs, as frozen values.
+"""The queue topology, declared once, and the job payloads it carries.
 
-Field names are Pythonic here; the wire converter (adapters/bullmq/wire.py) maps them to the Node CRM's camelCase JSON.
-Fields that carry PII or message content are left out of ``repr``.
+The queues a worker consumes (one supervisord program each), the job names on each queue and their payload types,
+the jobs our schedules add, and the options every added job carries (attempts, backoff, retention). The worker's
+and CLI's ``--queue`` choices, the health server's queue list, the publisher and the router's completeness check all
+derive from here. The dead-letter queue is the BullMQ adapter's (adapters/bullmq/dead_letter.py), not a queue of
+the domain. Payloads are the four shapes of the Node worker's README plus the scheduled jobs, as frozen values;
+field names are Pythonic here and the wire converter (adapters/bullmq/wire.py) maps them to the Node CRM's camelCase
+JSON. Fields that carry PII or message content are left out of ``repr``.
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ from domain.values import AppointmentId, ContactId, OrgId
 
 
 class QueueName(enum.StrEnum):
+    """The queues we consume, as the Node CRM names them (npm bullmq queue names)."""
+
     REMINDERS = "reminders"
     NURTURE = "nurture"
     DUNNING = "dunning"
     SNAPSHOTS = "snapshots"
-    DEAD_LETTER = "dead-letter"
+
+
+CONSUMED_QUEUES: tuple[QueueName, ...] = tuple(QueueName)
+"""Every queue a worker program consumes: supervisord.conf runs one ``worker-<queue>`` program for each."""
 
 
 class JobName(enum.StrEnum):
@@ -119,6 +129,32 @@ JOB_TYPES: Mapping[JobName, JobType] = {
         JobType(JobName.MAINTAIN_QUEUES, QueueName.SNAPSHOTS, QueueMaintenanceJob),  # the quietest queue
     )
 }
+
+
+SCHEDULED_JOBS: tuple[JobName, ...] = (JobName.SCAN_APPOINTMENTS, JobName.FAN_OUT_SNAPSHOTS, JobName.MAINTAIN_QUEUES)
+"""The jobs our schedules add, one schedule each, named after its job; the cron patterns are settings
+(``SCAN_CRON``, ``SNAPSHOT_CRON``, ``MAINTENANCE_CRON``)."""
+
+
+@attrs.frozen
+class JobDefaults:
+    """What every job we add carries: the Node producer's retries (``attempts``; exponential backoff from
+    ``backoff_delay_ms``, doubling) and how long Redis keeps it once finished, by age (seconds) and count."""
+
+    attempts: int = 3
+    backoff_delay_ms: int = 1000
+    completed_age_s: int = 24 * 3600
+    completed_count: int = 10_000
+    failed_age_s: int = 14 * 24 * 3600
+    failed_count: int = 50_000
+
+
+PUBLISHED_JOB_DEFAULTS = JobDefaults(completed_age_s=48 * 3600)
+"""Jobs the services publish (and dead-letter replays): completed reminder jobs must outlive the hourly scans that
+could queue them again (up to ~27 h before the appointment), so completed jobs are kept two days."""
+
+SCHEDULED_JOB_DEFAULTS = JobDefaults()
+"""Schedule ticks and run-now jobs: completed ones are kept a day."""
 
 
 def custom_job_id(kind: str, *parts: str) -> str:

@@ -16,7 +16,7 @@ import structlog
 
 from adapters.bullmq.connection import close_redis, open_redis
 from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
-from adapters.bullmq.publisher import BullmqJobPublisher, Retention
+from adapters.bullmq.publisher import BullmqJobPublisher
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
@@ -47,10 +47,8 @@ from adapters.postgres.snapshots import PostgresSnapshotStore
 from adapters.redis_keys import rate_limit_key, twilio_sent_prefix
 from adapters.scheduling.cron import install_zoned_repeat_strategy
 from adapters.scheduling.schedules import (
-    OWNED_QUEUES,
     Schedule,
     define_schedules,
-    find_schedule,
     maintenance_schedule,
     sync_schedules,
 )
@@ -64,7 +62,7 @@ from domain.copy_personalization import CopyPersonalization
 from domain.delivery import Dispatcher
 from domain.dunning import DunningService
 from domain.errors import ConfigurationError
-from domain.jobs import Job, JobName, QueueName
+from domain.jobs import CONSUMED_QUEUES, JOB_TYPES, Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome, Skipped
 from domain.personalization import DailyBudget
@@ -77,10 +75,6 @@ from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings
 
 log = structlog.get_logger()
-
-# Completed reminder jobs must outlive the hourly scans that could queue them again (up to ~27 h before the
-# appointment); other finished jobs are kept a day, failed ones two weeks.
-RETENTION = Retention(completed_age_s=48 * 3600)
 
 J = TypeVar("J", bound=Job)
 
@@ -135,10 +129,11 @@ class System:
 
     def handlers(self, queue: QueueName) -> Mapping[JobName, Handler]:
         """The handlers of one queue's jobs; scheduled jobs record their runs for the status endpoints."""
-        scan = self.recorder.wrap(find_schedule(self.schedules, "scan-appointments"), self.reminders.scan)
-        fan_out = self.recorder.wrap(find_schedule(self.schedules, "fan-out-snapshots"), self.snapshots.fan_out)
-        maintain = self.recorder.wrap(find_schedule(self.schedules, "maintain-queues"), self.maintenance.run)
-        return _handlers_by_queue(self.services, _handler(scan), _handler(fan_out), _handler(maintain))[queue]
+        handlers = handlers_by_queue(self.services, _handler(self.maintenance.run))[queue]
+        for schedule in self.schedules:
+            if schedule.job_name in handlers:
+                handlers[schedule.job_name] = self.recorder.wrap(schedule, handlers[schedule.job_name])
+        return handlers
 
     @property
     def services(self) -> Services:
@@ -155,21 +150,22 @@ class Services:
     snapshots: SnapshotService
 
 
-def _handlers_by_queue(
-    services: Services, scan: Handler, fan_out: Handler, maintain: Handler
-) -> dict[QueueName, dict[JobName, Handler]]:
+def handlers_by_queue(services: Services, maintain: Handler) -> dict[QueueName, dict[JobName, Handler]]:
+    """Each consumed queue's handler per job name (domain/jobs.py's JOB_TYPES); ``maintain`` runs queue maintenance.
+
+    The router refuses a map that misses or adds a job name of its queue (tests/unit/test_topology.py builds all)."""
+    by_name: dict[JobName, Handler] = {
+        JobName.REMINDER: _handler(services.reminders.process),
+        JobName.SCAN_APPOINTMENTS: _handler(services.reminders.scan),
+        JobName.NURTURE: _handler(services.nurture.process),
+        JobName.DUNNING: _handler(services.dunning.process),
+        JobName.SNAPSHOT: _handler(services.snapshots.compute),
+        JobName.FAN_OUT_SNAPSHOTS: _handler(services.snapshots.fan_out),
+        JobName.MAINTAIN_QUEUES: maintain,
+    }
     return {
-        QueueName.REMINDERS: {
-            JobName.REMINDER: _handler(services.reminders.process),
-            JobName.SCAN_APPOINTMENTS: scan,
-        },
-        QueueName.NURTURE: {JobName.NURTURE: _handler(services.nurture.process)},
-        QueueName.DUNNING: {JobName.DUNNING: _handler(services.dunning.process)},
-        QueueName.SNAPSHOTS: {
-            JobName.SNAPSHOT: _handler(services.snapshots.compute),
-            JobName.FAN_OUT_SNAPSHOTS: fan_out,
-            JobName.MAINTAIN_QUEUES: maintain,
-        },
+        queue: {name: by_name[name] for name, job_type in JOB_TYPES.items() if job_type.queue is queue}
+        for queue in CONSUMED_QUEUES
     }
 
 
@@ -221,8 +217,7 @@ def build_services(
 
 def dry_run_handlers(services: Services, queue: QueueName) -> Mapping[JobName, Handler]:
     """One queue's handlers for a dry run: the services themselves, with no schedule status recorded."""
-    scan, fan_out = _handler(services.reminders.scan), _handler(services.snapshots.fan_out)
-    return _handlers_by_queue(services, scan, fan_out, _no_dry_run_maintenance)[queue]
+    return handlers_by_queue(services, _no_dry_run_maintenance)[queue]
 
 
 async def _no_dry_run_maintenance(_job: Job) -> Outcome:
@@ -334,13 +329,10 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         for close in closers:
             stack.push_async_callback(close)
 
-        publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
+        publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock)
         personalization = _personalization(settings, database, clock, metrics, stack)
         services = build_services(settings, database, sms, email, publisher, clock, personalization)
-        schedules = (
-            *define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz),
-            maintenance_schedule(settings.maintenance_cron, settings.schedule_tz),
-        )
+        schedules = schedules_of(settings)
         yield System(
             settings=settings,
             database=database,
@@ -354,9 +346,18 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
             recorder=ScheduleRunRecorder(redis, settings.bullmq_prefix, clock),
             sms=sms,
             maintenance=QueueMaintenance(
-                redis, settings.bullmq_prefix, [str(q) for q in OWNED_QUEUES], maintenance_policy(settings), metrics
+                redis, settings.bullmq_prefix, [str(q) for q in CONSUMED_QUEUES], maintenance_policy(settings), metrics
             ),
         )
+
+
+def schedules_of(settings: Settings) -> tuple[Schedule, ...]:
+    """One schedule per job of domain/jobs.py's SCHEDULED_JOBS, with its cron from the settings (ConfigurationError
+    for a bad pattern or zone)."""
+    return (
+        *define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz),
+        maintenance_schedule(settings.maintenance_cron, settings.schedule_tz),
+    )
 
 
 def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:

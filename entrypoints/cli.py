@@ -29,7 +29,7 @@ from adapters.scheduling.schedules import find_schedule, run_now
 from adapters.scheduling.status import schedule_status
 from domain.errors import ClientFlowError
 from entrypoints import demo, preflight
-from entrypoints.bootstrap import RETENTION, observe, open_system, stop_observing
+from entrypoints.bootstrap import observe, open_system, stop_observing
 from entrypoints.cli_backfill import add_backfill_command
 from entrypoints.cli_dead_letters import add_dead_letter_commands
 from entrypoints.cli_queues import add_queue_commands
@@ -54,7 +54,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings) as system:
         zone = await demo.seed(system.database, clock.now())
         print(f"seeded {demo.ORG} (zone {zone}: it is midday there, so every send window is open)")
-        publisher = BullmqJobPublisher(system.redis, settings.bullmq_prefix, clock, RETENTION)
+        publisher = BullmqJobPublisher(system.redis, settings.bullmq_prefix, clock)
         await demo.trigger(system, publisher, clock, zone)
         print(
             "queued: appointment scan, snapshot fan-out, a nurture step and a dunning notice; waiting for the workers"

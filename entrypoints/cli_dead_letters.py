@@ -31,12 +31,12 @@ from adapters.bullmq.dead_letter_admin import (
     counts_by_reason,
 )
 from adapters.health.owed import is_owed
-from adapters.scheduling.schedules import OWNED_QUEUES
-from entrypoints.bootstrap import RETENTION, open_system
+from domain.jobs import CONSUMED_QUEUES as QUEUES
+from entrypoints.bootstrap import open_system
 from entrypoints.replay_check import replay_check
 from entrypoints.settings import Settings
 
-CONSUMED_QUEUES = frozenset(str(queue) for queue in OWNED_QUEUES)
+CONSUMED_QUEUES = frozenset(str(queue) for queue in QUEUES)
 PROGRESS_FROM = 20
 """Runs over at least this many jobs show a progress bar."""
 
@@ -212,7 +212,7 @@ async def dead_letter_replay(settings: Settings, args: argparse.Namespace) -> in
                 if entry.source_queue not in CONSUMED_QUEUES:
                     results.append({"id": entry.id, "refused": f"queue {entry.source_queue!r} is not one we consume"})
                     continue
-                record = await admin.replay(entry, by, _now_ms(), RETENTION)
+                record = await admin.replay(entry, by, _now_ms())
                 results.append({"id": entry.id, "queue": record.queue, "jobId": record.job_id, "added": record.added})
     if args.json:
         _print_json({"dryRun": args.dry_run, "count": len(results), "jobs": results})

@@ -9,11 +9,11 @@ import argparse
 import json
 
 from adapters.bullmq.queue_control import QueueControl
-from adapters.scheduling.schedules import OWNED_QUEUES
+from domain.jobs import CONSUMED_QUEUES
 from entrypoints.bootstrap import open_system
 from entrypoints.settings import Settings
 
-QUEUES = tuple(str(queue) for queue in OWNED_QUEUES)
+QUEUES = tuple(str(queue) for queue in CONSUMED_QUEUES)
 
 
 def _print_json(value: object) -> None:

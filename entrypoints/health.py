@@ -20,13 +20,15 @@ import redis.asyncio as aioredis
 import structlog
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_client
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.logging import configure_logging
+from domain.jobs import CONSUMED_QUEUES
 from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings, SettingsError
 
-QUEUES = ("reminders", "nurture", "dunning", "snapshots")
+QUEUES = tuple(str(queue) for queue in CONSUMED_QUEUES)
 log = structlog.get_logger("entrypoints.health")
 
 
@@ -37,7 +39,7 @@ class HealthServerOptions:
     prefix: str = "bull"
     queues: Sequence[str] = QUEUES
     required_queues: Sequence[str] = QUEUES
-    dead_letter_queue: str = "dead-letter"
+    dead_letter_queue: str = DEAD_LETTER_QUEUE
     host: str = "127.0.0.1"
     port: int = 9464
     check_timeout_seconds: float = 2.0
@@ -88,7 +90,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool
     parser.add_argument("--prefix", default=settings.bullmq_prefix, help="BullMQ key prefix")
     parser.add_argument("--queues", type=_csv, default=QUEUES, help="queues to report, comma-separated")
     parser.add_argument("--required-queues", type=_csv, default=None, help="queues that need a live worker")
-    parser.add_argument("--dead-letter-queue", default="dead-letter")
+    parser.add_argument("--dead-letter-queue", default=DEAD_LETTER_QUEUE)
     parser.add_argument("--host", default=settings.health_host)
     parser.add_argument("--port", type=int, default=settings.health_port)
     parser.add_argument("--log-level", default=settings.log_level, help="pino level: trace debug info warn error fatal")

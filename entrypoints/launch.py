@@ -25,10 +25,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from domain.jobs import CONSUMED_QUEUES
 from entrypoints.lifecycle import EarlierSetRunning, claim_place, leave_with_parent, seconds_since_spawn, supervised
 from entrypoints.settings import EXIT_CONFIGURATION, Settings, SettingsError, requested_production
 
-QUEUES = ("reminders", "nurture", "dunning", "snapshots")
+QUEUES = tuple(str(queue) for queue in CONSUMED_QUEUES)
 
 
 def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:

@@ -36,7 +36,7 @@ from adapters.observability.sentry import report_final_failure
 from adapters.scheduling.keeper import keep_schedules
 from adapters.scheduling.schedules import Schedule
 from domain.errors import ConfigurationError, TransientError
-from domain.jobs import JobName, QueueName
+from domain.jobs import CONSUMED_QUEUES, JobName, QueueName
 from entrypoints.bootstrap import worker_components
 from entrypoints.settings import SettingsError
 
@@ -192,9 +192,7 @@ async def _main(queue: QueueName) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entrypoints.worker", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--queue", required=True, choices=[q.value for q in QueueName if q is not QueueName.DEAD_LETTER]
-    )
+    parser.add_argument("--queue", required=True, choices=[str(queue) for queue in CONSUMED_QUEUES])
     args = parser.parse_args(argv)
     return uvloop.run(_main(QueueName(args.queue)))
 

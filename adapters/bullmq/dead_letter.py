@@ -19,9 +19,9 @@ import attrs
 import redis.asyncio as redis_asyncio
 from bullmq import Queue
 
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.bullmq.publisher import add_job_once
 from adapters.redis_keys import dead_lettered_key
-from domain.jobs import QueueName
 
 
 @attrs.frozen
@@ -64,7 +64,7 @@ class BullmqDeadLetter:
     def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
         self._client = client
         self._marks = dead_lettered_key(prefix)
-        self._queue = Queue(QueueName.DEAD_LETTER.value, {"prefix": prefix, "connection": client})
+        self._queue = Queue(DEAD_LETTER_QUEUE, {"prefix": prefix, "connection": client})
 
     def copy_key(self, source_queue: str, job_id: str) -> str:
         """The Redis key of a copy (the bullmq job hash in ``dead-letter``)."""

@@ -19,11 +19,11 @@ import redis.asyncio as redis_asyncio
 import structlog
 from bullmq import Queue
 
-from adapters.bullmq.keys import queue_key
-from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, Retention, add_job_once
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE, queue_key
+from adapters.bullmq.publisher import add_job_once, default_job_options
 from adapters.observability.redaction import redact
 from adapters.redis_keys import replay_log_key
-from domain.jobs import QueueName
+from domain.jobs import PUBLISHED_JOB_DEFAULTS, JobDefaults, QueueName
 
 log = structlog.get_logger()
 
@@ -210,10 +210,10 @@ class DeadLetterAdmin:
     def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._queue = Queue(QueueName.DEAD_LETTER.value, {"prefix": prefix, "connection": client})
+        self._queue = Queue(DEAD_LETTER_QUEUE, {"prefix": prefix, "connection": client})
 
     def _key(self, suffix: str) -> str:
-        return queue_key(self._prefix, QueueName.DEAD_LETTER.value, suffix)
+        return queue_key(self._prefix, DEAD_LETTER_QUEUE, suffix)
 
     async def copy_ids(self) -> list[str]:
         """Every copy id, oldest first (nothing consumes the queue: copies wait, or sit paused or delayed)."""
@@ -255,7 +255,7 @@ class DeadLetterAdmin:
         return bool(removed)
 
     async def replay(
-        self, entry: DeadLetterEntry, by: str, now_ms: int, retention: Retention, attempts: int = DEFAULT_ATTEMPTS
+        self, entry: DeadLetterEntry, by: str, now_ms: int, defaults: JobDefaults = PUBLISHED_JOB_DEFAULTS
     ) -> ReplayRecord:
         """Put ``entry`` back on its source queue as a new job, record who/when, then remove the copy.
 
@@ -263,16 +263,9 @@ class DeadLetterAdmin:
         runs through the normal path, so the send ledger keeps any message it already holds from going out again.
         Raises ValueError for a source queue we do not consume.
         """
-        source = QueueName(entry.source_queue)
-        if source is QueueName.DEAD_LETTER:
-            raise ValueError("a dead-letter copy cannot be replayed onto the dead-letter queue")
+        source = QueueName(entry.source_queue)  # ValueError for the dead-letter queue itself, or one we do not consume
         job_id = f"{entry.job_id}-replay-{entry.finished_on or entry.dead_lettered_at}"
-        options: dict[str, Any] = {
-            "jobId": job_id,
-            "attempts": attempts,
-            "backoff": dict(DEFAULT_BACKOFF),
-            **retention.options(),
-        }
+        options: dict[str, Any] = {**default_job_options(defaults), "jobId": job_id}
         queue = Queue(source.value, {"prefix": self._prefix, "connection": self._client})
         added = await add_job_once(queue, entry.job_name, entry.data, options)
         record = ReplayRecord(entry.id, source.value, job_id, added, by, now_ms)

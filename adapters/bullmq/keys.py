@@ -7,6 +7,10 @@ The layout is npm bullmq's: ``<prefix>:<queue>:<suffix>``, a job's hash at ``<pr
 
 from __future__ import annotations
 
+DEAD_LETTER_QUEUE = "dead-letter"
+"""The queue of final-failure copies (adapters/bullmq/dead_letter.py), beside the consumed queues under the same
+prefix; the Node worker's name. Nothing consumes it: it is the BullMQ adapter's, not a queue of the domain."""
+
 
 def queue_key(prefix: str, queue: str, suffix: str) -> str:
     """One of a queue's keys: a state (``wait``, ``paused``, ``delayed``, ``failed``...), ``meta``, ``repeat``,

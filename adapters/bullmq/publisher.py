@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import attrs
 import redis.asyncio as redis_asyncio
 from bullmq import Job as BullJob
 from bullmq import Queue
@@ -30,27 +29,19 @@ from adapters.bullmq.wire import encode_job
 from adapters.observability.tracing import child_span
 from adapters.redis_topology import transaction
 from domain.errors import TransientError
-from domain.jobs import Job, QueueName, job_type_of
+from domain.jobs import CONSUMED_QUEUES, PUBLISHED_JOB_DEFAULTS, Job, JobDefaults, QueueName, job_type_of
 from domain.ports import Clock
 
-DEFAULT_ATTEMPTS = 3
-DEFAULT_BACKOFF: Mapping[str, Any] = {"type": "exponential", "delay": 1000}
 
-
-@attrs.frozen
-class Retention:
-    """How many finished jobs Redis keeps, by age (seconds) and count, as bullmq's ``KeepJobs``."""
-
-    completed_age_s: int = 24 * 3600
-    completed_count: int = 10_000
-    failed_age_s: int = 14 * 24 * 3600
-    failed_count: int = 50_000
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "removeOnComplete": {"age": self.completed_age_s, "count": self.completed_count},
-            "removeOnFail": {"age": self.failed_age_s, "count": self.failed_count},
-        }
+def default_job_options(defaults: JobDefaults) -> dict[str, Any]:
+    """``defaults`` (domain/jobs.py) as bullmq job options: ``attempts``, ``backoff``, ``removeOnComplete`` and
+    ``removeOnFail`` (bullmq's ``KeepJobs``: age in seconds, count)."""
+    return {
+        "attempts": defaults.attempts,
+        "backoff": {"type": "exponential", "delay": defaults.backoff_delay_ms},
+        "removeOnComplete": {"age": defaults.completed_age_s, "count": defaults.completed_count},
+        "removeOnFail": {"age": defaults.failed_age_s, "count": defaults.failed_count},
+    }
 
 
 def check_custom_job_id(job_id: str) -> None:
@@ -94,18 +85,16 @@ class BullmqJobPublisher:
     """The JobPublisher port on BullMQ: one bullmq ``Queue`` per domain queue, all on the given client."""
 
     def __init__(
-        self, client: redis_asyncio.Redis, prefix: str, clock: Clock, retention: Retention | None = None
+        self,
+        client: redis_asyncio.Redis,
+        prefix: str,
+        clock: Clock,
+        defaults: JobDefaults = PUBLISHED_JOB_DEFAULTS,
     ) -> None:
         self._clock = clock
-        self._defaults: dict[str, Any] = {
-            "attempts": DEFAULT_ATTEMPTS,
-            "backoff": dict(DEFAULT_BACKOFF),
-            **(retention or Retention()).options(),
-        }
+        self._defaults = default_job_options(defaults)
         self._queues: dict[QueueName, Queue] = {
-            name: Queue(name.value, {"prefix": prefix, "connection": client})
-            for name in QueueName
-            if name is not QueueName.DEAD_LETTER
+            name: Queue(name.value, {"prefix": prefix, "connection": client}) for name in CONSUMED_QUEUES
         }
 
     async def publish(self, job: Job, job_id: str, run_at: datetime | None = None) -> bool:

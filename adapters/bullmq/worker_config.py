@@ -10,7 +10,7 @@ import redis.asyncio as redis_asyncio
 from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.options import worker_options
 from domain.errors import ConfigurationError
-from domain.jobs import QueueName
+from domain.jobs import CONSUMED_QUEUES, QueueName
 
 
 @attrs.frozen
@@ -47,8 +47,8 @@ class WorkerConfig:
     """Failures younger than this are left to the ``failed`` event's copy; the sweep takes the older ones."""
 
     def __attrs_post_init__(self) -> None:
-        if self.queue is QueueName.DEAD_LETTER:
-            raise ConfigurationError("nothing consumes the dead-letter queue")
+        if self.queue not in CONSUMED_QUEUES:  # the dead-letter queue, or a name from outside the topology
+            raise ConfigurationError(f"nothing consumes the {self.queue} queue")
         if not 0 < self.grace_period_s * 1000 < self.lock_duration_ms / 2:
             raise ConfigurationError("grace period must be positive and below half the lock duration")
         self.bullmq_options(None)  # validate now, not when the worker starts

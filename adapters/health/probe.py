@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from adapters.bullmq.heartbeat import live_workers
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.health.owed import OwedReport, dead_letter_copies, owed_report
 from adapters.health.queues import all_queue_stats, dead_letter_size, redis_now_ms
 from adapters.observability.metrics import MetricsSnapshot, QueueStats, ScheduleStatus, read_recorded
@@ -59,7 +60,7 @@ class HealthProbe:
     prefix: str
     queues: Sequence[str]
     required_queues: Sequence[str]
-    dead_letter_queue: str = "dead-letter"
+    dead_letter_queue: str = DEAD_LETTER_QUEUE
     timeout_seconds: float = 2.0
     schedule_grace: timedelta = timedelta(minutes=5)
     owed_after: timedelta = timedelta(minutes=15)

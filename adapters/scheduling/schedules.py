@@ -22,18 +22,16 @@ import redis.asyncio as redis_asyncio
 from bullmq import Queue
 
 from adapters.bullmq.options import job_options
-from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, Retention, add_job_once
+from adapters.bullmq.publisher import add_job_once, default_job_options
 from adapters.redis_keys import schedule_key, schedules_index_key
 from adapters.scheduling.cron import check_cron, use_zoned_repeat_strategy
 from adapters.scheduling.status_store import record_schedule_status
 from domain.errors import ConfigurationError
-from domain.jobs import JOB_TYPES, JobName, QueueName
+from domain.jobs import CONSUMED_QUEUES, JOB_TYPES, SCHEDULED_JOB_DEFAULTS, JobDefaults, JobName, QueueName
 from domain.ports import Clock
 
 OUR_PREFIX = "cf-"
 """Scheduler ids we own start with this; other schedulers in our queues (Node's, an operator's) are left alone."""
-
-OWNED_QUEUES: tuple[QueueName, ...] = tuple(q for q in QueueName if q is not QueueName.DEAD_LETTER)
 
 _PENDING_STATES = frozenset({"delayed", "waiting", "prioritized", "paused", "waiting-children"})
 
@@ -81,14 +79,14 @@ def define_schedules(scan_cron: str, snapshot_cron: str, tz: str) -> tuple[Sched
     which with a single UTC org is exactly the Node README's ``0 1 * * *``.
     """
     return (
-        Schedule("scan-appointments", JobName.SCAN_APPOINTMENTS, pattern=scan_cron, tz=tz),
-        Schedule("fan-out-snapshots", JobName.FAN_OUT_SNAPSHOTS, pattern=snapshot_cron, tz=tz),
+        Schedule(str(JobName.SCAN_APPOINTMENTS), JobName.SCAN_APPOINTMENTS, pattern=scan_cron, tz=tz),
+        Schedule(str(JobName.FAN_OUT_SNAPSHOTS), JobName.FAN_OUT_SNAPSHOTS, pattern=snapshot_cron, tz=tz),
     )
 
 
 def maintenance_schedule(cron: str, tz: str) -> Schedule:
     """Queue maintenance (adapters/bullmq/maintenance.py; Settings ``maintenance_cron``, hourly at :15 by default)."""
-    return Schedule("maintain-queues", JobName.MAINTAIN_QUEUES, pattern=cron, tz=tz)
+    return Schedule(str(JobName.MAINTAIN_QUEUES), JobName.MAINTAIN_QUEUES, pattern=cron, tz=tz)
 
 
 def find_schedule(schedules: Iterable[Schedule], key: str) -> Schedule:
@@ -100,11 +98,9 @@ def find_schedule(schedules: Iterable[Schedule], key: str) -> Schedule:
     raise ConfigurationError(f"no schedule {key!r}; known: {known}")
 
 
-def tick_job_options(retention: Retention | None = None) -> dict[str, Any]:
+def tick_job_options(defaults: JobDefaults = SCHEDULED_JOB_DEFAULTS) -> dict[str, Any]:
     """What every tick's job (and a run-now job) carries: the Node producer's retries, plus retention limits."""
-    return job_options(
-        {"attempts": DEFAULT_ATTEMPTS, "backoff": dict(DEFAULT_BACKOFF), **(retention or Retention()).options()}
-    )
+    return job_options(default_job_options(defaults))
 
 
 def scheduler_queue(client: redis_asyncio.Redis, prefix: str, queue: QueueName) -> Queue:
@@ -187,8 +183,8 @@ async def sync_schedules(
     client: redis_asyncio.Redis,
     prefix: str,
     schedules: Sequence[Schedule],
-    owned_queues: Sequence[QueueName] = OWNED_QUEUES,
-    retention: Retention | None = None,
+    owned_queues: Sequence[QueueName] = CONSUMED_QUEUES,
+    defaults: JobDefaults = SCHEDULED_JOB_DEFAULTS,
 ) -> SyncReport:
     """Make Redis hold exactly ``schedules`` among our (``cf-``) schedulers in ``owned_queues``.
 
@@ -199,7 +195,7 @@ async def sync_schedules(
     names = [s.name for s in schedules]
     if len(set(names)) != len(names):
         raise ConfigurationError("two schedules share a name")
-    options = tick_job_options(retention)
+    options = tick_job_options(defaults)
     done: dict[str, list[str]] = {k: [] for k in ("created", "replaced", "revived", "unchanged", "removed")}
     for schedule in schedules:
         queue = scheduler_queue(client, prefix, schedule.queue)
@@ -229,7 +225,11 @@ def run_now_job_id(schedule: Schedule, at: datetime) -> str:
 
 
 async def run_now(
-    client: redis_asyncio.Redis, prefix: str, schedule: Schedule, clock: Clock, retention: Retention | None = None
+    client: redis_asyncio.Redis,
+    prefix: str,
+    schedule: Schedule,
+    clock: Clock,
+    defaults: JobDefaults = SCHEDULED_JOB_DEFAULTS,
 ) -> str:
     """Queue one run of ``schedule`` now, through the same job path as its ticks; return the job id.
 
@@ -237,5 +237,5 @@ async def run_now(
     """
     job_id = run_now_job_id(schedule, clock.now())
     queue = scheduler_queue(client, prefix, schedule.queue)
-    await add_job_once(queue, str(schedule.job_name), {}, {**tick_job_options(retention), "jobId": job_id})
+    await add_job_once(queue, str(schedule.job_name), {}, {**tick_job_options(defaults), "jobId": job_id})
     return job_id

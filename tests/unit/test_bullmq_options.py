@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from adapters.bullmq.connection import RedisSettings
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.bullmq.options import job_options, worker_options
 from adapters.bullmq.publisher import check_custom_job_id
 from adapters.bullmq.return_values import json_safe
@@ -91,7 +92,7 @@ def test_grace_period_must_stay_below_half_the_lock_duration() -> None:
     with pytest.raises(ConfigurationError, match="grace period"):
         WorkerConfig(queue=QueueName.REMINDERS, lock_duration_ms=10_000, grace_period_s=5.0)
     with pytest.raises(ConfigurationError, match="dead-letter"):
-        WorkerConfig(queue=QueueName.DEAD_LETTER)
+        WorkerConfig(queue=DEAD_LETTER_QUEUE)
 
 
 def test_worker_config_passes_only_known_options_to_bullmq() -> None:

@@ -10,7 +10,6 @@ import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
-from adapters.bullmq.publisher import Retention
 from tests.integration.bullmq.support import node
 
 
@@ -28,7 +27,7 @@ async def test_concurrent_replays_of_one_copy_add_one_job(prefix: str) -> None:
         entry = await admin.get("snapshots.42")
         assert entry is not None
 
-        records = await asyncio.gather(*(admin.replay(entry, f"op-{n}", now_ms, Retention()) for n in range(10)))
+        records = await asyncio.gather(*(admin.replay(entry, f"op-{n}", now_ms) for n in range(10)))
 
         assert sum(record.added for record in records) == 1
         assert {record.job_id for record in records} == {f"42-replay-{now_ms}"}

@@ -8,6 +8,7 @@ from bullmq import Queue
 
 from adapters.bullmq.dead_letter import BullmqDeadLetter
 from adapters.bullmq.dead_letter_sweep import DeadLetterSweeper
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.redis_keys import dead_lettered_key
 from domain.jobs import Job, QueueName
@@ -25,7 +26,7 @@ async def test_a_failure_without_its_copy_is_copied_once_by_the_start_up_sweep(p
     replayed (copy removed, mark kept). The next worker's start-up sweep copies the first once, not the second,
     and a further sweep copies nothing."""
     client = redis_asyncio.Redis(decode_responses=True)
-    dead_letter = Queue(QueueName.DEAD_LETTER.value, {"prefix": prefix, "connection": client})
+    dead_letter = Queue(DEAD_LETTER_QUEUE, {"prefix": prefix, "connection": client})
     config = WorkerConfig(queue=QueueName.SNAPSHOTS, prefix=prefix, concurrency=2, dead_letter_settle_s=0.0)
     try:
         async with worker_running(config, snapshot_handlers(_stored)):

@@ -12,11 +12,11 @@ from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.bullmq.worker_identity import node_worker_client_name
-from domain.jobs import JOB_TYPES, Job, JobName, QueueName
+from domain.jobs import CONSUMED_QUEUES, JOB_TYPES, Job, JobName, QueueName
 from domain.outcomes import Outcome, Published
 from tests.integration.bullmq.support import OwnRedis, eventually, node, unique_prefix, worker_running
 
-CONSUMED = [q for q in QueueName if q is not QueueName.DEAD_LETTER]
+CONSUMED = list(CONSUMED_QUEUES)
 
 
 async def _nothing(_job: Job) -> Outcome:
