@@ -1,6 +1,7 @@
 """The composition root: opens the adapters from Settings, builds the domain services, closes all in reverse.
 
-Every process main (worker, CLI, demo) and the integration tests build the system here and nowhere else.
+Every process main (worker, webhooks, CLI, demo) builds its adapters here and nowhere else, on one Redis client
+per process; ``build_services`` is the one pure function from ports to services (real runs, dry runs, unit tests).
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import attrs
 import redis.asyncio as redis_asyncio
 import structlog
 
-from adapters.bullmq.connection import close_redis, open_redis
+from adapters.backfill_checkpoint import BackfillCheckpoint
+from adapters.bullmq.connection import close_redis, open_client
+from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
 from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
 from adapters.bullmq.publisher import BullmqJobPublisher
+from adapters.bullmq.queue_control import QueueControl
 from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
+from adapters.dry_run import DryRunEffects, DryRunEmailSender, DryRunPublisher, DryRunSmsSender
 from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.messaging.sendgrid_email import SendGridEmailSender
@@ -36,6 +41,7 @@ from adapters.postgres.crm import (
     PostgresOrganizations,
     PostgresTemplates,
 )
+from adapters.postgres.dry_run import DryRunDatabase, rolled_back_database
 from adapters.postgres.feedback import PostgresDeliveryFeedback
 from adapters.postgres.kpi import PostgresKpiFacts
 from adapters.postgres.ledger import PostgresSendLedger
@@ -66,7 +72,23 @@ from domain.jobs import CONSUMED_QUEUES, JOB_TYPES, Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome, Skipped
 from domain.personalization import DailyBudget
-from domain.ports import Clock, EmailSender, JobPublisher, SmsSender
+from domain.ports import (
+    Appointments,
+    Clock,
+    Contacts,
+    EmailSender,
+    Invoices,
+    JobPublisher,
+    KpiFactsSource,
+    NurtureEnrollments,
+    Organizations,
+    SendLedger,
+    SmsSender,
+    SnapshotStore,
+    SuppressionList,
+    TemplateRenderer,
+    Templates,
+)
 from domain.reconciliation import UnknownSendReconciler
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
@@ -115,6 +137,9 @@ class System:
     settings: Settings
     database: PostgresDatabase
     redis: redis_asyncio.Redis
+    """The process's one Redis client (``open_process_redis``)."""
+    clock: Clock
+    publisher: JobPublisher
     schedules: tuple[Schedule, ...]
     metrics: MetricsRecorder
     """Counts of this process (provider messages here, jobs in the worker), flushed to Redis by the worker."""
@@ -138,6 +163,16 @@ class System:
     @property
     def services(self) -> Services:
         return Services(self.reminders, self.nurture, self.dunning, self.snapshots)
+
+    def queue_control(self, queue: str) -> QueueControl:
+        """Operator control of ``queue`` (the caller has checked it is one we consume)."""
+        return QueueControl(self.redis, self.settings.bullmq_prefix, queue)
+
+    def dead_letter_admin(self) -> DeadLetterAdmin:
+        return DeadLetterAdmin(self.redis, self.settings.bullmq_prefix)
+
+    def backfill_checkpoint(self, backfill: str) -> BackfillCheckpoint:
+        return BackfillCheckpoint(self.redis, self.settings.bullmq_prefix, backfill)
 
 
 @attrs.frozen
@@ -169,55 +204,122 @@ def handlers_by_queue(services: Services, maintain: Handler) -> dict[QueueName, 
     }
 
 
-def build_services(
-    settings: Settings,
+@attrs.frozen
+class Ports:
+    """Everything the domain services need from outside, one field per port (domain/ports.py): PostgreSQL's in
+    real runs and dry runs (``postgres_ports``), in-memory fakes in unit tests."""
+
+    organizations: Organizations
+    contacts: Contacts
+    appointments: Appointments
+    templates: Templates
+    ledger: SendLedger
+    suppressions: SuppressionList
+    enrollments: NurtureEnrollments
+    invoices: Invoices
+    kpi_facts: KpiFactsSource
+    snapshot_store: SnapshotStore
+    renderer: TemplateRenderer
+    sms: SmsSender
+    email: EmailSender
+    publisher: JobPublisher
+    clock: Clock
+    personalization: CopyPersonalization | None = None
+    """AI copy of opted-in nurture templates; None in dry runs (no model is asked there)."""
+
+
+def postgres_ports(
     database: PostgresDatabase,
     sms: SmsSender,
     email: EmailSender,
     publisher: JobPublisher,
     clock: Clock,
     personalization: CopyPersonalization | None = None,
-) -> Services:
-    """Wire the domain services to these edges: the one place a service is built (real runs and dry runs).
+) -> Ports:
+    """The ports on this database (the CRM tables, the send ledger, delivery feedback) and these edges."""
+    return Ports(
+        organizations=PostgresOrganizations(database),
+        contacts=PostgresContacts(database),
+        appointments=PostgresAppointments(database),
+        templates=PostgresTemplates(database),
+        ledger=PostgresSendLedger(database),
+        suppressions=PostgresDeliveryFeedback(database),
+        enrollments=PostgresNurtureEnrollments(database),
+        invoices=PostgresInvoices(database),
+        kpi_facts=PostgresKpiFacts(database),
+        snapshot_store=PostgresSnapshotStore(database),
+        renderer=PlaceholderTemplateRenderer(),
+        sms=sms,
+        email=email,
+        publisher=publisher,
+        clock=clock,
+        personalization=personalization,
+    )
 
-    ``personalization`` (AI copy of opted-in nurture templates) is None in dry runs: no model is asked there."""
-    organizations = PostgresOrganizations(database)
-    contacts = PostgresContacts(database)
-    appointments = PostgresAppointments(database)
-    templates = PostgresTemplates(database)
+
+def build_services(ports: Ports, settle: timedelta) -> Services:
+    """Wire the domain services to ``ports``: the one place a service is built (real runs, dry runs, unit tests).
+
+    Pure: builds objects, opens nothing. ``settle`` is how long after a send attempt an unconfirmed message counts
+    as unsettled (Settings ``send_settle_seconds``)."""
+    p = ports
     # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
-    ledger = ConsentGatedLedger(PostgresSendLedger(database), PostgresDeliveryFeedback(database))
-    renderer = PlaceholderTemplateRenderer()
-    dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
+    ledger = ConsentGatedLedger(p.ledger, p.suppressions)
+    dispatcher = Dispatcher(ledger, p.sms, p.email, p.clock, settle=settle)
     return Services(
         reminders=ReminderService(
-            appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
+            p.appointments, p.contacts, p.organizations, p.templates, p.renderer, p.publisher, dispatcher, p.clock
         ),
         nurture=NurtureService(
-            PostgresNurtureEnrollments(database),
-            contacts,
-            organizations,
-            appointments,
-            templates,
-            renderer,
+            p.enrollments,
+            p.contacts,
+            p.organizations,
+            p.appointments,
+            p.templates,
+            p.renderer,
             ledger,
             dispatcher,
-            publisher,
-            clock,
-            personalization=personalization,
+            p.publisher,
+            p.clock,
+            personalization=p.personalization,
         ),
-        dunning=DunningService(
-            contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock
-        ),
-        snapshots=SnapshotService(
-            organizations, PostgresKpiFacts(database), PostgresSnapshotStore(database), clock, publisher
-        ),
+        dunning=DunningService(p.contacts, p.organizations, p.invoices, p.templates, p.renderer, dispatcher, p.clock),
+        snapshots=SnapshotService(p.organizations, p.kpi_facts, p.snapshot_store, p.clock, p.publisher),
     )
+
+
+def settle_time(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.send_settle_seconds)
 
 
 def dry_run_handlers(services: Services, queue: QueueName) -> Mapping[JobName, Handler]:
     """One queue's handlers for a dry run: the services themselves, with no schedule status recorded."""
     return handlers_by_queue(services, _no_dry_run_maintenance)[queue]
+
+
+@attrs.frozen
+class DryRun:
+    """A dry run's wiring: the real services on a database whose transaction is rolled back, with senders and a
+    publisher that collect into ``effects`` instead of leaving the process."""
+
+    database: DryRunDatabase
+    services: Services
+    effects: DryRunEffects
+
+
+@asynccontextmanager
+async def open_dry_run(system: System) -> AsyncIterator[DryRun]:
+    """A dry run over ``system``'s database; reconciliation of an unsettled SMS asks ``system``'s real sender."""
+    effects = DryRunEffects()
+    async with rolled_back_database(system.settings.database_url) as database:
+        ports = postgres_ports(
+            database.database,
+            DryRunSmsSender(effects, real=system.sms),
+            DryRunEmailSender(effects),
+            DryRunPublisher(effects),
+            system.clock,
+        )
+        yield DryRun(database, build_services(ports, settle_time(system.settings)), effects)
 
 
 async def _no_dry_run_maintenance(_job: Job) -> Outcome:
@@ -311,6 +413,19 @@ def _personalization(
     )
 
 
+SERVICE_REDIS_CONNECTIONS = 28
+"""Connections the services of one process may hold at once (publishing, rate limits, schedule status, metrics)."""
+
+
+def open_process_redis(settings: Settings) -> redis_asyncio.Redis:
+    """The process's one Redis client. Its pool serves the services and, in a worker, the queue runtime: the
+    ``2 * WORKER_CONCURRENCY + 8`` connections a worker's jobs may hold (adapters/bullmq/connection.py) plus
+    ``SERVICE_REDIS_CONNECTIONS``. Close it with ``close_redis``."""
+    redis = redis_settings(settings)
+    connections = 2 * settings.worker_concurrency + 8 + SERVICE_REDIS_CONNECTIONS
+    return open_client(redis, connections, redis.socket_timeout_s)
+
+
 @asynccontextmanager
 async def open_system(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[System]:
     """Open every adapter (migrating the database first), yield the wired System, close all in reverse."""
@@ -322,7 +437,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
                 log.info("migrations_applied", versions=applied)
         database = await PostgresDatabase.connect(settings.database_url)
         stack.push_async_callback(database.close)
-        redis = open_redis(redis_settings(settings))
+        redis = open_process_redis(settings)
         stack.push_async_callback(close_redis, redis)
         metrics = MetricsRecorder(settings.bullmq_prefix)
         sms, email, closers = _senders(settings, database, redis, clock, metrics)
@@ -331,12 +446,15 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
 
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock)
         personalization = _personalization(settings, database, clock, metrics, stack)
-        services = build_services(settings, database, sms, email, publisher, clock, personalization)
+        ports = postgres_ports(database, sms, email, publisher, clock, personalization)
+        services = build_services(ports, settle_time(settings))
         schedules = schedules_of(settings)
         yield System(
             settings=settings,
             database=database,
             redis=redis,
+            clock=clock,
+            publisher=publisher,
             schedules=schedules,
             metrics=metrics,
             reminders=services.reminders,
@@ -373,12 +491,20 @@ def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
     )
 
 
+@attrs.frozen
+class WorkerComponents:
+    config: WorkerConfig
+    handlers: Mapping[JobName, Handler]
+    metrics: MetricsRecorder
+    schedules: tuple[Schedule, ...]
+    redis: redis_asyncio.Redis
+
+
 @asynccontextmanager
-async def worker_components(
-    queue: QueueName,
-) -> AsyncIterator[tuple[WorkerConfig, Mapping[JobName, Handler], MetricsRecorder, tuple[Schedule, ...]]]:
+async def worker_components(queue: QueueName) -> AsyncIterator[WorkerComponents]:
     """What ``python -m entrypoints.worker --queue <name>`` runs: config, handlers, the process's metrics
-    recorder (the adapters count into it; the worker flushes it) and the schedules, for one queue's worker.
+    recorder (the adapters count into it; the worker flushes it), the schedules, and the process's one Redis client
+    (the services' and the queue runtime's), for one queue's worker.
 
     Every worker upserts the schedules at start-up and then re-asserts them while it runs (idempotent, safe
     concurrently), so no process is special.
@@ -391,7 +517,9 @@ async def worker_components(
         async with open_system(settings) as system:
             report = await sync_schedules(system.redis, settings.bullmq_prefix, system.schedules)
             log.info("schedules_synced", report=str(report))
-            yield worker_config(settings, queue), system.handlers(queue), system.metrics, system.schedules
+            yield WorkerComponents(
+                worker_config(settings, queue), system.handlers(queue), system.metrics, system.schedules, system.redis
+            )
     finally:
         stop_observing()
 
@@ -437,7 +565,7 @@ async def open_webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
         await migrate(settings.database_url)
         database = await PostgresDatabase.connect(settings.database_url)
         stack.push_async_callback(database.close)
-        redis = open_redis(redis_settings(settings))
+        redis = open_process_redis(settings)
         stack.push_async_callback(close_redis, redis)
         metrics = MetricsRecorder(settings.bullmq_prefix)
         sms, _email, closers = _senders(settings, database, redis, clock, metrics)
@@ -461,7 +589,7 @@ async def open_webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
             feedback=feedback,
             sms=sms,
             clock=clock,
-            settle=timedelta(seconds=settings.send_settle_seconds),
+            settle=settle_time(settings),
             horizon=timedelta(hours=settings.send_unconfirmed_after_hours),
         )
         yield Webhooks(settings, handlers, reconciler, feedback, metrics, redis)

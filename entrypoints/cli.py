@@ -21,8 +21,6 @@ from collections.abc import Sequence
 import structlog
 import uvloop
 
-from adapters.bullmq.publisher import BullmqJobPublisher
-from adapters.clock import SystemClock
 from adapters.observability.logging import configure_logging
 from adapters.postgres.migrator import migrate
 from adapters.scheduling.schedules import find_schedule, run_now
@@ -50,12 +48,10 @@ async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    clock = SystemClock()
     async with open_system(settings) as system:
-        zone = await demo.seed(system.database, clock.now())
+        zone = await demo.seed(system.database, system.clock.now())
         print(f"seeded {demo.ORG} (zone {zone}: it is midday there, so every send window is open)")
-        publisher = BullmqJobPublisher(system.redis, settings.bullmq_prefix, clock)
-        await demo.trigger(system, publisher, clock, zone)
+        await demo.trigger(system, zone)
         print(
             "queued: appointment scan, snapshot fan-out, a nurture step and a dunning notice; waiting for the workers"
         )
@@ -77,7 +73,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 async def _run_now(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         schedule = find_schedule(system.schedules, args.schedule)
-        job_id = await run_now(system.redis, settings.bullmq_prefix, schedule, SystemClock())
+        job_id = await run_now(system.redis, settings.bullmq_prefix, schedule, system.clock)
     _print({"schedule": args.schedule, "queued_job": job_id})
     return 0
 

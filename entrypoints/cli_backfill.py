@@ -15,7 +15,7 @@ from datetime import date
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from adapters.backfill_checkpoint import BackfillCheckpoint, backfill_id
+from adapters.backfill_checkpoint import backfill_id
 from domain.errors import InvalidValue
 from domain.jobs import SnapshotJob
 from domain.outcomes import SnapshotStored
@@ -47,9 +47,7 @@ async def backfill(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         org_ids = await _org_ids(system.snapshots, args)
         plan = await _plan(system.snapshots, org_ids, args.first, args.last)
-        checkpoint = BackfillCheckpoint(
-            system.redis, settings.bullmq_prefix, backfill_id(org_ids, args.first, args.last)
-        )
+        checkpoint = system.backfill_checkpoint(backfill_id(org_ids, args.first, args.last))
         if args.restart:
             await checkpoint.forget()
         done = await checkpoint.done()

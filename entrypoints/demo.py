@@ -17,7 +17,6 @@ import attrs
 from adapters.postgres.pool import PostgresDatabase
 from adapters.scheduling.schedules import find_schedule, run_now
 from domain.jobs import DunningJob, JobName, NurtureJob, SnapshotJob
-from domain.ports import Clock, JobPublisher
 from domain.values import ContactId, OrgId, zone
 from entrypoints.bootstrap import System
 
@@ -108,9 +107,10 @@ async def seed(database: PostgresDatabase, now: datetime) -> str:
     return zone
 
 
-async def trigger(system: System, publisher: JobPublisher, clock: Clock, zone_name: str) -> None:
+async def trigger(system: System, zone_name: str) -> None:
     """Queue the work as the CRM and the schedules would: the appointment scan now, a nurture step, a dunning notice
     and yesterday's snapshot (under run-unique ids: a re-run must not collide with the last run's finished jobs)."""
+    publisher, clock = system.publisher, system.clock
     scan = find_schedule(system.schedules, str(JobName.SCAN_APPOINTMENTS))
     await run_now(system.redis, system.settings.bullmq_prefix, scan, clock)
     stamp = clock.now().strftime("%Y%m%d%H%M%S")

@@ -16,9 +16,8 @@ import attrs
 
 from adapters.bullmq.dead_letter_admin import DeadLetterEntry
 from adapters.bullmq.router import JobRouter
-from adapters.clock import SystemClock
-from adapters.dry_run import DryRunEffects, DryRunEmailSender, DryRunPublisher, DryRunSmsSender
-from adapters.postgres.dry_run import DryRunDatabase, rolled_back_database
+from adapters.dry_run import DryRunEffects
+from adapters.postgres.dry_run import DryRunDatabase
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,
@@ -29,7 +28,7 @@ from domain.errors import (
 )
 from domain.jobs import QueueName
 from domain.outcomes import Deferred, Outcome, Sent
-from entrypoints.bootstrap import Services, System, build_services, dry_run_handlers
+from entrypoints.bootstrap import Services, System, dry_run_handlers, open_dry_run
 
 
 @attrs.frozen
@@ -109,14 +108,5 @@ class ReplayCheck:
 @asynccontextmanager
 async def replay_check(system: System) -> AsyncIterator[ReplayCheck]:
     """A ReplayCheck over ``system``'s database and CRM, with nothing sent, queued or committed."""
-    effects = DryRunEffects()
-    async with rolled_back_database(system.settings.database_url) as database:
-        services = build_services(
-            system.settings,
-            database.database,
-            DryRunSmsSender(effects, real=system.sms),
-            DryRunEmailSender(effects),
-            DryRunPublisher(effects),
-            SystemClock(),
-        )
-        yield ReplayCheck(database, services, effects)
+    async with open_dry_run(system) as dry_run:
+        yield ReplayCheck(dry_run.database, dry_run.services, dry_run.effects)

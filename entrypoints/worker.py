@@ -76,17 +76,20 @@ async def run_worker(
     signals: ShutdownSignals | None = None,
     recorder: MetricsRecorder | None = None,
     schedules: Sequence[Schedule] = (),
+    client: redis_asyncio.Redis | None = None,
 ) -> int:
     """Consume ``config.queue`` with ``handlers`` until a shutdown signal; return the process exit code.
 
     With ``signals`` None, SIGTERM/SIGINT handlers are installed on the running loop. ``recorder`` is the process's
     metrics (shared with the adapters that count provider messages); a new one when None. ``schedules`` are
-    re-asserted every ``config.schedule_check_interval_s`` while the worker serves.
+    re-asserted every ``config.schedule_check_interval_s`` while the worker serves. ``client`` is the process's
+    Redis client (entrypoints/bootstrap.py), left open; with None the worker opens and closes its own.
     """
     own_signals = signals is None
     signals = signals or ShutdownSignals()
     recorder = recorder or MetricsRecorder(config.prefix)
-    client = open_redis(config.redis, config.concurrency)
+    own_client = client is None
+    client = client or open_redis(config.redis, config.concurrency)
     try:
         router = JobRouter(config.queue, handlers)
         await run_startup_checks(client, config.prefix, str(config.queue))
@@ -106,7 +109,8 @@ async def run_worker(
         log.critical("worker_crashed", queue=str(config.queue), error_type=type(error).__name__, exc_info=True)
         return EXIT_CRASHED
     finally:
-        await close_redis(client)
+        if own_client:
+            await close_redis(client)
 
 
 class FailedWithoutCopy(Exception):
@@ -180,8 +184,10 @@ async def _running_beside(
 async def _main(queue: QueueName) -> int:
     """Build the worker from the environment (entrypoints/bootstrap.py) and serve until a shutdown signal."""
     try:
-        async with worker_components(queue) as (config, handlers, recorder, schedules):
-            return await run_worker(config, handlers, recorder=recorder, schedules=schedules)
+        async with worker_components(queue) as parts:
+            return await run_worker(
+                parts.config, parts.handlers, recorder=parts.metrics, schedules=parts.schedules, client=parts.redis
+            )
     except (ConfigurationError, SettingsError) as error:
         log.critical("worker_refused_to_start", queue=str(queue), error=str(error))
         return EXIT_CONFIGURATION
