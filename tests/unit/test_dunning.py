@@ -23,8 +23,8 @@ from domain.models import (
 )
 from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
 from domain.values import Channel, EmailAddress, MessagePurpose, PhoneNumber, zone
-from tests.fakes import FakeClock, FakeTemplateRenderer, InMemoryInvoices
-from tests.unit.worlds import CONTACT, ORG, MessagingWorld
+from tests.support.fakes import FakeClock, FakeTemplateRenderer, InMemoryInvoices
+from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 # 12:00 in Berlin (the contact's zone), inside the 07:00-21:00 transactional window
 NOW = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)

@@ -35,7 +35,7 @@ from domain.values import (
     SequenceId,
     zone,
 )
-from tests.fakes import (
+from tests.support.fakes import (
     FakeClock,
     FakeJobPublisher,
     FakeTemplateRenderer,
@@ -43,7 +43,7 @@ from tests.fakes import (
     InMemoryNurtureEnrollments,
     PublishedJob,
 )
-from tests.unit.worlds import CONTACT, ORG, MessagingWorld
+from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 ENROLLMENT = EnrollmentId("enr-1")
 SEQUENCE = SequenceId("seq-1")

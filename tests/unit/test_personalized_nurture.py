@@ -22,16 +22,16 @@ from domain.personalization import (
     PersonalizedCopy,
 )
 from domain.values import Channel, EmailAddress, MessagePurpose, OrgId, PhoneNumber, zone
-from tests.fakes import FakeClock
-from tests.fakes.personalization import (
+from tests.support.fakes import FakeClock
+from tests.support.fakes.personalization import (
     FAKE_MODEL,
     FakeCopyPersonalizer,
     InMemoryPersonalizationBudgets,
     InMemoryPersonalizedCopies,
     RecordingPersonalizationRecorder,
 )
+from tests.support.worlds import CONTACT, ORG
 from tests.unit.test_nurture import ENROLLMENT, NOW, SEQUENCE, STEPS, World, job
-from tests.unit.worlds import CONTACT, ORG
 
 TIPS = "Hi {{ first_name }}, tip: {{ tip }}. Book: https://acme.example/book Reply STOP to opt out"
 PLAIN_TIPS = "Hi Dana, tip: floss daily. Book: https://acme.example/book Reply STOP to opt out"

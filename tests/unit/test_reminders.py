@@ -14,7 +14,7 @@ from domain.messages import LedgerState, SendClaim
 from domain.models import AppointmentStatus, SendWindow, Template
 from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
 from domain.values import Channel, EmailAddress, MessagePurpose, PhoneNumber
-from tests.unit.reminder_world import APPOINTMENT, CONTACT, ORG, ReminderWorld, local, make_world
+from tests.support.reminder_world import APPOINTMENT, CONTACT, ORG, ReminderWorld, local, make_world
 
 NEW_YORK = "America/New_York"
 NOW = local(NEW_YORK, 2026, 1, 21, 10)

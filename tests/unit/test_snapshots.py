@@ -15,7 +15,7 @@ from domain.models import DailySnapshot, DeliveryStatus, KpiFacts, Organization
 from domain.outcomes import Published, Skipped, SnapshotStored
 from domain.snapshots import SnapshotService, show_rate, snapshot_job_id
 from domain.values import Channel, Money, OrgId
-from tests.fakes import (
+from tests.support.fakes import (
     FakeClock,
     FakeJobPublisher,
     FakeKpiFactsSource,

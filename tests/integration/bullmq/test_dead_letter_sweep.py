@@ -11,8 +11,8 @@ from adapters.bullmq.dead_letter_sweep import DeadLetterSweeper
 from adapters.bullmq.worker_config import WorkerConfig
 from domain.jobs import Job, QueueName
 from domain.outcomes import Outcome, SnapshotStored
-from tests.integration.bullmq.support import add, eventually, worker_running
 from tests.integration.bullmq.test_outcomes import snapshot_handlers
+from tests.support.queues import add, eventually, worker_running
 
 
 async def _stored(_job: Job) -> Outcome:

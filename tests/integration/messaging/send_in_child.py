@@ -20,8 +20,8 @@ from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from adapters.rate_limit import RedisRateLimiter
 from adapters.twilio_sms import TwilioSmsSender
 from domain.delivery import Dispatcher
-from tests.fakes import FakeEmailSender
 from tests.integration.messaging.exactly_once_world import CLAIM, MESSAGE
+from tests.support.fakes import FakeEmailSender
 
 
 async def main(settings: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from adapters.health.heartbeat import heartbeat_key, live_workers
 from adapters.health.queues import queue_stats, redis_now_ms
 from adapters.observability.metrics import read_recorded
-from tests.integration.bullmq.support import add, eventually, state_of, worker_process
+from tests.support.queues import add, eventually, state_of, worker_process
 
 
 async def test_heartbeat_while_running_gone_after_sigterm_and_counts_in_redis(redis_prefix: tuple[Redis, str]) -> None:

@@ -17,8 +17,8 @@ from domain.models import (
 )
 from domain.reminders import ReminderService
 from domain.values import AppointmentId, Channel, ContactId, EmailAddress, PhoneNumber
-from tests.fakes import FakeClock, FakeJobPublisher, FakeTemplateRenderer, InMemoryAppointments
-from tests.unit.worlds import CONTACT, ORG, MessagingWorld
+from tests.support.fakes import FakeClock, FakeJobPublisher, FakeTemplateRenderer, InMemoryAppointments
+from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 APPOINTMENT = AppointmentId("a-1")
 

@@ -1,6 +1,6 @@
 """The two sides a contract suite runs against, each with a seed that writes the same fixture data into it.
 
-``FakeBackend`` wires the in-memory fakes of tests/fakes; ``PostgresBackend`` wires the asyncpg adapters over a
+``FakeBackend`` wires the in-memory fakes of tests/support/fakes; ``PostgresBackend`` wires the asyncpg adapters over a
 migrated test database. Tests speak only to the ports and to ``seed``, so one test body checks both.
 """
 
@@ -41,7 +41,7 @@ from domain.ports import (
     Templates,
 )
 from domain.values import ContactId, Money, OrgId
-from tests.fakes import (
+from tests.support.fakes import (
     FakeKpiFactsSource,
     InMemoryAppointments,
     InMemoryContacts,
@@ -52,8 +52,8 @@ from tests.fakes import (
     InMemorySnapshotStore,
     InMemoryTemplates,
 )
-from tests.fakes.feedback import InMemoryDeliveryFeedback
-from tests.fakes.personalization import InMemoryPersonalizationBudgets, InMemoryPersonalizedCopies
+from tests.support.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.personalization import InMemoryPersonalizationBudgets, InMemoryPersonalizedCopies
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ import attrs
 
 from domain.delivery import Dispatcher
 from domain.values import ContactId, OrgId
-from tests.fakes import (
+from tests.support.fakes import (
     FakeClock,
     FakeEmailSender,
     FakeSmsSender,
