@@ -13,7 +13,8 @@ from adapters.twilio_sms import TwilioSmsSender
 from domain.messages import EmailMessage, SmsMessage
 from domain.ports import EmailSender, SmsSender
 from domain.values import EmailAddress, PhoneNumber
-from tests.support.fakes import FakeClock, FakeEmailSender, FakeSmsSender
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
 from tests.support.fakeservers.sendgrid import FakeSendGrid
 from tests.support.fakeservers.twilio import FakeTwilio
 from tests.support.scratch import redis_prefix, running, scratch_database

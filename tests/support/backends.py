@@ -41,19 +41,18 @@ from domain.ports import (
     Templates,
 )
 from domain.values import ContactId, Money, OrgId
-from tests.support.fakes import (
-    FakeKpiFactsSource,
+from tests.support.fakes.crm import (
     InMemoryAppointments,
     InMemoryContacts,
     InMemoryInvoices,
-    InMemoryNurtureEnrollments,
     InMemoryOrganizations,
-    InMemorySendLedger,
-    InMemorySnapshotStore,
     InMemoryTemplates,
 )
 from tests.support.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.ledger import InMemorySendLedger
+from tests.support.fakes.nurture import InMemoryNurtureEnrollments
 from tests.support.fakes.personalization import InMemoryPersonalizationBudgets, InMemoryPersonalizedCopies
+from tests.support.fakes.snapshots import FakeKpiFactsSource, InMemorySnapshotStore
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 

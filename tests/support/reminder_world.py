@@ -17,7 +17,10 @@ from domain.models import (
 )
 from domain.reminders import ReminderService
 from domain.values import AppointmentId, Channel, ContactId, EmailAddress, PhoneNumber
-from tests.support.fakes import FakeClock, FakeJobPublisher, FakeTemplateRenderer, InMemoryAppointments
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.crm import InMemoryAppointments
+from tests.support.fakes.jobs import FakeJobPublisher
+from tests.support.fakes.rendering import FakeTemplateRenderer
 from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 APPOINTMENT = AppointmentId("a-1")

@@ -14,15 +14,10 @@ import attrs
 
 from domain.delivery import Dispatcher
 from domain.values import ContactId, OrgId
-from tests.support.fakes import (
-    FakeClock,
-    FakeEmailSender,
-    FakeSmsSender,
-    InMemoryContacts,
-    InMemoryOrganizations,
-    InMemorySendLedger,
-    InMemoryTemplates,
-)
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.crm import InMemoryContacts, InMemoryOrganizations, InMemoryTemplates
+from tests.support.fakes.ledger import InMemorySendLedger
+from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
 
 ORG = OrgId("org-1")
 CONTACT = ContactId("c-1")

@@ -23,7 +23,9 @@ from domain.models import (
 )
 from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
 from domain.values import Channel, EmailAddress, MessagePurpose, PhoneNumber, zone
-from tests.support.fakes import FakeClock, FakeTemplateRenderer, InMemoryInvoices
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.crm import InMemoryInvoices
+from tests.support.fakes.rendering import FakeTemplateRenderer
 from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 # 12:00 in Berlin (the contact's zone), inside the 07:00-21:00 transactional window

@@ -35,14 +35,11 @@ from domain.values import (
     SequenceId,
     zone,
 )
-from tests.support.fakes import (
-    FakeClock,
-    FakeJobPublisher,
-    FakeTemplateRenderer,
-    InMemoryAppointments,
-    InMemoryNurtureEnrollments,
-    PublishedJob,
-)
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.crm import InMemoryAppointments
+from tests.support.fakes.jobs import FakeJobPublisher, PublishedJob
+from tests.support.fakes.nurture import InMemoryNurtureEnrollments
+from tests.support.fakes.rendering import FakeTemplateRenderer
 from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 ENROLLMENT = EnrollmentId("enr-1")

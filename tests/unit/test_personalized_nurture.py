@@ -22,7 +22,7 @@ from domain.personalization import (
     PersonalizedCopy,
 )
 from domain.values import Channel, EmailAddress, MessagePurpose, OrgId, PhoneNumber, zone
-from tests.support.fakes import FakeClock
+from tests.support.fakes.clock import FakeClock
 from tests.support.fakes.personalization import (
     FAKE_MODEL,
     FakeCopyPersonalizer,

@@ -15,13 +15,10 @@ from domain.models import DailySnapshot, DeliveryStatus, KpiFacts, Organization
 from domain.outcomes import Published, Skipped, SnapshotStored
 from domain.snapshots import SnapshotService, show_rate, snapshot_job_id
 from domain.values import Channel, Money, OrgId
-from tests.support.fakes import (
-    FakeClock,
-    FakeJobPublisher,
-    FakeKpiFactsSource,
-    InMemoryOrganizations,
-    InMemorySnapshotStore,
-)
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.crm import InMemoryOrganizations
+from tests.support.fakes.jobs import FakeJobPublisher
+from tests.support.fakes.snapshots import FakeKpiFactsSource, InMemorySnapshotStore
 
 FAN_OUT = SnapshotFanOutJob()
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.fakes import FakeClock
+from tests.support.fakes.clock import FakeClock
 from tests.support.fakeservers.sendgrid import FakeSendGrid
 from tests.support.fakeservers.twilio import FakeTwilio
 from tests.support.scratch import redis_prefix, running

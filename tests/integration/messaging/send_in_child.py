@@ -21,7 +21,7 @@ from adapters.rate_limit import RedisRateLimiter
 from adapters.twilio_sms import TwilioSmsSender
 from domain.delivery import Dispatcher
 from tests.integration.messaging.exactly_once_world import CLAIM, MESSAGE
-from tests.support.fakes import FakeEmailSender
+from tests.support.fakes.senders import FakeEmailSender
 
 
 async def main(settings: dict[str, Any]) -> None:

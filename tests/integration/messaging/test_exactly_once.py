@@ -25,7 +25,8 @@ from domain.errors import SuppressionReason
 from domain.messages import EmailMessage, LedgerState, SendClaim
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId
 from tests.integration.messaging.exactly_once_world import CLAIM, KEY, MESSAGE
-from tests.support.fakes import FakeClock, FakeEmailSender, FakeSmsSender
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
 from tests.support.fakeservers.scripted import Stall
 from tests.support.fakeservers.sendgrid import FakeSendGrid
 from tests.support.fakeservers.twilio import FakeTwilio, twilio_error

@@ -25,7 +25,8 @@ from domain.delivery import Delivered, Dispatcher
 from domain.errors import DeliveryOutcomeUnknown, TransientError
 from domain.messages import LedgerState
 from tests.integration.messaging.exactly_once_world import CLAIM, KEY, MESSAGE
-from tests.support.fakes import FakeClock, FakeEmailSender
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender
 from tests.support.fakeservers.scripted import Reply
 from tests.support.fakeservers.twilio import FakeTwilio
 from tests.support.scratch import assert_no_canary, scratch_dsn

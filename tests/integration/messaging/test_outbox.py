@@ -13,7 +13,7 @@ from adapters.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.postgres.pool import PostgresDatabase
 from domain.messages import EmailMessage, SmsMessage
 from domain.values import EmailAddress, PhoneNumber
-from tests.support.fakes import FakeClock
+from tests.support.fakes.clock import FakeClock
 from tests.support.scratch import (
     CANARY_ADDRESS,
     CANARY_BODY,

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from adapters.rate_limit import RedisRateLimiter
 from domain.errors import DeliveryRateLimited, InvalidValue
-from tests.support.fakes import FakeClock
+from tests.support.fakes.clock import FakeClock
 
 
 @attrs.define

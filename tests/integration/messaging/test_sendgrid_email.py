@@ -22,7 +22,7 @@ from domain.errors import (
 )
 from domain.messages import EmailMessage
 from domain.values import EmailAddress
-from tests.support.fakes import FakeClock
+from tests.support.fakes.clock import FakeClock
 from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
 from tests.support.fakeservers.sendgrid import FakeSendGrid, sendgrid_error
 from tests.support.scratch import (

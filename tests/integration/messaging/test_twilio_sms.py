@@ -23,7 +23,7 @@ from domain.errors import (
 )
 from domain.messages import SmsMessage
 from domain.values import PhoneNumber
-from tests.support.fakes import FakeClock
+from tests.support.fakes.clock import FakeClock
 from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
 from tests.support.fakeservers.twilio import FakeTwilio, twilio_error
 from tests.support.scratch import CANARY_BODY, CANARY_PHONE, assert_no_canary

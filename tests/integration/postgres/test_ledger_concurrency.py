@@ -22,7 +22,8 @@ from domain.delivery import Delivered, Dispatcher, Postponed
 from domain.messages import ClaimStatus, LedgerEntry, LedgerState, ProviderReceipt, SendClaim, SmsMessage
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
 from tests.support.builders import T0
-from tests.support.fakes import FakeClock, FakeEmailSender
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender
 
 CLAIMERS = 20
 RACERS = 8

@@ -14,7 +14,7 @@ from domain.reconciliation import FAILED_UNCONFIRMED, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId
 from entrypoints.webhooks import reconcile_periodically
 from tests.integration.webhooks.conftest import Webhooks
-from tests.support.fakes import FakeSmsSender
+from tests.support.fakes.senders import FakeSmsSender
 from tests.support.scratch import redis_prefix
 
 
