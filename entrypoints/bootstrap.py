@@ -67,7 +67,23 @@ from domain.jobs import Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome, Skipped
 from domain.personalization import DailyBudget
-from domain.ports import Clock, EmailSender, JobPublisher, SmsSender
+from domain.ports import (
+    Appointments,
+    Clock,
+    Contacts,
+    EmailSender,
+    Invoices,
+    JobPublisher,
+    KpiFactsSource,
+    NurtureEnrollments,
+    Organizations,
+    SendLedger,
+    SmsSender,
+    SnapshotStore,
+    SuppressionList,
+    TemplateRenderer,
+    Templates,
+)
 from domain.reconciliation import UnknownSendReconciler
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
@@ -172,32 +188,54 @@ def _handlers_by_queue(
     }
 
 
-def build_services(
-    settings: Settings,
-    database: PostgresDatabase,
-    sms: SmsSender,
-    email: EmailSender,
-    publisher: JobPublisher,
-    clock: Clock,
+@attrs.frozen(kw_only=True)
+class ServicePorts:
+    """The ports the domain services are wired to: the real adapters in a process, in-memory fakes in unit tests."""
+
+    organizations: Organizations
+    contacts: Contacts
+    appointments: Appointments
+    invoices: Invoices
+    templates: Templates
+    renderer: TemplateRenderer
+    ledger: SendLedger
+    suppressions: SuppressionList
+    """Every claim of the ledger is gated by it: an address withdrawn by a STOP or a bounce is refused."""
+    enrollments: NurtureEnrollments
+    kpi_facts: KpiFactsSource
+    snapshots: SnapshotStore
+    sms: SmsSender
+    email: EmailSender
+    publisher: JobPublisher
+    clock: Clock
+
+
+def wire_services(
+    ports: ServicePorts,
+    *,
+    settle: timedelta,
+    jitter: timedelta | None = None,
     personalization: CopyPersonalization | None = None,
 ) -> Services:
-    """Wire the domain services to these edges: the one place a service is built (real runs and dry runs).
+    """Wire the domain services to ``ports``: the one place a service is built (real runs, dry runs, unit tests).
 
-    ``personalization`` (AI copy of opted-in nurture templates) is None in dry runs: no model is asked there."""
-    organizations = PostgresOrganizations(database)
-    contacts = PostgresContacts(database)
-    appointments = PostgresAppointments(database)
-    templates = PostgresTemplates(database)
+    ``settle`` and ``jitter`` are the Dispatcher's (how long an unknown send is left alone; the most added at random
+    to a deferral, None: the Dispatcher's default); ``personalization`` (AI copy of opted-in nurture templates) is
+    None when no model is asked."""
     # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
-    ledger = ConsentGatedLedger(PostgresSendLedger(database), PostgresDeliveryFeedback(database))
-    renderer = PlaceholderTemplateRenderer()
-    dispatcher = Dispatcher(ledger, sms, email, clock, settle=timedelta(seconds=settings.send_settle_seconds))
+    ledger = ConsentGatedLedger(ports.ledger, ports.suppressions)
+    dispatcher = Dispatcher(ledger, ports.sms, ports.email, ports.clock, settle=settle)
+    if jitter is not None:
+        dispatcher = attrs.evolve(dispatcher, jitter=jitter)
+    clock, publisher, renderer = ports.clock, ports.publisher, ports.renderer
+    organizations, contacts = ports.organizations, ports.contacts
+    appointments, templates = ports.appointments, ports.templates
     return Services(
         reminders=ReminderService(
             appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
         ),
         nurture=NurtureService(
-            PostgresNurtureEnrollments(database),
+            ports.enrollments,
             contacts,
             organizations,
             appointments,
@@ -209,13 +247,41 @@ def build_services(
             clock,
             personalization=personalization,
         ),
-        dunning=DunningService(
-            contacts, organizations, PostgresInvoices(database), templates, renderer, dispatcher, clock
-        ),
-        snapshots=SnapshotService(
-            organizations, PostgresKpiFacts(database), PostgresSnapshotStore(database), clock, publisher
-        ),
+        dunning=DunningService(contacts, organizations, ports.invoices, templates, renderer, dispatcher, clock),
+        snapshots=SnapshotService(organizations, ports.kpi_facts, ports.snapshots, clock, publisher),
     )
+
+
+def build_services(
+    settings: Settings,
+    database: PostgresDatabase,
+    sms: SmsSender,
+    email: EmailSender,
+    publisher: JobPublisher,
+    clock: Clock,
+    personalization: CopyPersonalization | None = None,
+) -> Services:
+    """Wire the domain services to the PostgreSQL adapters over ``database`` and these edges (``wire_services``).
+
+    ``personalization`` (AI copy of opted-in nurture templates) is None in dry runs: no model is asked there."""
+    ports = ServicePorts(
+        organizations=PostgresOrganizations(database),
+        contacts=PostgresContacts(database),
+        appointments=PostgresAppointments(database),
+        invoices=PostgresInvoices(database),
+        templates=PostgresTemplates(database),
+        renderer=PlaceholderTemplateRenderer(),
+        ledger=PostgresSendLedger(database),
+        suppressions=PostgresDeliveryFeedback(database),
+        enrollments=PostgresNurtureEnrollments(database),
+        kpi_facts=PostgresKpiFacts(database),
+        snapshots=PostgresSnapshotStore(database),
+        sms=sms,
+        email=email,
+        publisher=publisher,
+        clock=clock,
+    )
+    return wire_services(ports, settle=timedelta(seconds=settings.send_settle_seconds), personalization=personalization)
 
 
 def dry_run_handlers(services: Services, queue: QueueName) -> Mapping[JobName, Handler]:

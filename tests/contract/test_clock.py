@@ -21,4 +21,3 @@ def test_now_is_an_aware_utc_instant(clock: Clock) -> None:
     assert now.tzinfo is not None
     assert now.utcoffset() == timedelta(0)
     assert now.tzinfo is UTC
-

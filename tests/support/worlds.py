@@ -1,8 +1,9 @@
-"""The in-memory world every messaging service (reminders, nurture, dunning) is wired to in the unit tests.
+"""The in-memory world the domain services are tested in: every port as a fake on one clock, and the services wired
+to them by the production wiring (``entrypoints.bootstrap.wire_services``), so the wiring under unit test is the
+wiring that runs.
 
-One fake clock; the organization, contact and template stores; the send ledger, both fake senders and the Dispatcher
-over them, wired as production wires them. Each capability's world subclasses ``MessagingWorld`` with its own stores
-and builds its service in ``__attrs_post_init__``; its builders (orgs, contacts, enrollments ...) stay with its tests.
+Each capability's world subclasses ``MessagingWorld``, picks its service from ``services`` and keeps its builders
+(orgs, contacts, enrollments ...) with its tests; ``personalization()`` is the hook for a world with a model.
 """
 
 from __future__ import annotations
@@ -12,35 +13,85 @@ from typing import Any
 
 import attrs
 
-from domain.delivery import Dispatcher
+from domain.copy_personalization import CopyPersonalization
 from domain.values import ContactId, OrgId
+from entrypoints.bootstrap import ServicePorts, Services, wire_services
 from tests.support.fakes.clock import FakeClock
-from tests.support.fakes.crm import InMemoryContacts, InMemoryOrganizations, InMemoryTemplates
+from tests.support.fakes.crm import (
+    InMemoryAppointments,
+    InMemoryContacts,
+    InMemoryInvoices,
+    InMemoryOrganizations,
+    InMemoryTemplates,
+)
+from tests.support.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.jobs import FakeJobPublisher
 from tests.support.fakes.ledger import InMemorySendLedger
+from tests.support.fakes.nurture import InMemoryNurtureEnrollments
+from tests.support.fakes.rendering import FakeTemplateRenderer
 from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
+from tests.support.fakes.snapshots import FakeKpiFactsSource, InMemorySnapshotStore
 
 ORG = OrgId("org-1")
 CONTACT = ContactId("c-1")
+SETTLE = timedelta(seconds=60)  # the SEND_SETTLE_SECONDS default
 
 
 def _sms_on_world_clock(world: MessagingWorld) -> FakeSmsSender:
     return FakeSmsSender(clock=world.clock)
 
 
+def _appointments_of_world(world: MessagingWorld) -> InMemoryAppointments:
+    return InMemoryAppointments(world.orgs, world.contacts)
+
+
+def _feedback_on_world_ledger(world: MessagingWorld) -> InMemoryDeliveryFeedback:
+    return InMemoryDeliveryFeedback(world.ledger)
+
+
 @attrs.define(kw_only=True)
 class MessagingWorld:
-    """Fakes sharing one clock; ``dispatcher()`` sends through this world's ledger and senders."""
+    """Fakes sharing one clock, and ``services`` wired to them as production wires its adapters (no jitter)."""
 
     clock: FakeClock
     orgs: InMemoryOrganizations = attrs.Factory(InMemoryOrganizations)
     contacts: InMemoryContacts = attrs.Factory(InMemoryContacts)
+    appointments: InMemoryAppointments = attrs.Factory(_appointments_of_world, takes_self=True)
+    invoices: InMemoryInvoices = attrs.Factory(InMemoryInvoices)
     templates: InMemoryTemplates = attrs.Factory(InMemoryTemplates)
     ledger: InMemorySendLedger = attrs.Factory(InMemorySendLedger)
+    feedback: InMemoryDeliveryFeedback = attrs.Factory(_feedback_on_world_ledger, takes_self=True)
+    enrollments: InMemoryNurtureEnrollments = attrs.Factory(InMemoryNurtureEnrollments)
+    kpi_facts: FakeKpiFactsSource = attrs.Factory(FakeKpiFactsSource)
+    snapshots: InMemorySnapshotStore = attrs.Factory(InMemorySnapshotStore)
     sms: FakeSmsSender = attrs.Factory(_sms_on_world_clock, takes_self=True)
     email: FakeEmailSender = attrs.Factory(FakeEmailSender)
+    publisher: FakeJobPublisher = attrs.Factory(FakeJobPublisher)
+    services: Services = attrs.field(init=False)
 
-    def dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.ledger, self.sms, self.email, self.clock, jitter=timedelta(0))
+    def __attrs_post_init__(self) -> None:
+        ports = ServicePorts(
+            organizations=self.orgs,
+            contacts=self.contacts,
+            appointments=self.appointments,
+            invoices=self.invoices,
+            templates=self.templates,
+            renderer=FakeTemplateRenderer(),
+            ledger=self.ledger,
+            suppressions=self.feedback,
+            enrollments=self.enrollments,
+            kpi_facts=self.kpi_facts,
+            snapshots=self.snapshots,
+            sms=self.sms,
+            email=self.email,
+            publisher=self.publisher,
+            clock=self.clock,
+        )
+        self.services = wire_services(ports, settle=SETTLE, jitter=timedelta(0), personalization=self.personalization())
+
+    def personalization(self) -> CopyPersonalization | None:
+        """The AI copy the nurture service is wired with (None: templates are sent as written)."""
+        return None
 
     def change_contact(self, **changes: Any) -> None:
         """Replace fields of the stored contact ``CONTACT`` of ``ORG``."""

@@ -47,11 +47,8 @@ class AiWorld(World):
     recorder: RecordingPersonalizationRecorder = attrs.Factory(RecordingPersonalizationRecorder)
     budget: DailyBudget = attrs.field(factory=lambda: DailyBudget(requests=100, tokens=100_000))
 
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self.service.personalization = CopyPersonalization(
-            self.model, self.copies, self.budgets, self.recorder, self.clock, self.budget
-        )
+    def personalization(self) -> CopyPersonalization:
+        return CopyPersonalization(self.model, self.copies, self.budgets, self.recorder, self.clock, self.budget)
 
     def opt_in(self, instruction: str = "warmer", body: str = TIPS, required: tuple[str, ...] = ()) -> None:
         template = Template(ORG, "tips", Channel.SMS, body, None, instruction, required)
