@@ -273,8 +273,8 @@ def _rss_mib(pid: int) -> float:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from tests.fakeservers.otlp import FakeOtlpCollector
-    from tests.fakeservers.sentry import FakeSentry
+    from tests.support.fakeservers.otlp import FakeOtlpCollector
+    from tests.support.fakeservers.sentry import FakeSentry
 
     scenarios = args.scenarios.split(",")
     runner = Bench(args.redis_port)

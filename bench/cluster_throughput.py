@@ -1,7 +1,7 @@
 """Throughput of one worker process on a Redis Cluster against the same process on a single Redis, same run.
 
 The bench starts both servers itself on loopback ports 7630 and 7640-7645 (never the shared 6379): a 6-node Cluster
-(3 masters, 3 replicas; tests/integration/topology/servers.py) and one redis-server, both without persistence. Each
+(3 masters, 3 replicas; tests/support/redis_topologies.py) and one redis-server, both without persistence. Each
 run: npm bullmq adds N no-op snapshot jobs under a hash-tagged prefix (over an ioredis Cluster, or a plain client),
 then one worker process (the real runtime, a no-op handler) drains them; throughput is N over first start to last
 finish, read from the job hashes. Runs alternate single/cluster in pairs (the order flips each pair); the report
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_client  # noqa: E402  # after sys.path
 from domain.jobs import QueueName  # noqa: E402
-from tests.integration.topology.servers import Servers, redis_cluster  # noqa: E402
+from tests.support.redis_topologies import Servers, redis_cluster  # noqa: E402
 
 SINGLE_PORT = 7630
 CLUSTER_PORTS = tuple(range(7640, 7646))  # apart from the tests' cluster, so both can run at once

@@ -3,7 +3,7 @@
 A throwaway migrated database gets one org (in a zone where it is midday, so the send window is open), N contacts
 and N appointments two hours ahead; the real npm bullmq adds one ``process-reminder`` job per appointment to a
 paused queue; one ``python -m entrypoints.worker --queue reminders`` process (production settings: JSON logs at
-info, concurrency ``--concurrency``) is started with the fake Twilio of tests/fakeservers answering on loopback;
+info, concurrency ``--concurrency``) is started with the fake Twilio of tests/support/fakeservers answering on loopback;
 the queue is resumed. Each job re-reads the appointment in PostgreSQL, claims its send-ledger row, posts the SMS to
 the fake Twilio and records the result. ``SMS_PER_SECOND`` is raised to 100,000 so the provider rate limit (10/s
 by default) does not bound the figure. Jobs/s is N over first start to last finish, from the job hashes.
@@ -40,11 +40,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from domain.jobs import QueueName  # noqa: E402
-from tests.contract.postgres_support import temporary_database  # noqa: E402
-from tests.fakeservers.otlp import FakeOtlpCollector  # noqa: E402
-from tests.fakeservers.providers import now_utc, running  # noqa: E402
-from tests.integration.system.support import READY_LINE, Providers, system_env  # noqa: E402
-from tests.integration.system.world import create_org, reminder_start  # noqa: E402
+from tests.support.crm import create_org, reminder_start  # noqa: E402
+from tests.support.fakeservers.otlp import FakeOtlpCollector  # noqa: E402
+from tests.support.fakeservers.providers import now_utc, running  # noqa: E402
+from tests.support.postgres import temporary_database  # noqa: E402
+from tests.support.processes import READY_LINE, Providers, system_env  # noqa: E402
 
 QUEUE = str(QueueName.REMINDERS)
 STAGES = (  # (stage, path fragments of the code the time was spent in); the first match wins

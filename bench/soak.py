@@ -5,8 +5,8 @@
 
 Everything runs on loopback ports of its own (``--base-port``, default 7100: Redis +1, PostgreSQL +2, health +3):
 - a Redis with AOF (``appendfsync everysec``, ``noeviction``) and a PostgreSQL cluster in a temporary directory;
-- a fake Twilio (tests/fakeservers/twilio.py) that records every create and, on a seeded draw, answers 500 without
-  creating, 500 after creating, or answers after the client's 10 s timeout (after creating);
+- a fake Twilio (tests/support/fakeservers/twilio.py) that records every create and, on a seeded draw, answers 500
+  without creating, 500 after creating, or answers after the client's 10 s timeout (after creating);
 - the real npm bullmq (tests/node/bullmq_cli.js) adding one 3h reminder per due appointment in chunks, and adding
   ``--duplicates`` of them again from a second connection (another Node process) as a second CRM node would;
 - our system under our ``supervisord.conf`` (3 reminder workers; the e2e tests' temporary checkout), with the
@@ -49,11 +49,11 @@ sys.path.insert(0, str(ROOT))
 from adapters.bullmq.keys import DEAD_LETTER_QUEUE  # noqa: E402  # run from the checkout (see sys.path above)
 from adapters.postgres.migrator import migrate  # noqa: E402
 from domain.jobs import QueueName  # noqa: E402
-from tests.e2e.support import Providers, SupervisedSystem, js_date, system_env  # noqa: E402
-from tests.e2e.world import Patient, seed_patients  # noqa: E402
-from tests.fakeservers.providers import now_utc  # noqa: E402
-from tests.fakeservers.scripted import RecordedRequest  # noqa: E402
-from tests.fakeservers.twilio import FakeTwilio, twilio_error  # noqa: E402
+from tests.support.clinic import Patient, seed_patients  # noqa: E402
+from tests.support.fakeservers.providers import now_utc  # noqa: E402
+from tests.support.fakeservers.scripted import RecordedRequest  # noqa: E402
+from tests.support.fakeservers.twilio import FakeTwilio, twilio_error  # noqa: E402
+from tests.support.supervised import Providers, SupervisedSystem, js_date, system_env  # noqa: E402
 
 NODE_CLI = ROOT / "tests" / "node" / "bullmq_cli.js"
 PG_BIN = pathlib.Path(os.environ.get("CF_PG_BIN", "/usr/local/bin"))

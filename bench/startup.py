@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.support import (  # noqa: E402  # the e2e world is the benchmark's world
+from tests.support.fakeservers.providers import running  # noqa: E402
+from tests.support.supervised import (  # noqa: E402  # the e2e world is the benchmark's world
     Providers,
     bullmq_prefix,
     eventually,
@@ -31,7 +32,6 @@ from tests.e2e.support import (  # noqa: E402  # the e2e world is the benchmark'
     system_env,
     throwaway_database,
 )
-from tests.fakeservers.providers import running  # noqa: E402
 
 SPAWNED = re.compile(r"^(\S+ \S+) INFO spawned: '([\w-]+)'", re.MULTILINE)
 READY_EVENTS = ("worker_started", "health server listening")

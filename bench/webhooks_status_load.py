@@ -38,7 +38,7 @@ from adapters.postgres import PostgresDatabase, migrate
 from adapters.postgres.feedback import PostgresDeliveryFeedback
 from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
 from adapters.webhooks.twilio import TwilioWebhooks
-from tests.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, twilio_headers
+from tests.support.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, twilio_headers
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STATUSES = ("queued", "sent", "delivered")

@@ -257,15 +257,18 @@ def postgres_ports(
     )
 
 
-def build_services(ports: Ports, settle: timedelta) -> Services:
+def build_services(ports: Ports, settle: timedelta, jitter: timedelta | None = None) -> Services:
     """Wire the domain services to ``ports``: the one place a service is built (real runs, dry runs, unit tests).
 
     Pure: builds objects, opens nothing. ``settle`` is how long after a send attempt an unconfirmed message counts
-    as unsettled (Settings ``send_settle_seconds``)."""
+    as unsettled (Settings ``send_settle_seconds``); ``jitter`` is the most added at random to a deferral for an
+    unsettled send (None: the Dispatcher's default; unit tests pass zero to stay deterministic)."""
     p = ports
     # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
     ledger = ConsentGatedLedger(p.ledger, p.suppressions)
     dispatcher = Dispatcher(ledger, p.sms, p.email, p.clock, settle=settle)
+    if jitter is not None:
+        dispatcher = attrs.evolve(dispatcher, jitter=jitter)
     return Services(
         reminders=ReminderService(
             p.appointments, p.contacts, p.organizations, p.templates, p.renderer, p.publisher, dispatcher, p.clock

@@ -1,4 +1,5 @@
-"""Guards of the house layout: the domain stays pure and our packages are the ones imported."""
+"""Guards of the house layout: the domain stays pure, our packages are the ones imported, and no test suite
+imports another (what suites share lives in ``tests/support``)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,50 @@ def test_our_packages_resolve_to_this_repository() -> None:
         module = importlib.import_module(name)
         assert module.__file__ is not None
         assert pathlib.Path(module.__file__).resolve().parent == ROOT / name
+
+
+def _suite(module: str) -> str:
+    """The suite of a ``tests.`` module: ``unit``, ``contract``, ``e2e``, ``support``, ``integration.<area>``."""
+    parts = module.split(".")[1:]
+    return ".".join(parts[:2]) if parts[:1] == ["integration"] else ".".join(parts[:1])
+
+
+def _crossings(paths: list[pathlib.Path], root: pathlib.Path = ROOT) -> list[str]:
+    """Imports of a ``tests.`` module of another suite than the importer's, other than ``tests.support``.
+
+    A file under bench/ counts as a suite of its own; ``tests.support`` imports only itself."""
+    bad = []
+    for path in paths:
+        relative = path.relative_to(root)
+        own = _suite(".".join(relative.with_suffix("").parts)) if relative.parts[0] == "tests" else "bench"
+        allowed = {"support"} if own == "support" else {own, "support"}
+        bad += [
+            f"{relative}:{line} imports {name}"
+            for line, name in _imports(path)
+            if name.startswith("tests.") and _suite(name) not in allowed
+        ]
+    return bad
+
+
+def _python_files(folder: str) -> list[pathlib.Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if "node_modules" not in p.parts)
+
+
+def test_no_test_suite_imports_another() -> None:
+    """A suite (unit, contract, each integration area, e2e) and bench/ import only themselves and tests.support."""
+    assert _crossings(_python_files("tests") + _python_files("bench")) == []
+
+
+def test_the_suite_guard_catches_a_crossing(tmp_path: pathlib.Path) -> None:
+    """An integration area importing another area's helper is reported; its own helpers and tests.support are not."""
+    area = tmp_path / "tests" / "integration" / "system"
+    area.mkdir(parents=True)
+    module = area / "test_m.py"
+    module.write_text(
+        "from tests.integration.bullmq.helpers import node\n"
+        "from tests.integration.system.helpers import org\n"
+        "from tests.support.queues import add\n"
+    )
+    assert _crossings([module], root=tmp_path) == [
+        "tests/integration/system/test_m.py:1 imports tests.integration.bullmq.helpers"
+    ]

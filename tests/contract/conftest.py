@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.contract.backends import Backend, FakeBackend, PostgresBackend
-from tests.contract.postgres_support import emptied_database, temporary_database
+from tests.support.backends import Backend, FakeBackend, PostgresBackend
+from tests.support.postgres import emptied_database, temporary_database
 
 
 @pytest.fixture(scope="session")

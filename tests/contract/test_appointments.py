@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from domain.models import AppointmentStatus
 from domain.values import AppointmentId, ContactId, OrgId, zone
-from tests.contract.backends import Backend
-from tests.contract.data import T0, appointment, contact, org
+from tests.support.backends import Backend
+from tests.support.builders import T0, appointment, contact, org
 
 
 async def _clinic(backend: Backend) -> None:

@@ -21,11 +21,11 @@ from domain.personalization import (
     PersonalizedCopy,
 )
 from domain.values import Channel
-from tests.fakes.personalization import FakeCopyPersonalizer
-from tests.fakeservers import openai as fake_api
-from tests.fakeservers.openai import FakeOpenAI
-from tests.fakeservers.scripted import Delay
-from tests.integration.messaging.support import running
+from tests.support.fakes.personalization import FakeCopyPersonalizer
+from tests.support.fakeservers import openai as fake_api
+from tests.support.fakeservers.openai import FakeOpenAI
+from tests.support.fakeservers.scripted import Delay
+from tests.support.scratch import running
 
 TIMEOUT_SECONDS = 0.5
 MODEL = "gpt-5.4-mini-2026-03-17"

@@ -11,9 +11,9 @@ from domain.feedback import ConsentAction, ConsentChange, DeliveryProgress, Deli
 from domain.messages import ClaimStatus, LedgerState
 from domain.reconciliation import FAILED_UNCONFIRMED
 from domain.values import Channel, EmailAddress, OrgId, PhoneNumber
-from tests.contract.backends import Backend
-from tests.contract.data import T0
 from tests.contract.test_send_ledger import EMAIL, ORG, PHONE, email_claim, sms_claim
+from tests.support.backends import Backend
+from tests.support.builders import T0
 
 KEY = "reminder:24h:a-1:sms"
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from domain.values import ContactId, Money, OrgId
-from tests.contract.backends import Backend, InvoiceFixture
-from tests.contract.data import contact, org
+from tests.support.backends import Backend, InvoiceFixture
+from tests.support.builders import contact, org
 
 ORG, C1 = OrgId("org-1"), ContactId("c-1")
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from domain.models import KpiFacts
 from domain.values import Money
-from tests.contract.backends import Backend
-from tests.contract.data import T0, org
+from tests.support.backends import Backend
+from tests.support.builders import T0, org
 
 
 async def test_a_quiet_day_is_all_zeros_in_the_org_currency(backend: Backend) -> None:

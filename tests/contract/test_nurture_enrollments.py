@@ -7,8 +7,8 @@ from datetime import timedelta
 from domain.models import Enrollment, EnrollmentStatus, ExitReason, SequenceStep
 from domain.models import Sequence as NurtureSequence
 from domain.values import Channel, ContactId, EnrollmentId, OrgId, SequenceId
-from tests.contract.backends import Backend
-from tests.contract.data import T0, contact, org
+from tests.support.backends import Backend
+from tests.support.builders import T0, contact, org
 
 ORG, C1 = OrgId("org-1"), ContactId("c-1")
 SEQUENCE = NurtureSequence(

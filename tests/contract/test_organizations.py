@@ -8,8 +8,8 @@ import attrs
 
 from domain.models import DunningStage, DunningTone, SendWindow
 from domain.values import Channel, ContactId, OrgId
-from tests.contract.backends import Backend
-from tests.contract.data import contact, org
+from tests.support.backends import Backend
+from tests.support.builders import contact, org
 
 
 async def test_get_returns_the_org_with_its_settings(backend: Backend) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from domain.personalization import CopySource, DailyBudget, FallbackReason, StoredCopy
 from domain.values import OrgId
-from tests.contract.backends import Backend
+from tests.support.backends import Backend
 
 AT = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 DAY = date(2026, 1, 15)

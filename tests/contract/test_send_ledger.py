@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from domain.errors import SuppressionReason
 from domain.messages import ClaimStatus, LedgerState, SendClaim
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
-from tests.contract.backends import Backend
-from tests.contract.data import T0
+from tests.support.backends import Backend
+from tests.support.builders import T0
 
 ORG = OrgId("org-1")
 PHONE = PhoneNumber("+14155550100")

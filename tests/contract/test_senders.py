@@ -13,10 +13,11 @@ from adapters.messaging.twilio_sms import TwilioSmsSender
 from domain.messages import EmailMessage, SmsMessage
 from domain.ports import EmailSender, SmsSender
 from domain.values import EmailAddress, PhoneNumber
-from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender
-from tests.fakeservers.sendgrid import FakeSendGrid
-from tests.fakeservers.twilio import FakeTwilio
-from tests.integration.messaging.support import redis_prefix, running, scratch_database
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
+from tests.support.fakeservers.sendgrid import FakeSendGrid
+from tests.support.fakeservers.twilio import FakeTwilio
+from tests.support.scratch import redis_prefix, running, scratch_database
 
 
 @pytest.fixture

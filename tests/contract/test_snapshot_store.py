@@ -8,8 +8,8 @@ import attrs
 
 from domain.models import DailySnapshot, DeliveryStatus, KpiFacts
 from domain.values import Channel, Money, OrgId
-from tests.contract.backends import Backend
-from tests.contract.data import T0
+from tests.support.backends import Backend
+from tests.support.builders import T0
 
 ORG = OrgId("org-1")
 

@@ -9,7 +9,7 @@ import pytest
 from adapters.template_renderer import PlaceholderTemplateRenderer
 from domain.errors import InvalidJob, InvalidValue
 from domain.ports import TemplateRenderer
-from tests.fakes import FakeTemplateRenderer
+from tests.support.fakes.rendering import FakeTemplateRenderer
 
 
 @pytest.fixture(params=[PlaceholderTemplateRenderer, FakeTemplateRenderer], ids=["real", "fake"])

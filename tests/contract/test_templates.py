@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from domain.models import Template
 from domain.values import Channel, OrgId
-from tests.contract.backends import Backend
-from tests.contract.data import org
+from tests.support.backends import Backend
+from tests.support.builders import org
 
 ORG = OrgId("org-1")
 

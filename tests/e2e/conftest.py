@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.support import Providers, bullmq_prefix, throwaway_database
-from tests.fakeservers.providers import running
+from tests.support.fakeservers.providers import running
+from tests.support.supervised import Providers, bullmq_prefix, throwaway_database
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import WORKER_PROGRAMS, Providers, eventually, supervised, system_env
+from tests.support.supervised import WORKER_PROGRAMS, Providers, eventually, supervised, system_env
 
 pytestmark = pytest.mark.slow
 

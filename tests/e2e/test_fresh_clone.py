@@ -13,7 +13,9 @@ import urllib.request
 import pytest
 
 from entrypoints.settings import declared
-from tests.e2e.support import (
+from tests.e2e.test_system import node_jobs, snapshot_count
+from tests.support.clinic import seed_clinic
+from tests.support.supervised import (
     ROOT,
     WORKER_PROGRAMS,
     Providers,
@@ -25,8 +27,6 @@ from tests.e2e.support import (
     launched_from,
     system_env,
 )
-from tests.e2e.test_system import node_jobs, snapshot_count
-from tests.e2e.world import seed_clinic
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,9 @@ import signal
 
 import pytest
 
-from tests.e2e.support import (
+from tests.support.clinic import Patient, seed_patients
+from tests.support.fakeservers.scripted import Stall
+from tests.support.supervised import (
     Providers,
     enqueue,
     eventually,
@@ -18,8 +20,6 @@ from tests.e2e.support import (
     supervised,
     system_env,
 )
-from tests.e2e.world import Patient, seed_patients
-from tests.fakeservers.scripted import Stall
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,10 @@ import pathlib
 
 import pytest
 
-from tests.e2e.support import (
+from tests.e2e.test_restarts import FAST_RECOVERY, assert_each_sent_once, reminder_jobs
+from tests.support.clinic import seed_patients
+from tests.support.fakeservers.scripted import Stall
+from tests.support.supervised import (
     Providers,
     alive,
     enqueue,
@@ -17,9 +20,6 @@ from tests.e2e.support import (
     supervised,
     system_env,
 )
-from tests.e2e.test_restarts import FAST_RECOVERY, assert_each_sent_once, reminder_jobs
-from tests.e2e.world import seed_patients
-from tests.fakeservers.scripted import Stall
 
 pytestmark = pytest.mark.slow
 

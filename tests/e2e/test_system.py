@@ -10,7 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.e2e.support import (
+from tests.support.clinic import Clinic, run_sql, seed_clinic
+from tests.support.fakeservers.providers import now_utc
+from tests.support.supervised import (
     WORKER_PROGRAMS,
     Providers,
     enqueue,
@@ -21,8 +23,6 @@ from tests.e2e.support import (
     supervised,
     system_env,
 )
-from tests.e2e.world import Clinic, run_sql, seed_clinic
-from tests.fakeservers.providers import now_utc
 
 pytestmark = pytest.mark.slow
 

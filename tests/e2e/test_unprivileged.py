@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from entrypoints.settings import declared
-from tests.e2e.support import Providers, alive, eventually, free_port, launched_from, system_env
 from tests.e2e.test_fresh_clone import daemon_pid, fresh_clone, ready
+from tests.support.supervised import Providers, alive, eventually, free_port, launched_from, system_env
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.e2e.support import (
+from tests.support.clinic import run_sql, seed_clinic
+from tests.support.fakeservers.providers import now_utc
+from tests.support.fakeservers.webhook_signing import twilio_headers
+from tests.support.supervised import (
     SENDGRID_WEBHOOK_KEYS,
     TWILIO_FROM,
     WEBHOOKS_PUBLIC_URL,
@@ -25,9 +28,6 @@ from tests.e2e.support import (
     supervised,
     system_env,
 )
-from tests.e2e.world import run_sql, seed_clinic
-from tests.fakeservers.providers import now_utc
-from tests.fakeservers.webhook_signing import twilio_headers
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,10 @@ from domain.errors import (
 from domain.messages import EmailMessage, LedgerEntry, LedgerState, SendClaim, SmsMessage
 from domain.reconciliation import ReconciliationReport, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
-from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender, InMemorySendLedger
-from tests.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.ledger import InMemorySendLedger
+from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
 
 T0 = datetime(2026, 1, 21, 15, 0, tzinfo=UTC)
 ORG = OrgId("org-1")

@@ -24,8 +24,10 @@ from domain.feedback import (
 from domain.messages import LedgerState, ProviderReceipt, SendClaim, SmsMessage
 from domain.reconciliation import FAILED_UNCONFIRMED, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
-from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender, InMemorySendLedger
-from tests.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.ledger import InMemorySendLedger
+from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
 
 T0 = datetime(2026, 1, 21, 15, 0, tzinfo=UTC)
 PHONE = PhoneNumber("+14155550100")

@@ -23,8 +23,8 @@ from domain.models import (
 )
 from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
 from domain.values import Channel, EmailAddress, MessagePurpose, PhoneNumber, zone
-from tests.fakes import FakeClock, FakeTemplateRenderer, InMemoryInvoices
-from tests.unit.worlds import CONTACT, ORG, MessagingWorld
+from tests.support.fakes.clock import FakeClock
+from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 # 12:00 in Berlin (the contact's zone), inside the 07:00-21:00 transactional window
 NOW = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)
@@ -33,19 +33,11 @@ LINK = "https://pay.example.com/i/42?t=a&b=c"
 
 @attrs.define(kw_only=True)
 class World(MessagingWorld):
-    invoices: InMemoryInvoices = attrs.Factory(InMemoryInvoices)
     service: DunningService = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.service = DunningService(
-            contacts=self.contacts,
-            organizations=self.orgs,
-            invoices=self.invoices,
-            templates=self.templates,
-            renderer=FakeTemplateRenderer(),
-            dispatcher=self.dispatcher(),
-            clock=self.clock,
-        )
+        super().__attrs_post_init__()
+        self.service = self.services.dunning
 
     def change_org(self, **changes: Any) -> None:
         self.orgs.add(attrs.evolve(self.orgs.orgs[ORG], **changes))

@@ -35,15 +35,9 @@ from domain.values import (
     SequenceId,
     zone,
 )
-from tests.fakes import (
-    FakeClock,
-    FakeJobPublisher,
-    FakeTemplateRenderer,
-    InMemoryAppointments,
-    InMemoryNurtureEnrollments,
-    PublishedJob,
-)
-from tests.unit.worlds import CONTACT, ORG, MessagingWorld
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.jobs import PublishedJob
+from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 ENROLLMENT = EnrollmentId("enr-1")
 SEQUENCE = SequenceId("seq-1")
@@ -60,25 +54,11 @@ PERSONALIZATION = {"first_name": "Dana", "tip": "floss daily"}
 
 @attrs.define(kw_only=True)
 class World(MessagingWorld):
-    appointments: InMemoryAppointments = attrs.field(init=False)
-    enrollments: InMemoryNurtureEnrollments = attrs.Factory(InMemoryNurtureEnrollments)
-    publisher: FakeJobPublisher = attrs.Factory(FakeJobPublisher)
     service: NurtureService = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.appointments = InMemoryAppointments(self.orgs, self.contacts)
-        self.service = NurtureService(
-            enrollments=self.enrollments,
-            contacts=self.contacts,
-            organizations=self.orgs,
-            appointments=self.appointments,
-            templates=self.templates,
-            renderer=FakeTemplateRenderer(),
-            ledger=self.ledger,
-            dispatcher=self.dispatcher(),
-            publisher=self.publisher,
-            clock=self.clock,
-        )
+        super().__attrs_post_init__()
+        self.service = self.services.nurture
 
     def enroll(
         self, enrollment_id: str = ENROLLMENT, sequence_id: str = SEQUENCE, last_step_done: int = 0, **changes: Any

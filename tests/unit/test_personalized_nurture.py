@@ -22,16 +22,16 @@ from domain.personalization import (
     PersonalizedCopy,
 )
 from domain.values import Channel, EmailAddress, MessagePurpose, OrgId, PhoneNumber, zone
-from tests.fakes import FakeClock
-from tests.fakes.personalization import (
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.personalization import (
     FAKE_MODEL,
     FakeCopyPersonalizer,
     InMemoryPersonalizationBudgets,
     InMemoryPersonalizedCopies,
     RecordingPersonalizationRecorder,
 )
+from tests.support.worlds import CONTACT, ORG
 from tests.unit.test_nurture import ENROLLMENT, NOW, SEQUENCE, STEPS, World, job
-from tests.unit.worlds import CONTACT, ORG
 
 TIPS = "Hi {{ first_name }}, tip: {{ tip }}. Book: https://acme.example/book Reply STOP to opt out"
 PLAIN_TIPS = "Hi Dana, tip: floss daily. Book: https://acme.example/book Reply STOP to opt out"
@@ -47,11 +47,8 @@ class AiWorld(World):
     recorder: RecordingPersonalizationRecorder = attrs.Factory(RecordingPersonalizationRecorder)
     budget: DailyBudget = attrs.field(factory=lambda: DailyBudget(requests=100, tokens=100_000))
 
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self.service.personalization = CopyPersonalization(
-            self.model, self.copies, self.budgets, self.recorder, self.clock, self.budget
-        )
+    def personalization(self) -> CopyPersonalization:
+        return CopyPersonalization(self.model, self.copies, self.budgets, self.recorder, self.clock, self.budget)
 
     def opt_in(self, instruction: str = "warmer", body: str = TIPS, required: tuple[str, ...] = ()) -> None:
         template = Template(ORG, "tips", Channel.SMS, body, None, instruction, required)

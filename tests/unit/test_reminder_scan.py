@@ -13,8 +13,8 @@ from domain.models import DEFAULT_TRANSACTIONAL_WINDOW, AppointmentStatus, SendW
 from domain.outcomes import Published
 from domain.reminder_scan import due_at, plan_reminders, reminder_job_id
 from domain.values import AppointmentId, Channel, OrgId
-from tests.fakes import InMemoryTemplates
-from tests.unit.reminder_world import APPOINTMENT, CONTACT, ORG, ReminderWorld, local, make_world
+from tests.support.fakes.crm import InMemoryTemplates
+from tests.support.reminder_world import APPOINTMENT, CONTACT, ORG, ReminderWorld, local, make_world
 
 DAY = ReminderKind.DAY_BEFORE
 THREE = ReminderKind.THREE_HOURS

@@ -9,12 +9,13 @@ import attrs
 import pytest
 
 from domain.errors import DeliveryRateLimited, DeliveryRejected, InvalidJob, SuppressionReason
+from domain.feedback import ConsentAction, ConsentChange
 from domain.jobs import AppointmentScanJob, ReminderJob, ReminderKind
 from domain.messages import LedgerState, SendClaim
 from domain.models import AppointmentStatus, SendWindow, Template
 from domain.outcomes import Deferred, Sent, Skipped, Undeliverable
 from domain.values import Channel, EmailAddress, MessagePurpose, PhoneNumber
-from tests.unit.reminder_world import APPOINTMENT, CONTACT, ORG, ReminderWorld, local, make_world
+from tests.support.reminder_world import APPOINTMENT, CONTACT, ORG, ReminderWorld, local, make_world
 
 NEW_YORK = "America/New_York"
 NOW = local(NEW_YORK, 2026, 1, 21, 10)
@@ -200,6 +201,24 @@ async def test_suppressed_sms_falls_back_to_email() -> None:
     await world.ledger.suppress(ORG, Channel.SMS, PhoneNumber("+14155550100"), SuppressionReason.OPTED_OUT, NOW)
     assert await world.service.process(_job()) == Sent((Channel.EMAIL,))
     assert world.sms.sent == []
+
+
+async def test_a_stop_received_by_the_webhooks_falls_back_to_email() -> None:
+    """A STOP on the suppression list (not yet in the ledger) withdraws the number from every claim, as wired in
+    production: the reminder goes by email, no SMS entry is written."""
+    world = _world()
+    stop = ConsentChange(
+        Channel.SMS,
+        PhoneNumber("+14155550100"),
+        ConsentAction.WITHDRAWN,
+        "twilio_inbound",
+        "SMin1",
+        NOW,
+        SuppressionReason.OPTED_OUT,
+    )
+    await world.feedback.apply([], [stop])
+    assert await world.service.process(_job()) == Sent((Channel.EMAIL,))
+    assert (world.sms.sent, await world.ledger.get(SMS_KEY)) == ([], None)
 
 
 async def test_retry_after_an_opt_out_does_not_add_an_email() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from domain.models import DEFAULT_TRANSACTIONAL_WINDOW, SendWindow
 from domain.send_windows import is_open, last_open_before, nearest_open, next_open
-from tests.unit.reminder_world import local
+from tests.support.reminder_world import local
 
 NEW_YORK = "America/New_York"
 LONDON = "Europe/London"

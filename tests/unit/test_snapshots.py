@@ -15,13 +15,8 @@ from domain.models import DailySnapshot, DeliveryStatus, KpiFacts, Organization
 from domain.outcomes import Published, Skipped, SnapshotStored
 from domain.snapshots import SnapshotService, show_rate, snapshot_job_id
 from domain.values import Channel, Money, OrgId
-from tests.fakes import (
-    FakeClock,
-    FakeJobPublisher,
-    FakeKpiFactsSource,
-    InMemoryOrganizations,
-    InMemorySnapshotStore,
-)
+from tests.support.fakes.clock import FakeClock
+from tests.support.worlds import MessagingWorld
 
 FAN_OUT = SnapshotFanOutJob()
 
@@ -46,17 +41,16 @@ def facts(completed: int = 0, no_show: int = 0, cancelled: int = 0, booked: int 
     )
 
 
-@attrs.define
-class World:
-    clock: FakeClock
-    organizations: InMemoryOrganizations
-    kpi_facts: FakeKpiFactsSource
-    snapshots: InMemorySnapshotStore
-    publisher: FakeJobPublisher
-    service: SnapshotService
+@attrs.define(kw_only=True)
+class World(MessagingWorld):
+    service: SnapshotService = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.service = self.services.snapshots
 
     def org(self, org_id: str, zone_name: str = "UTC", *, active: bool = True) -> Organization:
-        return self.organizations.add(Organization(OrgId(org_id), "Clinic", ZoneInfo(zone_name), "USD", active))
+        return self.orgs.add(Organization(OrgId(org_id), "Clinic", ZoneInfo(zone_name), "USD", active))
 
     def store_days(self, org: Organization, last: date, count: int) -> None:
         """Pretend the ``count`` local days up to ``last`` have snapshots already."""
@@ -76,13 +70,7 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    clock = FakeClock()
-    organizations = InMemoryOrganizations()
-    kpi_facts = FakeKpiFactsSource()
-    snapshots = InMemorySnapshotStore()
-    publisher = FakeJobPublisher()
-    service = SnapshotService(organizations, kpi_facts, snapshots, clock, publisher)
-    return World(clock, organizations, kpi_facts, snapshots, publisher, service)
+    return World(clock=FakeClock())
 
 
 # --- show rate -------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from entrypoints.bootstrap import webhooks_problem
 from entrypoints.settings import Settings, SettingsError
-from tests.fakeservers.webhook_signing import SendGridKeys
+from tests.support.fakeservers.webhook_signing import SendGridKeys
 
 TWILIO = {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "tok", "TWILIO_FROM_NUMBER": "+15005550006"}
 SENDGRID = {"SENDGRID_API_KEY": "SG.k", "SENDGRID_FROM_EMAIL": "a@example.com"}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.integration.bullmq.support import delete_keys, unique_prefix
+from tests.support.queues import delete_keys, unique_prefix
 
 
 @pytest.fixture

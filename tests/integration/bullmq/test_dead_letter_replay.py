@@ -10,7 +10,7 @@ import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
-from tests.integration.bullmq.support import node
+from tests.support.queues import node
 
 
 async def test_concurrent_replays_of_one_copy_add_one_job(prefix: str) -> None:

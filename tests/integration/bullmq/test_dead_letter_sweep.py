@@ -13,8 +13,8 @@ from adapters.bullmq.worker_config import WorkerConfig
 from adapters.redis_keys import dead_lettered_key
 from domain.jobs import Job, QueueName
 from domain.outcomes import Outcome, SnapshotStored
-from tests.integration.bullmq.support import add, eventually, worker_running
 from tests.integration.bullmq.test_outcomes import snapshot_handlers
+from tests.support.queues import add, eventually, worker_running
 
 
 async def _stored(_job: Job) -> Outcome:

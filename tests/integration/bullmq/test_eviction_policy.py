@@ -9,7 +9,7 @@ import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.startup_checks import check_eviction_policy
 from domain.errors import ConfigurationError
-from tests.integration.bullmq.support import OwnRedis
+from tests.support.queues import OwnRedis
 
 
 @pytest.mark.parametrize(("policy", "refused"), [("allkeys-lru", True), ("volatile-ttl", True), ("noeviction", False)])

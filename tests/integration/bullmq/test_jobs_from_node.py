@@ -16,7 +16,7 @@ from domain.errors import InvalidJob
 from domain.jobs import DunningJob, Job, JobName, NurtureJob, QueueName, ReminderJob, ReminderKind, SnapshotJob
 from domain.outcomes import Outcome, Published, Sent, Skipped, SnapshotStored, Undeliverable
 from domain.values import Channel
-from tests.integration.bullmq.support import add, eventually, inspect, node, state_of, worker_running
+from tests.support.queues import add, eventually, inspect, node, state_of, worker_running
 
 RETRIES = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 PHONE = "+14155550123"

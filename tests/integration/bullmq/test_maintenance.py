@@ -22,8 +22,8 @@ from adapters.scheduling.status import ScheduleRunRecorder, schedule_status
 from domain.errors import InvalidJob
 from domain.jobs import Job, JobName, QueueMaintenanceJob, QueueName
 from domain.outcomes import Outcome, SnapshotStored
-from tests.integration.bullmq.support import add, eventually, node, worker_running
 from tests.integration.bullmq.test_outcomes import snapshot_handlers
+from tests.support.queues import add, eventually, node, worker_running
 
 QUEUE = str(QueueName.SNAPSHOTS)
 DAY_MS = 86_400_000

@@ -14,7 +14,7 @@ from adapters.bullmq.worker_config import WorkerConfig
 from adapters.bullmq.worker_identity import node_worker_client_name
 from domain.jobs import CONSUMED_QUEUES, JOB_TYPES, Job, JobName, QueueName
 from domain.outcomes import Outcome, Published
-from tests.integration.bullmq.support import OwnRedis, eventually, node, unique_prefix, worker_running
+from tests.support.queues import OwnRedis, eventually, node, unique_prefix, worker_running
 
 CONSUMED = list(CONSUMED_QUEUES)
 

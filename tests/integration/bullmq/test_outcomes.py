@@ -21,7 +21,7 @@ from domain.jobs import Job, JobName, NurtureJob, QueueName, SnapshotJob
 from domain.outcomes import Deferred, Outcome, Published, SnapshotStored
 from domain.values import ContactId, OrgId
 from entrypoints.worker import ShutdownSignals, run_worker
-from tests.integration.bullmq.support import add, eventually, inspect, node, state_of, worker_running
+from tests.support.queues import add, eventually, inspect, node, state_of, worker_running
 
 RETRIES = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 SNAPSHOT = {"orgId": "org-1", "date": "2025-07-01"}

@@ -19,7 +19,7 @@ from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from domain.jobs import Job, JobName, QueueName
 from domain.outcomes import Outcome, Published, SnapshotStored
-from tests.integration.bullmq.support import OwnRedis, delete_keys, eventually, inspect, node, worker_running
+from tests.support.queues import OwnRedis, delete_keys, eventually, inspect, node, worker_running
 
 QUEUE = str(QueueName.SNAPSHOTS)
 SNAPSHOT = {"name": "process-snapshots", "data": {"orgId": "org-1", "date": "2025-07-01"}}

@@ -15,7 +15,7 @@ from adapters.bullmq.router import Handler
 from adapters.bullmq.worker_config import WorkerConfig
 from domain.jobs import Job, JobName, QueueName, SnapshotJob
 from domain.outcomes import Outcome, Published, SnapshotStored
-from tests.integration.bullmq.support import (
+from tests.support.queues import (
     OwnRedis,
     add,
     delete_keys,

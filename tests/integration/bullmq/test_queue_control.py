@@ -16,8 +16,8 @@ from adapters.bullmq.worker_config import WorkerConfig
 from domain.errors import InvalidJob
 from domain.jobs import Job, QueueName
 from domain.outcomes import Outcome, SnapshotStored
-from tests.integration.bullmq.support import add, eventually, inspect, node, worker_running
 from tests.integration.bullmq.test_outcomes import snapshot_handlers
+from tests.support.queues import add, eventually, inspect, node, worker_running
 
 QUEUE = str(QueueName.SNAPSHOTS)
 SNAPSHOT = {"orgId": "org-1", "date": "2025-07-01"}

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.fakes import FakeClock
-from tests.fakeservers.sendgrid import FakeSendGrid
-from tests.fakeservers.twilio import FakeTwilio
-from tests.integration.messaging.support import redis_prefix, running
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakeservers.sendgrid import FakeSendGrid
+from tests.support.fakeservers.twilio import FakeTwilio
+from tests.support.scratch import redis_prefix, running
 
 
 @pytest.fixture

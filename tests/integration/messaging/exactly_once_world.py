@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain.messages import SendClaim, SmsMessage
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
-from tests.integration.messaging.support import CANARY_BODY, CANARY_PHONE
+from tests.support.scratch import CANARY_BODY, CANARY_PHONE
 
 KEY = "reminder:24h:appt-1:sms"
 CLAIM = SendClaim(

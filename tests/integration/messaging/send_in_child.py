@@ -20,8 +20,8 @@ from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.messaging.twilio_sms import TwilioSmsSender
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from domain.delivery import Dispatcher
-from tests.fakes import FakeEmailSender
 from tests.integration.messaging.exactly_once_world import CLAIM, MESSAGE
+from tests.support.fakes.senders import FakeEmailSender
 
 
 async def main(settings: dict[str, Any]) -> None:

@@ -24,12 +24,13 @@ from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppress
 from domain.errors import SuppressionReason
 from domain.messages import EmailMessage, LedgerState, SendClaim
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId
-from tests.fakes import FakeClock, FakeEmailSender, FakeSmsSender
-from tests.fakeservers.scripted import Stall
-from tests.fakeservers.sendgrid import FakeSendGrid
-from tests.fakeservers.twilio import FakeTwilio, twilio_error
 from tests.integration.messaging.exactly_once_world import CLAIM, KEY, MESSAGE
-from tests.integration.messaging.support import (
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
+from tests.support.fakeservers.scripted import Stall
+from tests.support.fakeservers.sendgrid import FakeSendGrid
+from tests.support.fakeservers.twilio import FakeTwilio, twilio_error
+from tests.support.scratch import (
     CANARY_ADDRESS,
     CANARY_BODY,
     CANARY_PHONE,

@@ -24,11 +24,12 @@ from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from domain.delivery import Delivered, Dispatcher
 from domain.errors import DeliveryOutcomeUnknown, TransientError
 from domain.messages import LedgerState
-from tests.fakes import FakeClock, FakeEmailSender
-from tests.fakeservers.scripted import Reply
-from tests.fakeservers.twilio import FakeTwilio
 from tests.integration.messaging.exactly_once_world import CLAIM, KEY, MESSAGE
-from tests.integration.messaging.support import assert_no_canary, scratch_dsn
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender
+from tests.support.fakeservers.scripted import Reply
+from tests.support.fakeservers.twilio import FakeTwilio
+from tests.support.scratch import assert_no_canary, scratch_dsn
 
 
 def _closed_port() -> int:

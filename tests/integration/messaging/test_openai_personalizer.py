@@ -13,9 +13,9 @@ from adapters.openai_personalizer import MAX_OUTPUT_TOKENS, OpenAICopyPersonaliz
 from adapters.provider_logging import pin_provider_library_logging
 from domain.personalization import FallbackReason, PersonalizationFailed, PersonalizationRequest
 from domain.values import Channel
-from tests.fakeservers import openai as fake_api
-from tests.fakeservers.openai import FakeOpenAI
-from tests.integration.messaging.support import running
+from tests.support.fakeservers import openai as fake_api
+from tests.support.fakeservers.openai import FakeOpenAI
+from tests.support.scratch import running
 
 MODEL = "gpt-5.4-mini"
 CANARY_NAME = "Zebulon"

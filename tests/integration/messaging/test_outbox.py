@@ -13,8 +13,8 @@ from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.postgres.pool import PostgresDatabase
 from domain.messages import EmailMessage, SmsMessage
 from domain.values import EmailAddress, PhoneNumber
-from tests.fakes import FakeClock
-from tests.integration.messaging.support import (
+from tests.support.fakes.clock import FakeClock
+from tests.support.scratch import (
     CANARY_ADDRESS,
     CANARY_BODY,
     CANARY_PHONE,

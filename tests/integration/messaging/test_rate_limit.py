@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from adapters.messaging.rate_limit import RedisRateLimiter
 from domain.errors import DeliveryRateLimited, InvalidValue
-from tests.fakes import FakeClock
+from tests.support.fakes.clock import FakeClock
 
 
 @attrs.define

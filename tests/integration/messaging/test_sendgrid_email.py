@@ -22,10 +22,10 @@ from domain.errors import (
 )
 from domain.messages import EmailMessage
 from domain.values import EmailAddress
-from tests.fakes import FakeClock
-from tests.fakeservers.scripted import Delay, Reply, Reset, Step
-from tests.fakeservers.sendgrid import FakeSendGrid, sendgrid_error
-from tests.integration.messaging.support import (
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
+from tests.support.fakeservers.sendgrid import FakeSendGrid, sendgrid_error
+from tests.support.scratch import (
     CANARY_ADDRESS,
     CANARY_BODY,
     CANARY_PAYMENT_LINK,

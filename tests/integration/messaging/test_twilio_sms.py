@@ -23,10 +23,10 @@ from domain.errors import (
 )
 from domain.messages import SmsMessage
 from domain.values import PhoneNumber
-from tests.fakes import FakeClock
-from tests.fakeservers.scripted import Delay, Reply, Reset, Step
-from tests.fakeservers.twilio import FakeTwilio, twilio_error
-from tests.integration.messaging.support import CANARY_BODY, CANARY_PHONE, assert_no_canary
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
+from tests.support.fakeservers.twilio import FakeTwilio, twilio_error
+from tests.support.scratch import CANARY_BODY, CANARY_PHONE, assert_no_canary
 
 TIMEOUT = timedelta(seconds=0.3)
 FROM_NUMBER = "+15005550006"

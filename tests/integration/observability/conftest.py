@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from redis.asyncio import Redis
 
 from adapters.observability import tracing
-from tests.integration.messaging.support import redis_prefix as shared_redis_prefix
+from tests.support.scratch import redis_prefix as shared_redis_prefix
 
 
 @pytest.fixture

@@ -23,14 +23,14 @@ from adapters.bullmq.heartbeat import live_workers
 from adapters.clock import SystemClock
 from adapters.postgres.pool import PostgresDatabase
 from entrypoints import demo
-from tests.contract.postgres_support import fresh_database
-from tests.fakeservers.otlp import FakeOtlpCollector
-from tests.fakeservers.scripted import ScriptedServer
-from tests.fakeservers.sendgrid import FakeSendGrid
-from tests.fakeservers.sentry import FakeSentry
-from tests.fakeservers.twilio import FakeTwilio, twilio_error
-from tests.integration.bullmq.support import ROOT, add, eventually, state_of
-from tests.integration.observability.canaries import API_KEY, AUTH_TOKEN, EMAIL, FIRST_NAME, PAYMENT_LINK, PHONE, leaked
+from tests.support.canaries import API_KEY, AUTH_TOKEN, EMAIL, FIRST_NAME, PAYMENT_LINK, PHONE, leaked
+from tests.support.fakeservers.otlp import FakeOtlpCollector
+from tests.support.fakeservers.scripted import ScriptedServer
+from tests.support.fakeservers.sendgrid import FakeSendGrid
+from tests.support.fakeservers.sentry import FakeSentry
+from tests.support.fakeservers.twilio import FakeTwilio, twilio_error
+from tests.support.postgres import fresh_database
+from tests.support.queues import ROOT, add, eventually, state_of
 
 QUEUES = ("reminders", "nurture", "dunning")
 CANARY_TEXT = f"Hi {FIRST_NAME}, call {PHONE}, write to {EMAIL} or pay at {PAYMENT_LINK}"

@@ -12,8 +12,8 @@ import structlog
 from adapters.observability.logging import configure_logging, get_logger, job_log_context
 from adapters.observability.tracing import job_span
 from domain.errors import ConfigurationError
-from tests.integration.observability.canaries import API_KEY, AUTH_TOKEN, EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 from tests.integration.observability.conftest import SpanCapture
+from tests.support.canaries import API_KEY, AUTH_TOKEN, EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

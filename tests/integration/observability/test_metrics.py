@@ -12,7 +12,7 @@ from adapters.observability.metrics import MetricsRecorder, MetricsSnapshot, rea
 from adapters.observability.provider_calls import provider_call
 from domain.errors import DeliveryRejected
 from domain.sms import sms_length
-from tests.integration.observability.canaries import PHONE, leaked
+from tests.support.canaries import PHONE, leaked
 
 
 def _key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:

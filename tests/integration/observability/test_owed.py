@@ -16,7 +16,7 @@ from adapters.observability.metrics import render_prometheus
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from domain.messages import SendClaim
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
-from tests.integration.messaging.support import redis_prefix, scratch_dsn
+from tests.support.scratch import redis_prefix, scratch_dsn
 
 STARTS = "2026-03-02T15:00:00.000Z"
 KEY = "reminder:a-1:24h:20260302T150000Z:sms"

@@ -17,10 +17,10 @@ from adapters.observability.tracing import job_span
 from adapters.openai_personalizer import OpenAICopyPersonalizer
 from domain.personalization import FallbackReason, PersonalizationOutcome, PersonalizationRequest
 from domain.values import Channel, OrgId
-from tests.fakeservers import openai as fake_api
-from tests.fakeservers.openai import FakeOpenAI
-from tests.integration.messaging.support import running
 from tests.integration.observability.conftest import SpanCapture
+from tests.support.fakeservers import openai as fake_api
+from tests.support.fakeservers.openai import FakeOpenAI
+from tests.support.scratch import running
 
 CANARY = "Zebulon"
 REQUEST = PersonalizationRequest(Channel.SMS, "warmer", f"Hi {CANARY}", None, {"first_name": CANARY}, 1600)

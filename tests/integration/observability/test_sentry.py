@@ -13,8 +13,8 @@ from adapters.observability.logging import configure_logging, get_logger, job_lo
 from adapters.observability.sentry import close_sentry, init_sentry, report_alert, report_final_failure
 from domain.errors import TransientError
 from entrypoints.fatal_listener import sentry_alert
-from tests.fakeservers.sentry import FakeSentry
-from tests.integration.observability.canaries import AUTH_TOKEN, EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
+from tests.support.canaries import AUTH_TOKEN, EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
+from tests.support.fakeservers.sentry import FakeSentry
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from adapters.observability import tracing
 from adapters.observability.tracing import child_span, current_trace_id, job_span, set_span_attributes
-from tests.fakeservers.otlp import FakeOtlpCollector
-from tests.integration.observability.canaries import EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 from tests.integration.observability.conftest import SpanCapture
+from tests.support.canaries import EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
+from tests.support.fakeservers.otlp import FakeOtlpCollector
 
 NODE_DIR = pathlib.Path(__file__).resolve().parents[2] / "node"
 

@@ -29,12 +29,12 @@ from domain.messages import SmsMessage
 from domain.outcomes import Outcome, Published, SnapshotStored
 from domain.values import PhoneNumber
 from entrypoints.worker import ShutdownSignals, run_worker
-from tests.contract.postgres_support import fresh_database
-from tests.fakeservers.sentry import FakeSentry
-from tests.integration.bullmq.support import add, delete_keys, eventually, state_of, unique_prefix
-from tests.integration.observability.canaries import FIRST_NAME, PAYMENT_LINK, PHONE, leaked
 from tests.integration.observability.conftest import SpanCapture
 from tests.integration.observability.test_tracing import _node_add_with_telemetry
+from tests.support.canaries import FIRST_NAME, PAYMENT_LINK, PHONE, leaked
+from tests.support.fakeservers.sentry import FakeSentry
+from tests.support.postgres import fresh_database
+from tests.support.queues import add, delete_keys, eventually, state_of, unique_prefix
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

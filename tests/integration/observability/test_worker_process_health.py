@@ -12,7 +12,7 @@ from adapters.bullmq.heartbeat import live_workers
 from adapters.health.queues import queue_stats, redis_now_ms
 from adapters.observability.metrics import read_recorded
 from adapters.redis_keys import heartbeat_key
-from tests.integration.bullmq.support import add, eventually, state_of, worker_process
+from tests.support.queues import add, eventually, state_of, worker_process
 
 
 async def test_heartbeat_while_running_gone_after_sigterm_and_counts_in_redis(redis_prefix: tuple[Redis, str]) -> None:

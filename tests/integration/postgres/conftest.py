@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from adapters.postgres import PostgresDatabase
-from tests.contract.backends import PostgresSeed
-from tests.contract.postgres_support import emptied_database, temporary_database
+from tests.support.backends import PostgresSeed
+from tests.support.postgres import emptied_database, temporary_database
 
 
 @pytest.fixture(scope="session")

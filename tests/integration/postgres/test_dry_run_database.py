@@ -9,7 +9,7 @@ from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from adapters.postgres.dry_run import DryRunDatabase, rolled_back_database
 from domain.messages import ClaimStatus, SendClaim
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
-from tests.contract.data import T0
+from tests.support.builders import T0
 
 
 def claim(key: str) -> SendClaim:

@@ -9,9 +9,9 @@ from adapters.postgres import PostgresDatabase, PostgresOrganizations
 from adapters.postgres.errors import translate
 from domain.errors import ConfigurationError, InvalidValue, TransientError
 from domain.values import OrgId
-from tests.contract.backends import PostgresSeed
-from tests.contract.data import contact, org
-from tests.contract.postgres_support import fresh_database
+from tests.support.backends import PostgresSeed
+from tests.support.builders import contact, org
+from tests.support.postgres import fresh_database
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from adapters.postgres import PostgresDatabase, PostgresKpiFacts
 from domain.models import AppointmentStatus, DeliveryStatus, Enrollment, EnrollmentStatus, SequenceStep
 from domain.models import Sequence as NurtureSequence
 from domain.values import Channel, ContactId, EnrollmentId, Money, OrgId, SequenceId
-from tests.contract.backends import InvoiceFixture, PostgresSeed
-from tests.contract.data import T0, appointment, contact, org
+from tests.support.backends import InvoiceFixture, PostgresSeed
+from tests.support.builders import T0, appointment, contact, org
 
 START, END = T0, T0 + timedelta(days=1)
 ORG = OrgId("org-1")

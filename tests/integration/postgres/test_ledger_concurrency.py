@@ -21,8 +21,9 @@ from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from domain.delivery import Delivered, Dispatcher, Postponed
 from domain.messages import ClaimStatus, LedgerEntry, LedgerState, ProviderReceipt, SendClaim, SmsMessage
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
-from tests.contract.data import T0
-from tests.fakes import FakeClock, FakeEmailSender
+from tests.support.builders import T0
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.senders import FakeEmailSender
 
 CLAIMERS = 20
 RACERS = 8

@@ -14,7 +14,7 @@ import pytest
 from adapters.postgres import migrate
 from adapters.postgres.migrator import available_migrations
 from domain.errors import ConfigurationError, TransientError
-from tests.contract.postgres_support import fresh_database, temporary_database
+from tests.support.postgres import fresh_database, temporary_database
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ALL_VERSIONS = [m.version for m in available_migrations()]

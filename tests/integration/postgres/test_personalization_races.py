@@ -18,8 +18,8 @@ from domain.messages import SmsMessage
 from domain.models import Organization, Template
 from domain.personalization import DailyBudget, PersonalizedCopy
 from domain.values import Channel, OrgId, PhoneNumber, zone
-from tests.fakes import FakeClock
-from tests.fakes.personalization import FakeCopyPersonalizer, RecordingPersonalizationRecorder
+from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.personalization import FakeCopyPersonalizer, RecordingPersonalizationRecorder
 
 RACERS = 6
 ROUNDS = 15

@@ -18,7 +18,7 @@ import pytest
 
 from adapters.postgres import PostgresDatabase
 from domain.errors import TransientError
-from tests.contract.postgres_support import ADMIN_DSN
+from tests.support.postgres import ADMIN_DSN
 
 PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
 

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
-from tests.integration.bullmq.support import add, delete_keys
 from tests.integration.prometheus.support import DASHBOARD, api, binary, promtool, running_prometheus
+from tests.support.queues import add, delete_keys
 
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")

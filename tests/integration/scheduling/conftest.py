@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis_asyncio
 
-from tests.integration.bullmq.support import delete_keys, unique_prefix
+from tests.support.queues import delete_keys, unique_prefix
 
 
 @pytest.fixture

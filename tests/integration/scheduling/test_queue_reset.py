@@ -16,8 +16,8 @@ from adapters.health.server import build_health_app, running_health_server
 from adapters.scheduling.schedules import define_schedules, scheduler_queue, scheduler_record, sync_schedules
 from domain.jobs import Job, JobName, QueueName
 from domain.outcomes import Outcome, Published
-from tests.integration.bullmq.support import eventually, node, worker_running
 from tests.integration.scheduling.support import pending_ticks
+from tests.support.queues import eventually, node, worker_running
 
 HOURLY = define_schedules("0 * * * *", "0 * * * *", "UTC")
 FAN_OUT = HOURLY[1]

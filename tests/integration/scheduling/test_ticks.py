@@ -23,7 +23,6 @@ from adapters.scheduling.status_store import read_schedules
 from domain.errors import TransientError
 from domain.jobs import Job, JobName, QueueName
 from domain.outcomes import Outcome, Published, SnapshotStored
-from tests.integration.bullmq.support import ROOT, eventually, worker_running
 from tests.integration.scheduling.support import (
     finished_ticks,
     now_ms,
@@ -32,6 +31,7 @@ from tests.integration.scheduling.support import (
     sleep_until_ms,
     tick_millis,
 )
+from tests.support.queues import ROOT, eventually, worker_running
 
 
 def snapshots_worker(prefix: str) -> WorkerConfig:

@@ -29,7 +29,7 @@ from domain.jobs import AppointmentScanJob, Job, JobName, QueueName
 from domain.outcomes import Outcome, Published, Skipped
 from domain.values import AppointmentId
 from entrypoints.worker import run_worker
-from tests.unit.reminder_world import make_world
+from tests.support.reminder_world import make_world
 
 APPOINTMENT_OFFSETS_H = (2.0, 3.5, 5.0, 10.0, 24.5)
 """Appointments this far from a fixed hour: some reminders are due now or within the scan horizon, some later."""

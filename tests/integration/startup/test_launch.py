@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.support import bullmq_prefix, eventually, free_port, throwaway_database
+from tests.support.supervised import bullmq_prefix, eventually, free_port, throwaway_database
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SHARED_DB = "postgresql://postgres@127.0.0.1:5432/test"

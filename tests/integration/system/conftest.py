@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.contract.postgres_support import temporary_database
-from tests.fakeservers.providers import running
-from tests.integration.system.support import Providers, delete_keys, system_env, token
+from tests.support.fakeservers.providers import running
+from tests.support.postgres import temporary_database
+from tests.support.processes import Providers, delete_keys, system_env, token
 
 
 @pytest.fixture(scope="module")

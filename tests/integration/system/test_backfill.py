@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis.asyncio as redis_asyncio
 
-from tests.fakeservers.providers import now_utc
-from tests.integration.system.support import ROOT, run_cli
-from tests.integration.system.world import create_org
+from tests.support.crm import create_org
+from tests.support.fakeservers.providers import now_utc
+from tests.support.processes import ROOT, run_cli
 
 DAYS = 400
 

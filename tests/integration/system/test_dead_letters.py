@@ -16,17 +16,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
-from tests.fakeservers.providers import now_utc
-from tests.integration.bullmq.support import node
-from tests.integration.system.support import (
-    Providers,
-    WorkerProcess,
-    add_jobs,
-    run_cli,
-    wait_for_state,
-    workers,
-)
-from tests.integration.system.world import (
+from tests.support.crm import (
     Org,
     create_appointment,
     create_contact,
@@ -34,6 +24,16 @@ from tests.integration.system.world import (
     reminder_start,
     unique_phone,
 )
+from tests.support.fakeservers.providers import now_utc
+from tests.support.processes import (
+    Providers,
+    WorkerProcess,
+    add_jobs,
+    run_cli,
+    wait_for_state,
+    workers,
+)
+from tests.support.queues import node
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 

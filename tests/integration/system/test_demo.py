@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from contextlib import ExitStack
 
-from tests.integration.system.support import Providers, run_cli, system_env, workers
+from tests.support.processes import Providers, run_cli, system_env, workers
 
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")
 NO_ACCOUNTS = {

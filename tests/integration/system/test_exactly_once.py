@@ -20,8 +20,9 @@ import redis.asyncio as redis_asyncio
 from domain.jobs import ReminderKind
 from domain.reminder_scan import reminder_ledger_key
 from domain.values import AppointmentId, Channel
-from tests.fakeservers.scripted import Reply, Stall
-from tests.integration.system.support import (
+from tests.support.crm import create_appointment, create_contact, create_org, reminder_start, unique_phone
+from tests.support.fakeservers.scripted import Reply, Stall
+from tests.support.processes import (
     Providers,
     WorkerProcess,
     add_jobs,
@@ -33,7 +34,6 @@ from tests.integration.system.support import (
     wait_for_state,
     workers,
 )
-from tests.integration.system.world import create_appointment, create_contact, create_org, reminder_start, unique_phone
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 SETTLE_SECONDS = 16  # SEND_SETTLE_SECONDS: just above the 15 s floor the settings enforce

@@ -15,8 +15,15 @@ import pytest
 from domain.jobs import ReminderKind
 from domain.reminder_scan import reminder_ledger_key
 from domain.values import AppointmentId, Channel
-from tests.fakeservers.providers import now_utc
-from tests.integration.system.support import (
+from tests.support.crm import (
+    create_appointment,
+    create_contact,
+    create_org,
+    reminder_start,
+    unique_phone,
+)
+from tests.support.fakeservers.providers import now_utc
+from tests.support.processes import (
     STATUS_CALLBACK,
     Providers,
     WorkerProcess,
@@ -25,13 +32,6 @@ from tests.integration.system.support import (
     js_date,
     wait_for_state,
     workers,
-)
-from tests.integration.system.world import (
-    create_appointment,
-    create_contact,
-    create_org,
-    reminder_start,
-    unique_phone,
 )
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}  # the Node CRM's job options

@@ -13,11 +13,11 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters.observability.metrics import read_recorded
-from tests.fakeservers.otlp import FakeOtlpCollector
-from tests.fakeservers.providers import now_utc, running
-from tests.fakeservers.scripted import ScriptedServer
-from tests.integration.bullmq.support import eventually
-from tests.integration.system.support import (
+from tests.support.crm import create_appointment, create_contact, create_org, reminder_start, unique_phone
+from tests.support.fakeservers.otlp import FakeOtlpCollector
+from tests.support.fakeservers.providers import now_utc, running
+from tests.support.fakeservers.scripted import ScriptedServer
+from tests.support.processes import (
     Providers,
     WorkerProcess,
     add_jobs,
@@ -27,7 +27,7 @@ from tests.integration.system.support import (
     wait_for_state,
     workers,
 )
-from tests.integration.system.world import create_appointment, create_contact, create_org, reminder_start, unique_phone
+from tests.support.queues import eventually
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 

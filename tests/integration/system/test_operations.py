@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.fakeservers.providers import now_utc
-from tests.integration.system.support import (
+from tests.support.crm import create_appointment, create_contact, create_org, unique_phone
+from tests.support.fakeservers.providers import now_utc
+from tests.support.processes import (
     Providers,
     WorkerProcess,
     add_jobs,
@@ -24,7 +25,6 @@ from tests.integration.system.support import (
     wait_for_state,
     workers,
 )
-from tests.integration.system.world import create_appointment, create_contact, create_org, unique_phone
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 CANARY_PHONE = "+14155550199"

@@ -18,11 +18,12 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from adapters.observability.metrics import read_recorded
-from tests.fakeservers import openai as fake_api
-from tests.fakeservers.openai import FakeOpenAI
-from tests.fakeservers.providers import now_utc, running
-from tests.fakeservers.scripted import Delay, Hang, Step
-from tests.integration.system.support import (
+from tests.support.crm import Org, create_contact, create_org, unique_phone
+from tests.support.fakeservers import openai as fake_api
+from tests.support.fakeservers.openai import FakeOpenAI
+from tests.support.fakeservers.providers import now_utc, running
+from tests.support.fakeservers.scripted import Delay, Hang, Step
+from tests.support.processes import (
     Providers,
     WorkerProcess,
     add_jobs,
@@ -32,7 +33,6 @@ from tests.integration.system.support import (
     wait_for_state,
     workers,
 )
-from tests.integration.system.world import Org, create_contact, create_org, unique_phone
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 TIMEOUT_SECONDS = 1.0

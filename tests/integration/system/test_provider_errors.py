@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from tests.fakeservers.providers import now_utc
-from tests.fakeservers.twilio import twilio_error
-from tests.integration.system.support import (
+from tests.support.crm import (
+    Org,
+    create_appointment,
+    create_contact,
+    create_org,
+    reminder_start,
+    unique_phone,
+)
+from tests.support.fakeservers.providers import now_utc
+from tests.support.fakeservers.twilio import twilio_error
+from tests.support.processes import (
     Providers,
     WorkerProcess,
     add_jobs,
@@ -21,14 +29,6 @@ from tests.integration.system.support import (
     token,
     wait_for_state,
     workers,
-)
-from tests.integration.system.world import (
-    Org,
-    create_appointment,
-    create_contact,
-    create_org,
-    reminder_start,
-    unique_phone,
 )
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}

@@ -1,5 +1,5 @@
 """Fixtures of the topology tests: a migrated throwaway database, the fake providers and a log directory per
-module; each module starts its own Redis topology (tests/integration/topology/servers.py)."""
+module; each module starts its own Redis topology (tests/support/redis_topologies.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.contract.postgres_support import temporary_database
-from tests.fakeservers.providers import running
-from tests.integration.system.support import Providers
+from tests.support.fakeservers.providers import running
+from tests.support.postgres import temporary_database
+from tests.support.processes import Providers
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from typing import Any
 import attrs
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_client
-from tests.integration.bullmq.support import NODE_CLI, ROOT
-from tests.integration.system.support import Providers, js_date, system_env
-from tests.integration.system.world import create_appointment, create_contact, create_org, reminder_start, unique_phone
+from tests.support.crm import create_appointment, create_contact, create_org, reminder_start, unique_phone
+from tests.support.processes import Providers, js_date, system_env
+from tests.support.queues import NODE_CLI, ROOT
 
 TERMINAL = ("completed", "failed")
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}  # the Node CRM's job options

@@ -14,11 +14,6 @@ import pytest
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
-from tests.fakeservers.providers import now_utc
-from tests.integration.bullmq.support import eventually
-from tests.integration.system.support import Providers, WorkerProcess, run_cli, token, workers
-from tests.integration.system.world import create_contact, create_org, unique_phone
-from tests.integration.topology.servers import CLUSTER_PORTS, Cluster, cli, redis_cluster
 from tests.integration.topology.support import (
     RETRY,
     ReminderJob,
@@ -30,6 +25,11 @@ from tests.integration.topology.support import (
     topology_env,
     wait_terminal,
 )
+from tests.support.crm import create_contact, create_org, unique_phone
+from tests.support.fakeservers.providers import now_utc
+from tests.support.processes import Providers, WorkerProcess, run_cli, token, workers
+from tests.support.queues import eventually
+from tests.support.redis_topologies import CLUSTER_PORTS, Cluster, cli, redis_cluster
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,6 @@ from typing import Any
 import pytest
 
 from adapters.bullmq.connection import RedisSettings
-from tests.integration.bullmq.support import eventually
-from tests.integration.system.support import Providers, WorkerProcess, token, workers
-from tests.integration.topology.servers import SENTINEL_MASTER, SENTINEL_PORTS, SentinelSet, redis_sentinel
 from tests.integration.topology.support import (
     ReminderJob,
     add_from_node,
@@ -22,6 +19,9 @@ from tests.integration.topology.support import (
     topology_env,
     wait_terminal,
 )
+from tests.support.processes import Providers, WorkerProcess, token, workers
+from tests.support.queues import eventually
+from tests.support.redis_topologies import SENTINEL_MASTER, SENTINEL_PORTS, SentinelSet, redis_sentinel
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,6 @@ from typing import Any
 import pytest
 
 from adapters.bullmq.connection import RedisSettings
-from tests.integration.bullmq.support import eventually
-from tests.integration.system.support import Providers, token, workers
-from tests.integration.topology.servers import ACL_PASSWORD, ACL_USER, TLS_PORT, TlsRedis, tls_redis
 from tests.integration.topology.support import (
     add_from_node,
     health_server,
@@ -22,6 +19,9 @@ from tests.integration.topology.support import (
     topology_env,
     wait_terminal,
 )
+from tests.support.processes import Providers, token, workers
+from tests.support.queues import eventually
+from tests.support.redis_topologies import ACL_PASSWORD, ACL_USER, TLS_PORT, TlsRedis, tls_redis
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ from adapters.postgres.feedback import PostgresDeliveryFeedback
 from adapters.webhooks.sendgrid import SendGridSignature
 from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
 from adapters.webhooks.twilio import TwilioWebhooks
-from tests.contract.postgres_support import emptied_database, temporary_database
-from tests.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, SendGridKeys
+from tests.support.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, SendGridKeys
+from tests.support.postgres import emptied_database, temporary_database
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -13,9 +13,9 @@ from domain.messages import LedgerState, SendClaim
 from domain.reconciliation import FAILED_UNCONFIRMED, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId
 from entrypoints.webhooks import reconcile_periodically
-from tests.fakes import FakeSmsSender
-from tests.integration.messaging.support import redis_prefix
 from tests.integration.webhooks.conftest import Webhooks
+from tests.support.fakes.senders import FakeSmsSender
+from tests.support.scratch import redis_prefix
 
 
 def email_claim(key: str) -> SendClaim:

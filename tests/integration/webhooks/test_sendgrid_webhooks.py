@@ -14,8 +14,8 @@ from domain.errors import SuppressionReason
 from domain.feedback import DeliveryProgress
 from domain.messages import LedgerState, SendClaim
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId
-from tests.fakeservers.webhook_signing import SendGridKeys
 from tests.integration.webhooks.conftest import Webhooks
+from tests.support.fakeservers.webhook_signing import SendGridKeys
 
 KEY = "dunning:c-1:inv-1:7:email"
 EMAIL = EmailAddress("jane.canary@example.org")

@@ -12,7 +12,7 @@ from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
 from adapters.webhooks.twilio import TwilioWebhooks
 from domain.errors import TransientError
 from domain.feedback import ConsentChange, DeliveryProgress, DeliveryReport, FeedbackApplied
-from tests.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, twilio_headers
+from tests.support.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, twilio_headers
 
 
 class UnreachableFeedback:

@@ -14,9 +14,9 @@ from domain.errors import SuppressionReason
 from domain.feedback import DeliveryProgress
 from domain.messages import LedgerState, SendClaim
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
-from tests.fakeservers.webhook_signing import twilio_headers
-from tests.integration.messaging.support import redis_prefix
 from tests.integration.webhooks.conftest import MAX_BODY_BYTES, Webhooks
+from tests.support.fakeservers.webhook_signing import twilio_headers
+from tests.support.scratch import redis_prefix
 
 PHONE = PhoneNumber("+14155550123")
 KEY = "reminder:24h:a-1:2026-03-10T12:00:00.000Z:sms"

@@ -13,9 +13,9 @@ import structlog
 from yarl import URL
 
 from adapters.observability.logging import configure_logging
-from tests.fakeservers.webhook_signing import SendGridKeys, twilio_headers
-from tests.integration.observability.canaries import EMAIL, FIRST_NAME, PHONE, leaked
 from tests.integration.webhooks.conftest import Webhooks
+from tests.support.canaries import EMAIL, FIRST_NAME, PHONE, leaked
+from tests.support.fakeservers.webhook_signing import SendGridKeys, twilio_headers
 
 
 @pytest.fixture

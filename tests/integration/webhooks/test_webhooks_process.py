@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tests.contract.postgres_support import ADMIN_DSN
-from tests.e2e.support import ROOT
+from tests.support.postgres import ADMIN_DSN
+from tests.support.supervised import ROOT
 
 pytestmark = pytest.mark.slow  # each case starts a Python process (~5-10 s on a loaded machine)
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from tests.fakeservers.scripted import ScriptedServer
-from tests.fakeservers.sendgrid import FakeSendGrid
-from tests.fakeservers.twilio import FakeTwilio
+from tests.support.fakeservers.scripted import ScriptedServer
+from tests.support.fakeservers.sendgrid import FakeSendGrid
+from tests.support.fakeservers.twilio import FakeTwilio
 
 
 def now_utc() -> datetime:

@@ -15,7 +15,7 @@ import asyncpg
 import attrs
 
 from entrypoints.demo import midday_zone
-from tests.fakeservers.providers import now_utc
+from tests.support.fakeservers.providers import now_utc
 
 
 def whole_millis(moment: datetime) -> datetime:

@@ -1,6 +1,6 @@
 """The two sides a contract suite runs against, each with a seed that writes the same fixture data into it.
 
-``FakeBackend`` wires the in-memory fakes of tests/fakes; ``PostgresBackend`` wires the asyncpg adapters over a
+``FakeBackend`` wires the in-memory fakes of tests/support/fakes; ``PostgresBackend`` wires the asyncpg adapters over a
 migrated test database. Tests speak only to the ports and to ``seed``, so one test body checks both.
 """
 
@@ -41,19 +41,18 @@ from domain.ports import (
     Templates,
 )
 from domain.values import ContactId, Money, OrgId
-from tests.fakes import (
-    FakeKpiFactsSource,
+from tests.support.fakes.crm import (
     InMemoryAppointments,
     InMemoryContacts,
     InMemoryInvoices,
-    InMemoryNurtureEnrollments,
     InMemoryOrganizations,
-    InMemorySendLedger,
-    InMemorySnapshotStore,
     InMemoryTemplates,
 )
-from tests.fakes.feedback import InMemoryDeliveryFeedback
-from tests.fakes.personalization import InMemoryPersonalizationBudgets, InMemoryPersonalizedCopies
+from tests.support.fakes.feedback import InMemoryDeliveryFeedback
+from tests.support.fakes.ledger import InMemorySendLedger
+from tests.support.fakes.nurture import InMemoryNurtureEnrollments
+from tests.support.fakes.personalization import InMemoryPersonalizationBudgets, InMemoryPersonalizedCopies
+from tests.support.fakes.snapshots import FakeKpiFactsSource, InMemorySnapshotStore
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 

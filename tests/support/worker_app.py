@@ -1,7 +1,7 @@
 """A worker process for the signal, crash and restart tests: the real runtime on the snapshots queue, with stub
 handlers that sleep ``job_seconds`` and then record the job's org id in the Redis list ``<prefix>:test:done``.
 
-Run as ``python -m tests.integration.bullmq.worker_app '<json config>'``.
+Run as ``python -m tests.support.worker_app '<json config>'``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from adapters.scheduling.schedules import Schedule
 from domain.jobs import JobName
 from entrypoints.worker import ShutdownSignals, run_worker
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODE_CLI = ROOT / "tests" / "node" / "bullmq_cli.js"
 
 
@@ -135,9 +135,9 @@ class OwnRedis:
 
 
 def worker_process(**config: Any) -> subprocess.Popen[bytes]:
-    """Start tests/integration/bullmq/worker_app.py as its own process (for signal and crash tests)."""
+    """Start tests/support/worker_app.py as its own process (for signal and crash tests)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.bullmq.worker_app", json.dumps(config)],
+        [sys.executable, "-m", "tests.support.worker_app", json.dumps(config)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -25,10 +25,10 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis_asyncio
 
-from tests.fakeservers.providers import Providers as FakeProviders
-from tests.integration.bullmq.support import node
+from tests.support.fakeservers.providers import Providers as FakeProviders
+from tests.support.queues import node
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODE_JOBS = ROOT / "tests" / "node" / "system_jobs.js"
 
 TWILIO_FROM = "+15005550006"

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from tests.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
+from tests.support.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
 
 
 def sendgrid_error(

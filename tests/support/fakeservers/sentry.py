@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from tests.fakeservers.scripted import RecordedRequest, ScriptedServer
+from tests.support.fakeservers.scripted import RecordedRequest, ScriptedServer
 
 PUBLIC_KEY = "0123456789abcdef0123456789abcdef"
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from adapters.postgres.migrator import migrate
 from adapters.postgres.pool import PostgresDatabase
-from tests.fakeservers.scripted import ScriptedServer
+from tests.support.fakeservers.scripted import ScriptedServer
 
 S = TypeVar("S", bound=ScriptedServer)
 

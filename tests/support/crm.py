@@ -12,8 +12,8 @@ from typing import Any
 import attrs
 
 from entrypoints.demo import midday_zone
-from tests.fakeservers.providers import now_utc
-from tests.integration.system.support import token
+from tests.support.fakeservers.providers import now_utc
+from tests.support.processes import token
 
 
 @attrs.frozen

@@ -1,4 +1,5 @@
-"""A ReminderService wired to in-memory fakes, with builders for orgs, contacts and appointments."""
+"""The ReminderService of the unit tests' world (wired by production's ``build_services`` to in-memory fakes), with
+builders for orgs, contacts and appointments."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from domain.models import (
 )
 from domain.reminders import ReminderService
 from domain.values import AppointmentId, Channel, ContactId, EmailAddress, PhoneNumber
-from tests.fakes import FakeClock, FakeJobPublisher, FakeTemplateRenderer, InMemoryAppointments
-from tests.unit.worlds import CONTACT, ORG, MessagingWorld
+from tests.support.fakes.clock import FakeClock
+from tests.support.worlds import CONTACT, ORG, MessagingWorld
 
 APPOINTMENT = AppointmentId("a-1")
 
@@ -30,22 +31,11 @@ def local(zone: str, year: int, month: int, day: int, hour: int, minute: int = 0
 
 @attrs.define(kw_only=True)
 class ReminderWorld(MessagingWorld):
-    appointments: InMemoryAppointments = attrs.field(init=False)
-    publisher: FakeJobPublisher = attrs.Factory(FakeJobPublisher)
     service: ReminderService = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.appointments = InMemoryAppointments(self.orgs, self.contacts)
-        self.service = ReminderService(
-            appointments=self.appointments,
-            contacts=self.contacts,
-            organizations=self.orgs,
-            templates=self.templates,
-            renderer=FakeTemplateRenderer(),
-            publisher=self.publisher,
-            dispatcher=self.dispatcher(),
-            clock=self.clock,
-        )
+        super().__attrs_post_init__()
+        self.service = self.services.reminders
 
     def add_org(self, zone: str = "America/New_York", window: SendWindow = DEFAULT_TRANSACTIONAL_WINDOW) -> None:
         self.orgs.add(Organization(ORG, "Bright Smiles", ZoneInfo(zone), "USD", transactional_window=window))

@@ -13,7 +13,7 @@ from domain.feedback import ConsentAction, ConsentChange, DeliveryProgress, Deli
 from domain.messages import LedgerEntry, LedgerState
 from domain.reconciliation import FAILED_UNCONFIRMED
 from domain.values import Channel, EmailAddress, PhoneNumber
-from tests.fakes import InMemorySendLedger
+from tests.support.fakes.ledger import InMemorySendLedger
 
 
 def _address(recipient: PhoneNumber | EmailAddress) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from tests.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
+from tests.support.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
 
 FAKE_OPENAI_KEY = "sk-proj-FakeKey0123456789abcdefXYZ"
 

@@ -29,10 +29,10 @@ import asyncpg
 import redis
 
 from adapters.postgres.migrator import migrate
-from tests.fakeservers.providers import Providers as FakeProviders
-from tests.fakeservers.scripted import ScriptedServer
-from tests.fakeservers.sentry import FakeSentry
-from tests.fakeservers.webhook_signing import SendGridKeys
+from tests.support.fakeservers.providers import Providers as FakeProviders
+from tests.support.fakeservers.scripted import ScriptedServer
+from tests.support.fakeservers.sentry import FakeSentry
+from tests.support.fakeservers.webhook_signing import SendGridKeys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NODE_CLI = ROOT / "tests" / "node" / "bullmq_cli.js"

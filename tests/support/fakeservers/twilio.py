@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from tests.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
+from tests.support.fakeservers.scripted import RecordedRequest, Reply, ScriptedServer
 
 
 def twilio_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Reply:

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.fakeservers.scripted import RecordedRequest, ScriptedServer
+from tests.support.fakeservers.scripted import RecordedRequest, ScriptedServer
 
 PROTOBUF = "application/x-protobuf"
 
