@@ -333,7 +333,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         for close in closers:
             stack.push_async_callback(close)
 
-        publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, RETENTION)
+        publisher = BullmqJobPublisher(redis, settings.queue_prefixes, clock, RETENTION)
         personalization = _personalization(settings, database, clock, metrics, stack)
         services = build_services(settings, database, sms, email, publisher, clock, personalization)
         schedules = (
@@ -350,10 +350,10 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
             nurture=services.nurture,
             dunning=services.dunning,
             snapshots=services.snapshots,
-            recorder=ScheduleRunRecorder(redis, settings.bullmq_prefix, clock),
+            recorder=ScheduleRunRecorder(redis, settings.queue_prefixes, clock),
             sms=sms,
             maintenance=QueueMaintenance(
-                redis, settings.bullmq_prefix, [str(q) for q in OWNED_QUEUES], maintenance_policy(settings), metrics
+                redis, settings.queue_prefixes, [str(q) for q in OWNED_QUEUES], maintenance_policy(settings), metrics
             ),
         )
 
@@ -363,6 +363,7 @@ def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
         queue=queue,
         redis=redis_settings(settings),
         prefix=settings.bullmq_prefix,
+        queue_prefixes=settings.queue_prefixes.own,
         concurrency=settings.worker_concurrency,
         lock_duration_ms=settings.lock_duration_ms,
         stalled_interval_ms=settings.stalled_interval_ms,
@@ -387,7 +388,7 @@ async def worker_components(
     install_zoned_repeat_strategy()
     try:
         async with open_system(settings) as system:
-            report = await sync_schedules(system.redis, settings.bullmq_prefix, system.schedules)
+            report = await sync_schedules(system.redis, settings.queue_prefixes, system.schedules)
             log.info("schedules_synced", report=str(report))
             yield worker_config(settings, queue), system.handlers(queue), system.metrics, system.schedules
     finally:

@@ -54,7 +54,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings) as system:
         zone = await demo.seed(system.database, clock.now())
         print(f"seeded {demo.ORG} (zone {zone}: it is midday there, so every send window is open)")
-        publisher = BullmqJobPublisher(system.redis, settings.bullmq_prefix, clock, RETENTION)
+        publisher = BullmqJobPublisher(system.redis, settings.queue_prefixes, clock, RETENTION)
         await demo.trigger(system, publisher, clock, zone)
         print(
             "queued: appointment scan, snapshot fan-out, a nurture step and a dunning notice; waiting for the workers"
@@ -77,14 +77,14 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 async def _run_now(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         schedule = find_schedule(system.schedules, args.schedule)
-        job_id = await run_now(system.redis, settings.bullmq_prefix, schedule, SystemClock())
+        job_id = await run_now(system.redis, settings.queue_prefixes, schedule, SystemClock())
     _print({"schedule": args.schedule, "queued_job": job_id})
     return 0
 
 
 async def _schedules(settings: Settings, _args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
-        _print(await schedule_status(system.redis, settings.bullmq_prefix, system.schedules))
+        _print(await schedule_status(system.redis, settings.queue_prefixes, system.schedules))
     return 0
 
 

@@ -132,7 +132,7 @@ def _list_table(
 
 async def dead_letter_list(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
-        admin = DeadLetterAdmin(system.redis, settings.bullmq_prefix)
+        admin = DeadLetterAdmin(system.redis, settings.queue_prefixes)
         matching = await admin.select(_filter(args, _now_ms()))
         shown = matching[: args.limit]
         async with system.database.connection() as connection:
@@ -153,7 +153,7 @@ def _copy_of(entry: DeadLetterEntry) -> dict[str, object]:
 
 async def dead_letter_show(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
-        admin = DeadLetterAdmin(system.redis, settings.bullmq_prefix)
+        admin = DeadLetterAdmin(system.redis, settings.queue_prefixes)
         entry = await admin.get(args.id)
         replays = await admin.replays_of(args.id) if entry is None else []
     if entry is None:
@@ -196,7 +196,7 @@ def _tracked(entries: Sequence[DeadLetterEntry], what: str) -> Iterator[DeadLett
 
 async def dead_letter_replay(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
-        admin = DeadLetterAdmin(system.redis, settings.bullmq_prefix)
+        admin = DeadLetterAdmin(system.redis, settings.queue_prefixes)
         chosen = await _chosen(admin, args)
         if isinstance(chosen, str):
             print(chosen, file=sys.stderr)
@@ -233,7 +233,7 @@ async def dead_letter_replay(settings: Settings, args: argparse.Namespace) -> in
 async def dead_letter_purge(settings: Settings, args: argparse.Namespace) -> int:
     older_than = args.older_than if args.older_than is not None else settings.dead_letter_retention_days * 86400
     async with open_system(settings, run_migrations=False) as system:
-        admin = DeadLetterAdmin(system.redis, settings.bullmq_prefix)
+        admin = DeadLetterAdmin(system.redis, settings.queue_prefixes)
         now_ms = _now_ms()
         doomed = await admin.select(DeadLetterFilter(now_ms=now_ms, older_than_s=older_than))
         removed = 0

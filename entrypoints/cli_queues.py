@@ -24,7 +24,7 @@ async def queue_counts(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         found = {}
         for name in [args.queue] if args.queue else QUEUES:
-            control = QueueControl(system.redis, settings.bullmq_prefix, name)
+            control = QueueControl(system.redis, settings.queue_prefixes, name)
             found[name] = {"paused": await control.is_paused(), "counts": await control.counts()}
     _print_json(found)
     return 0
@@ -32,7 +32,7 @@ async def queue_counts(settings: Settings, args: argparse.Namespace) -> int:
 
 async def queue_pause(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
-        control = QueueControl(system.redis, settings.bullmq_prefix, args.queue)
+        control = QueueControl(system.redis, settings.queue_prefixes, args.queue)
         await (control.pause() if args.command_name == "pause" else control.resume())
         paused = await control.is_paused()
     _print_json({"queue": args.queue, "paused": paused})
@@ -41,7 +41,7 @@ async def queue_pause(settings: Settings, args: argparse.Namespace) -> int:
 
 async def queue_retry_failed(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
-        control = QueueControl(system.redis, settings.bullmq_prefix, args.queue)
+        control = QueueControl(system.redis, settings.queue_prefixes, args.queue)
         if args.dry_run:
             _print_json({"queue": args.queue, "dryRun": True, "wouldRetry": await control.failed_ids(args.limit)})
             return 0

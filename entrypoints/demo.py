@@ -112,7 +112,7 @@ async def trigger(system: System, publisher: JobPublisher, clock: Clock, zone_na
     """Queue the work as the CRM and the schedules would: the appointment scan now, a nurture step, a dunning notice
     and yesterday's snapshot (under run-unique ids: a re-run must not collide with the last run's finished jobs)."""
     scan = find_schedule(system.schedules, "scan-appointments")
-    await run_now(system.redis, system.settings.bullmq_prefix, scan, clock)
+    await run_now(system.redis, system.settings.queue_prefixes, scan, clock)
     stamp = clock.now().strftime("%Y%m%d%H%M%S")
     yesterday = (clock.now().astimezone(zone(zone_name)) - timedelta(days=1)).date()
     await publisher.publish(SnapshotJob(OrgId(ORG), yesterday), f"demo-snapshot-{stamp}")

@@ -20,6 +20,7 @@ import redis.asyncio as redis_asyncio
 from bullmq import Queue
 
 from adapters.bullmq.publisher import add_job_once
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 from domain.jobs import QueueName
 
 
@@ -65,10 +66,13 @@ def dead_lettered_key(prefix: str) -> str:
 
 
 class BullmqDeadLetter:
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: redis_asyncio.Redis, prefixes: QueuePrefixes | str) -> None:
+        """``prefixes``: the dead-letter queue's and ours (a str: one for both)."""
+        prefixes = as_prefixes(prefixes)
         self._client = client
-        self._marks = dead_lettered_key(prefix)
-        self._queue = Queue(QueueName.DEAD_LETTER.value, {"prefix": prefix, "connection": client})
+        self._marks = dead_lettered_key(prefixes.home)
+        queue = QueueName.DEAD_LETTER.value
+        self._queue = Queue(queue, {"prefix": prefixes.of(queue), "connection": client})
 
     def copy_key(self, source_queue: str, job_id: str) -> str:
         """The Redis key of a copy (the bullmq job hash in ``dead-letter``)."""

@@ -21,6 +21,7 @@ from bullmq import Queue
 
 from adapters.bullmq.publisher import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, Retention, add_job_once
 from adapters.observability.redaction import redact
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 from domain.jobs import QueueName
 
 log = structlog.get_logger()
@@ -207,15 +208,18 @@ class ReplayRecord:
 
 
 class DeadLetterAdmin:
-    """Reads and changes the ``dead-letter`` queue of one deployment (``prefix``)."""
+    """Reads and changes the ``dead-letter`` queue of one deployment (``prefixes``: each queue's and ours; a str:
+    one for all)."""
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: redis_asyncio.Redis, prefixes: QueuePrefixes | str) -> None:
         self._client = client
-        self._prefix = prefix
-        self._queue = Queue(QueueName.DEAD_LETTER.value, {"prefix": prefix, "connection": client})
+        self._prefixes = as_prefixes(prefixes)
+        queue = QueueName.DEAD_LETTER.value
+        self._queue = Queue(queue, {"prefix": self._prefixes.of(queue), "connection": client})
 
     def _key(self, suffix: str) -> str:
-        return f"{self._prefix}:{QueueName.DEAD_LETTER.value}:{suffix}"
+        queue = QueueName.DEAD_LETTER.value
+        return f"{self._prefixes.of(queue)}:{queue}:{suffix}"
 
     async def copy_ids(self) -> list[str]:
         """Every copy id, oldest first (nothing consumes the queue: copies wait, or sit paused or delayed)."""
@@ -275,11 +279,11 @@ class DeadLetterAdmin:
             "backoff": dict(DEFAULT_BACKOFF),
             **retention.options(),
         }
-        queue = Queue(source.value, {"prefix": self._prefix, "connection": self._client})
+        queue = Queue(source.value, {"prefix": self._prefixes.of(source.value), "connection": self._client})
         added = await add_job_once(queue, entry.job_name, entry.data, options)
         record = ReplayRecord(entry.id, source.value, job_id, added, by, now_ms)
         await self._client.xadd(
-            replay_log_key(self._prefix),
+            replay_log_key(self._prefixes.home),
             {k: str(v) for k, v in attrs.asdict(record).items()},
             maxlen=REPLAY_LOG_LENGTH,
             approximate=True,
@@ -290,7 +294,7 @@ class DeadLetterAdmin:
 
     async def replays_of(self, copy_id: str, limit: int = 1000) -> list[ReplayRecord]:
         """The recorded replays of one copy id, oldest first (from the last ``limit`` records)."""
-        raw = await self._client.xrevrange(replay_log_key(self._prefix), count=limit) or []
+        raw = await self._client.xrevrange(replay_log_key(self._prefixes.home), count=limit) or []
         records = []
         for _stream_id, fields in reversed(raw):
             values = {(_text(k) or ""): (_text(v) or "") for k, v in (fields or {}).items()}

@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.bullmq.options import job_options
 from adapters.observability.tracing import child_span
-from adapters.redis_topology import transaction
+from adapters.redis_topology import QueuePrefixes, as_prefixes, transaction
 from adapters.wire import encode_job
 from domain.errors import TransientError
 from domain.jobs import Job, QueueName, job_type_of
@@ -91,11 +91,17 @@ async def _add_unless_exists(queue: Queue, job: BullJob) -> bool:
 
 
 class BullmqJobPublisher:
-    """The JobPublisher port on BullMQ: one bullmq ``Queue`` per domain queue, all on the given client."""
+    """The JobPublisher port on BullMQ: one bullmq ``Queue`` per domain queue, all on the given client, each with
+    its prefix (``prefixes``; a str: one for all)."""
 
     def __init__(
-        self, client: redis_asyncio.Redis, prefix: str, clock: Clock, retention: Retention | None = None
+        self,
+        client: redis_asyncio.Redis,
+        prefixes: QueuePrefixes | str,
+        clock: Clock,
+        retention: Retention | None = None,
     ) -> None:
+        prefixes = as_prefixes(prefixes)
         self._clock = clock
         self._defaults: dict[str, Any] = {
             "attempts": DEFAULT_ATTEMPTS,
@@ -103,7 +109,7 @@ class BullmqJobPublisher:
             **(retention or Retention()).options(),
         }
         self._queues: dict[QueueName, Queue] = {
-            name: Queue(name.value, {"prefix": prefix, "connection": client})
+            name: Queue(name.value, {"prefix": prefixes.of(name.value), "connection": client})
             for name in QueueName
             if name is not QueueName.DEAD_LETTER
         }
