@@ -203,11 +203,14 @@ async def test_schedules_live_in_their_queues_and_run_now_goes_through_them(
 async def test_health_and_metrics_read_every_queue_under_its_own_prefix(
     running: dict[str, WorkerProcess], env: dict[str, str]
 ) -> None:
-    """One live worker on each queue, a job failed on ``{dunning}`` counted there, no schedule reported missing,
-    queue gauges in /metrics."""
+    """One live worker on each queue, a job failed on ``{dunning}`` counted there (and by ``queue counts``), no
+    schedule reported missing, queue gauges in /metrics."""
     job = {"name": "process-dunning", "data": {"orgId": "org-z"}, "opts": RETRY}
     [job_id] = await add_from_node(NODE_CLUSTER, PREFIX["dunning"], "dunning", [job])
     assert (await _terminal("dunning", [job_id]))[job_id] == "failed"
+    code, out, err = await run_cli(env, "queue", "counts", "dunning")
+    assert code == 0, err
+    assert json.loads(out)["dunning"]["counts"]["failed"] >= 1
     with health_server(env) as get:
         status, body = get("/health/queues")
         assert status == 200, body
