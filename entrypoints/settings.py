@@ -141,9 +141,9 @@ class Settings(BaseSettings):
     bullmq_queue_prefixes: str | None = setting(
         None,
         "BULLMQ_QUEUE_PREFIXES",
-        "a prefix per queue, `queue=prefix,...`, as the Node CRM's `new Queue(name, {prefix})` (e.g. "
-        "`reminders={reminders},nurture={nurture},dunning={dunning},snapshots={snapshots},dead-letter={dl}`: one "
-        "hash tag per queue spreads the queues over a Cluster's shards); queues not named use BULLMQ_PREFIX",
+        "a prefix per queue, `queue=prefix,...`, as the Node CRM's `new Queue(name, {prefix})` (e.g. `reminders="
+        "{reminders},nurture={nurture},dunning={dunning},snapshots={snapshots},dead-letter={dead-letter}`: one hash "
+        "tag per queue spreads the queues over a Cluster's shards); queues not named use BULLMQ_PREFIX",
         group="Redis",
         shown_default="BULLMQ_PREFIX for every queue",
     )
