@@ -3,14 +3,16 @@
 On a Redis Cluster every key of one BullMQ queue must live in one hash slot (its Lua scripts touch many of them at
 once), which BullMQ obtains from a hash tag in the prefix, such as ``{bull}`` (https://docs.bullmq.io/guide/going-to-
 production, "Redis Cluster"; the tag rule is Redis' own: https://redis.io/docs/latest/operate/oss_and_stack/
-reference/cluster-spec/#hash-tags). Our own keys all start with the same prefix, so one tag puts them in that slot too.
+reference/cluster-spec/#hash-tags). Our own keys all start with the deployment's prefix, so its tag puts them in one
+slot too. A queue may have a prefix of its own (one hash tag per queue), which spreads the queues over the shards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from typing import Any, cast
 
+import attrs
 import redis.asyncio as redis_asyncio
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
@@ -50,6 +52,49 @@ def hash_tag(key: str) -> str | None:
 def prefix_pins_one_slot(prefix: str) -> bool:
     """Whether every key ``<prefix>:...`` hashes to one slot: the prefix holds a complete, non-empty hash tag."""
     return hash_tag(prefix) is not None
+
+
+def parse_queue_prefixes(text: str, queues: Collection[str]) -> dict[str, str]:
+    """``"queue=prefix,queue=prefix"`` as a mapping. Raises ValueError (quoting no value) on a part
+    without ``=``, a queue not in ``queues``, a queue named twice, or an empty prefix."""
+    prefixes: dict[str, str] = {}
+    for part in (piece.strip() for piece in text.split(",") if piece.strip()):
+        queue, equals, prefix = (item.strip() for item in part.partition("="))
+        if not equals or not prefix:
+            raise ValueError("must be comma-separated queue=prefix pairs with a non-empty prefix")
+        if queue not in queues:
+            raise ValueError(f"must name only the queues {', '.join(sorted(queues))}")
+        if queue in prefixes:
+            raise ValueError("must name each queue once")
+        prefixes[queue] = prefix
+    return prefixes
+
+
+@attrs.frozen
+class QueuePrefixes:
+    """Where BullMQ keys live: queue ``q``'s keys are ``<of(q)>:q:...``, its own prefix when it has one (the Node
+    CRM's ``new Queue(q, {prefix})``), else ``home``; every key of ours is ``<home>:cf:...``.
+
+    One hash-tagged ``home`` for all (``{bull}``) keeps every queue on one Cluster shard; a tagged prefix per queue
+    (``{reminders}``, BullMQ's advice for several queues: https://docs.bullmq.io/patterns/redis-cluster) spreads
+    the queues over the shards."""
+
+    home: str
+    own: Mapping[str, str] = attrs.field(factory=dict)
+
+    def of(self, queue: str) -> str:
+        """The prefix of ``queue``'s keys."""
+        return self.own.get(queue, self.home)
+
+    def spread(self, queues: Collection[str]) -> list[str]:
+        """The queues (of ``queues``) whose keys would spread over several Cluster slots: no hash tag in their
+        prefix (our queue names hold none)."""
+        return [queue for queue in sorted(queues) if not prefix_pins_one_slot(self.of(queue))]
+
+
+def as_prefixes(value: QueuePrefixes | str) -> QueuePrefixes:
+    """``value``; a str is one prefix for every queue and our own keys."""
+    return value if isinstance(value, QueuePrefixes) else QueuePrefixes(value)
 
 
 def open_cluster(nodes: tuple[Endpoint, ...], max_connections: int, options: Mapping[str, Any]) -> redis_asyncio.Redis:

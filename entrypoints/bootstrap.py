@@ -166,10 +166,10 @@ class System:
 
     def queue_control(self, queue: str) -> QueueControl:
         """Operator control of ``queue`` (the caller has checked it is one we consume)."""
-        return QueueControl(self.redis, self.settings.bullmq_prefix, queue)
+        return QueueControl(self.redis, self.settings.queue_prefixes, queue)
 
     def dead_letter_admin(self) -> DeadLetterAdmin:
-        return DeadLetterAdmin(self.redis, self.settings.bullmq_prefix)
+        return DeadLetterAdmin(self.redis, self.settings.queue_prefixes)
 
     def backfill_checkpoint(self, backfill: str) -> BackfillCheckpoint:
         return BackfillCheckpoint(self.redis, self.settings.bullmq_prefix, backfill)
@@ -447,7 +447,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         for close in closers:
             stack.push_async_callback(close)
 
-        publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock)
+        publisher = BullmqJobPublisher(redis, settings.queue_prefixes, clock)
         personalization = _personalization(settings, database, clock, metrics, stack)
         ports = postgres_ports(database, sms, email, publisher, clock, personalization)
         services = build_services(ports, settle_time(settings))
@@ -464,10 +464,10 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
             nurture=services.nurture,
             dunning=services.dunning,
             snapshots=services.snapshots,
-            recorder=ScheduleRunRecorder(redis, settings.bullmq_prefix, clock),
+            recorder=ScheduleRunRecorder(redis, settings.queue_prefixes, clock),
             sms=sms,
             maintenance=QueueMaintenance(
-                redis, settings.bullmq_prefix, [str(q) for q in CONSUMED_QUEUES], maintenance_policy(settings), metrics
+                redis, settings.queue_prefixes, [str(q) for q in CONSUMED_QUEUES], maintenance_policy(settings), metrics
             ),
         )
 
@@ -486,6 +486,7 @@ def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
         queue=queue,
         redis=redis_settings(settings),
         prefix=settings.bullmq_prefix,
+        queue_prefixes=settings.queue_prefixes.own,
         concurrency=settings.worker_concurrency,
         lock_duration_ms=settings.lock_duration_ms,
         stalled_interval_ms=settings.stalled_interval_ms,
@@ -518,7 +519,7 @@ async def worker_components(queue: QueueName) -> AsyncIterator[WorkerComponents]
     install_zoned_repeat_strategy()
     try:
         async with open_system(settings) as system:
-            report = await sync_schedules(system.redis, settings.bullmq_prefix, system.schedules)
+            report = await sync_schedules(system.redis, settings.queue_prefixes, system.schedules)
             log.info("schedules_synced", report=str(report))
             yield WorkerComponents(
                 worker_config(settings, queue), system.handlers(queue), system.metrics, system.schedules, system.redis

@@ -73,14 +73,14 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 async def _run_now(settings: Settings, args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
         schedule = find_schedule(system.schedules, args.schedule)
-        job_id = await run_now(system.redis, settings.bullmq_prefix, schedule, system.clock)
+        job_id = await run_now(system.redis, settings.queue_prefixes, schedule, system.clock)
     _print({"schedule": args.schedule, "queued_job": job_id})
     return 0
 
 
 async def _schedules(settings: Settings, _args: argparse.Namespace) -> int:
     async with open_system(settings, run_migrations=False) as system:
-        _print(await schedule_status(system.redis, settings.bullmq_prefix, system.schedules))
+        _print(await schedule_status(system.redis, settings.queue_prefixes, system.schedules))
     return 0
 
 

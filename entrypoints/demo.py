@@ -112,7 +112,7 @@ async def trigger(system: System, zone_name: str) -> None:
     and yesterday's snapshot (under run-unique ids: a re-run must not collide with the last run's finished jobs)."""
     publisher, clock = system.publisher, system.clock
     scan = find_schedule(system.schedules, str(JobName.SCAN_APPOINTMENTS))
-    await run_now(system.redis, system.settings.bullmq_prefix, scan, clock)
+    await run_now(system.redis, system.settings.queue_prefixes, scan, clock)
     stamp = clock.now().strftime("%Y%m%d%H%M%S")
     yesterday = (clock.now().astimezone(zone(zone_name)) - timedelta(days=1)).date()
     await publisher.publish(SnapshotJob(OrgId(ORG), yesterday), f"demo-snapshot-{stamp}")

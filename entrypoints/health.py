@@ -24,6 +24,7 @@ from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.logging import configure_logging
+from adapters.redis_topology import QueuePrefixes
 from domain.jobs import CONSUMED_QUEUES
 from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings, SettingsError
@@ -36,7 +37,7 @@ log = structlog.get_logger("entrypoints.health")
 class HealthServerOptions:
     redis: RedisSettings
     database_url: str = attrs.field(repr=False)
-    prefix: str = "bull"
+    prefixes: QueuePrefixes = attrs.field(factory=lambda: QueuePrefixes("bull"))
     queues: Sequence[str] = QUEUES
     required_queues: Sequence[str] = QUEUES
     dead_letter_queue: str = DEAD_LETTER_QUEUE
@@ -64,7 +65,7 @@ async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:
     probe = HealthProbe(
         redis=client,
         database_dsn=options.database_url,
-        prefix=options.prefix,
+        prefixes=options.prefixes,
         queues=options.queues,
         required_queues=options.required_queues,
         dead_letter_queue=options.dead_letter_queue,
@@ -87,7 +88,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool
     parser = argparse.ArgumentParser(prog="python -m entrypoints.health", description=__doc__)
     settings = Settings.from_env()
     parser.add_argument("--database-url", default=settings.database_url, help="default: DATABASE_URL")
-    parser.add_argument("--prefix", default=settings.bullmq_prefix, help="BullMQ key prefix")
+    parser.add_argument("--prefix", default=settings.bullmq_prefix, help="default: BULLMQ_PREFIX")
     parser.add_argument("--queues", type=_csv, default=QUEUES, help="queues to report, comma-separated")
     parser.add_argument("--required-queues", type=_csv, default=None, help="queues that need a live worker")
     parser.add_argument("--dead-letter-queue", default=DEAD_LETTER_QUEUE)
@@ -99,7 +100,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[HealthServerOptions, str, bool
     options = HealthServerOptions(
         redis=redis_settings(settings),
         database_url=args.database_url,
-        prefix=args.prefix,
+        prefixes=QueuePrefixes(args.prefix, settings.queue_prefixes.own),
         queues=args.queues,
         required_queues=args.queues if args.required_queues is None else args.required_queues,
         dead_letter_queue=args.dead_letter_queue,

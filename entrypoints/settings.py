@@ -36,7 +36,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from adapters.redis_topology import parse_endpoints, prefix_pins_one_slot
+from adapters.bullmq.keys import DEAD_LETTER_QUEUE
+from adapters.redis_topology import QueuePrefixes, parse_endpoints, parse_queue_prefixes, prefix_pins_one_slot
+from domain.jobs import CONSUMED_QUEUES
 
 CHECKOUT = pathlib.Path(__file__).absolute().parent.parent
 ENV_FILE = CHECKOUT / ".env"
@@ -45,6 +47,8 @@ EMBEDDED_ENV_FILE = CHECKOUT / "var" / "embedded.env"
 EXIT_CONFIGURATION = 78  # EX_CONFIG (sysexits.h): supervisord counts it as a failed start
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/clientflow"
 DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"  # OpenAI's current small model (2026)
+QUEUES = (*(str(queue) for queue in CONSUMED_QUEUES), DEAD_LETTER_QUEUE)
+"""The queues a prefix may be given to (the Node CRM's names, dead-letter included)."""
 LogLevel = Literal["trace", "debug", "info", "warn", "error", "fatal"]
 
 
@@ -129,7 +133,20 @@ class Settings(BaseSettings):
         "mymaster", "REDIS_SENTINEL_MASTER", "the master's name in Sentinel", group="Redis", min_length=1
     )
     bullmq_prefix: str = setting(
-        "bull", "BULLMQ_PREFIX", "BullMQ key prefix (must match the Node CRM's)", group="Redis", min_length=1
+        "bull",
+        "BULLMQ_PREFIX",
+        "BullMQ key prefix of every queue without one of its own, and of our own keys (must match the Node CRM's)",
+        group="Redis",
+        min_length=1,
+    )
+    bullmq_queue_prefixes: str | None = setting(
+        None,
+        "BULLMQ_QUEUE_PREFIXES",
+        "a prefix per queue, `queue=prefix,...`, as the Node CRM's `new Queue(name, {prefix})` (e.g. `reminders="
+        "{reminders},nurture={nurture},dunning={dunning},snapshots={snapshots},dead-letter={dead-letter}`: one hash "
+        "tag per queue spreads the queues over a Cluster's shards); queues not named use BULLMQ_PREFIX",
+        group="Redis",
+        shown_default="BULLMQ_PREFIX for every queue",
     )
 
     # ---------------------------------------------------------------- PostgreSQL
@@ -434,6 +451,13 @@ class Settings(BaseSettings):
             parse_endpoints(value)
         return value
 
+    @field_validator("bullmq_queue_prefixes")
+    @classmethod
+    def _queue_prefixes(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_queue_prefixes(value, QUEUES)
+        return value
+
     @field_validator("redis_tls_ca_file")
     @classmethod
     def _readable_file(cls, value: str | None) -> str | None:
@@ -450,6 +474,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "BULLMQ_PREFIX must hold a hash tag such as {bull} with REDIS_CLUSTER_NODES (Redis Cluster needs each "
                 "queue's keys in one slot), and the Node CRM must use the same prefix"
+            )
+        spread = self.queue_prefixes.spread(QUEUES) if self.redis_cluster_nodes else []
+        if spread:
+            raise ValueError(
+                "BULLMQ_QUEUE_PREFIXES must give each queue it names a hash tag such as {reminders} with "
+                f"REDIS_CLUSTER_NODES (Redis Cluster needs each queue's keys in one slot): {', '.join(spread)} has none"
             )
         if self.redis_tls_ca_file and not self.redis_tls:
             raise ValueError("REDIS_TLS_CA_FILE needs a rediss:// REDIS_URL")
@@ -549,6 +579,12 @@ class Settings(BaseSettings):
         return f"{'rediss' if endpoint.tls else 'redis'}://{endpoint.host}:{endpoint.port}/{endpoint.db}"
 
     @property
+    def queue_prefixes(self) -> QueuePrefixes:
+        """Each queue's key prefix (BULLMQ_QUEUE_PREFIXES, else BULLMQ_PREFIX); our own keys use BULLMQ_PREFIX."""
+        own = parse_queue_prefixes(self.bullmq_queue_prefixes, QUEUES) if self.bullmq_queue_prefixes else {}
+        return QueuePrefixes(self.bullmq_prefix, own)
+
+    @property
     def twilio_configured(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
@@ -563,6 +599,7 @@ class Settings(BaseSettings):
             "node_env": self.node_env,
             "redis": self.redis_where(),
             "bullmq_prefix": self.bullmq_prefix,
+            "bullmq_queue_prefixes": dict(self.queue_prefixes.own),
             "database": f"{db.hostname}:{db.port or 5432}{db.path}",
             "sentry": self.sentry_dsn is not None,
             "otel": self.otel_endpoint is not None,

@@ -92,7 +92,7 @@ async def run_worker(
     client = client or open_redis(config.redis, config.concurrency)
     try:
         router = JobRouter(config.queue, handlers)
-        await run_startup_checks(client, config.prefix, str(config.queue))
+        await run_startup_checks(client, config.queue_prefix, str(config.queue))
         worker = QueueWorker(config, router, client, recorder)
         if own_signals:
             signals.install()
@@ -157,9 +157,9 @@ async def _running_beside(
     )
     sweeper = DeadLetterSweeper(
         client,
-        config.prefix,
+        config.prefixes,
         queue,
-        BullmqDeadLetter(client, config.prefix),
+        BullmqDeadLetter(client, config.prefixes),
         settle_seconds=config.dead_letter_settle_s,
         interval_seconds=config.dead_letter_sweep_interval_s,
         on_copied=_report_swept,
@@ -171,7 +171,7 @@ async def _running_beside(
     ]
     if schedules:
         interval = config.schedule_check_interval_s
-        tasks.append(asyncio.ensure_future(keep_schedules(client, config.prefix, schedules, stop, interval)))
+        tasks.append(asyncio.ensure_future(keep_schedules(client, config.prefixes, schedules, stop, interval)))
     try:
         yield
     finally:

@@ -22,6 +22,7 @@ from bullmq import Queue
 from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.bullmq.publisher import add_job_once
 from adapters.redis_keys import dead_lettered_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 
 
 @attrs.frozen
@@ -61,10 +62,12 @@ def dead_letter_id(source_queue: str, job_id: str) -> str:
 
 
 class BullmqDeadLetter:
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: redis_asyncio.Redis, prefixes: QueuePrefixes | str) -> None:
+        """``prefixes``: the dead-letter queue's and ours (a str: one for both)."""
+        prefixes = as_prefixes(prefixes)
         self._client = client
-        self._marks = dead_lettered_key(prefix)
-        self._queue = Queue(DEAD_LETTER_QUEUE, {"prefix": prefix, "connection": client})
+        self._marks = dead_lettered_key(prefixes.home)
+        self._queue = Queue(DEAD_LETTER_QUEUE, {"prefix": prefixes.of(DEAD_LETTER_QUEUE), "connection": client})
 
     def copy_key(self, source_queue: str, job_id: str) -> str:
         """The Redis key of a copy (the bullmq job hash in ``dead-letter``)."""

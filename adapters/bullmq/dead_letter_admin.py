@@ -23,6 +23,7 @@ from adapters.bullmq.keys import DEAD_LETTER_QUEUE, queue_key
 from adapters.bullmq.publisher import add_job_once, default_job_options
 from adapters.observability.redaction import redact
 from adapters.redis_keys import replay_log_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 from domain.jobs import PUBLISHED_JOB_DEFAULTS, JobDefaults, QueueName
 
 log = structlog.get_logger()
@@ -205,15 +206,16 @@ class ReplayRecord:
 
 
 class DeadLetterAdmin:
-    """Reads and changes the ``dead-letter`` queue of one deployment (``prefix``)."""
+    """Reads and changes the ``dead-letter`` queue of one deployment (``prefixes``: each queue's and ours; a str:
+    one for all)."""
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: redis_asyncio.Redis, prefixes: QueuePrefixes | str) -> None:
         self._client = client
-        self._prefix = prefix
-        self._queue = Queue(DEAD_LETTER_QUEUE, {"prefix": prefix, "connection": client})
+        self._prefixes = as_prefixes(prefixes)
+        self._queue = Queue(DEAD_LETTER_QUEUE, {"prefix": self._prefixes.of(DEAD_LETTER_QUEUE), "connection": client})
 
     def _key(self, suffix: str) -> str:
-        return queue_key(self._prefix, DEAD_LETTER_QUEUE, suffix)
+        return queue_key(self._prefixes.of(DEAD_LETTER_QUEUE), DEAD_LETTER_QUEUE, suffix)
 
     async def copy_ids(self) -> list[str]:
         """Every copy id, oldest first (nothing consumes the queue: copies wait, or sit paused or delayed)."""
@@ -266,11 +268,11 @@ class DeadLetterAdmin:
         source = QueueName(entry.source_queue)  # ValueError for the dead-letter queue itself, or one we do not consume
         job_id = f"{entry.job_id}-replay-{entry.finished_on or entry.dead_lettered_at}"
         options: dict[str, Any] = {**default_job_options(defaults), "jobId": job_id}
-        queue = Queue(source.value, {"prefix": self._prefix, "connection": self._client})
+        queue = Queue(source.value, {"prefix": self._prefixes.of(source.value), "connection": self._client})
         added = await add_job_once(queue, entry.job_name, entry.data, options)
         record = ReplayRecord(entry.id, source.value, job_id, added, by, now_ms)
         await self._client.xadd(
-            replay_log_key(self._prefix),
+            replay_log_key(self._prefixes.home),
             {k: str(v) for k, v in attrs.asdict(record).items()},
             maxlen=REPLAY_LOG_LENGTH,
             approximate=True,
@@ -281,7 +283,7 @@ class DeadLetterAdmin:
 
     async def replays_of(self, copy_id: str, limit: int = 1000) -> list[ReplayRecord]:
         """The recorded replays of one copy id, oldest first (from the last ``limit`` records)."""
-        raw = await self._client.xrevrange(replay_log_key(self._prefix), count=limit) or []
+        raw = await self._client.xrevrange(replay_log_key(self._prefixes.home), count=limit) or []
         records = []
         for _stream_id, fields in reversed(raw):
             values = {(_text(k) or ""): (_text(v) or "") for k, v in (fields or {}).items()}

@@ -27,6 +27,7 @@ import redis.asyncio as redis_asyncio
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob, dead_letter_id
 from adapters.bullmq.keys import job_key, queue_key
 from adapters.redis_keys import dead_lettered_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 
 _log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ class DeadLetterSweeper:
     """Sweeps one queue's ``failed`` set; ``on_copied`` hears of each copy this sweeper made (for alerting)."""
 
     client: redis_asyncio.Redis
-    prefix: str
+    prefixes: QueuePrefixes = attrs.field(converter=as_prefixes)
+    """The swept queue's and ours (a str: one for both)."""
     queue: str
     dead_letter: BullmqDeadLetter
     batch: int = 200
@@ -91,7 +93,7 @@ class DeadLetterSweeper:
     _since_ms: int | None = attrs.field(default=None, init=False)
 
     def _failed_key(self) -> str:
-        return queue_key(self.prefix, self.queue, "failed")
+        return queue_key(self.prefixes.of(self.queue), self.queue, "failed")
 
     async def sweep(self) -> SweepReport:
         """Examine up to ``batch`` failed jobs after the cursor; copy those never recorded."""
@@ -111,19 +113,19 @@ class DeadLetterSweeper:
             last = int(entries[-1][1])
             self._since_ms = last if last > since_ms else last + 1
         await self.client.zremrangebyscore(
-            dead_lettered_key(self.prefix), "-inf", now_ms - 2 * int(self.lookback_seconds * 1000)
+            dead_lettered_key(self.prefixes.home), "-inf", now_ms - 2 * int(self.lookback_seconds * 1000)
         )
         return SweepReport(len(entries), copied, caught_up)
 
     async def _copy_unrecorded(self, job_ids: Sequence[str]) -> list[FailedJob]:
         if not job_ids:
             return []
-        marks = dead_lettered_key(self.prefix)
+        marks = dead_lettered_key(self.prefixes.home)
         async with self.client.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.zscore(marks, dead_letter_id(self.queue, job_id))
                 pipe.exists(self.dead_letter.copy_key(self.queue, job_id))
-                pipe.hmget(job_key(self.prefix, self.queue, job_id), _JOB_FIELDS)
+                pipe.hmget(job_key(self.prefixes.of(self.queue), self.queue, job_id), _JOB_FIELDS)
             replies = await pipe.execute()
         copied: list[FailedJob] = []
         for index, job_id in enumerate(job_ids):

@@ -26,6 +26,7 @@ from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
 from adapters.bullmq.heartbeat import live_workers
 from adapters.observability.metrics import MetricsRecorder
 from adapters.redis_keys import dead_lettered_key, heartbeat_index_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 from domain.jobs import QueueMaintenanceJob
 from domain.outcomes import Cleaned
 
@@ -54,10 +55,11 @@ class MaintenancePolicy:
 
 @attrs.define
 class QueueMaintenance:
-    """One maintenance run over ``queues`` of the deployment ``prefix``; counts go to ``metrics`` as well."""
+    """One maintenance run over ``queues`` of a deployment (``prefixes``: each queue's and ours; a str: one for
+    all); counts go to ``metrics`` as well."""
 
     client: redis_asyncio.Redis
-    prefix: str
+    prefixes: QueuePrefixes = attrs.field(converter=as_prefixes)
     queues: Sequence[str]
     policy: MaintenancePolicy
     metrics: MetricsRecorder
@@ -66,11 +68,11 @@ class QueueMaintenance:
         """Clean everything due now; returns what was removed, by ``<queue>:<kind>`` (zero counts included)."""
         removed: dict[str, int] = {}
         for queue_name in self.queues:
-            queue = Queue(queue_name, {"prefix": self.prefix, "connection": self.client})
+            queue = Queue(queue_name, {"prefix": self.prefixes.of(queue_name), "connection": self.client})
             for state in FINISHED_STATES:
                 removed[f"{queue_name}:{state}"] = await self._clean_finished(queue, state)
         now_ms = int(time.time() * 1000)
-        removed["dead-letter:expired"] = await DeadLetterAdmin(self.client, self.prefix).purge(
+        removed["dead-letter:expired"] = await DeadLetterAdmin(self.client, self.prefixes).purge(
             self.policy.dead_letter_retention_s, now_ms
         )
         removed["cf:leftovers"] = await self._clean_leftovers(now_ms)
@@ -105,10 +107,10 @@ class QueueMaintenance:
 
     async def _clean_leftovers(self, now_ms: int) -> int:
         expired_marks = now_ms - int(self.policy.dead_letter_retention_s * 1000)
-        removed = int(await self.client.zremrangebyscore(dead_lettered_key(self.prefix), "-inf", expired_marks))
+        removed = int(await self.client.zremrangebyscore(dead_lettered_key(self.prefixes.home), "-inf", expired_marks))
         for queue_name in self.queues:
-            index = heartbeat_index_key(self.prefix, queue_name)
+            index = heartbeat_index_key(self.prefixes.home, queue_name)
             before = int(await self.client.scard(index))
-            alive = len(await live_workers(self.client, self.prefix, queue_name))  # drops expired members
+            alive = len(await live_workers(self.client, self.prefixes.home, queue_name))  # drops expired members
             removed += max(before - alive, 0)
         return removed

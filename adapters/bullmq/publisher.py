@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from adapters.bullmq.options import job_options
 from adapters.bullmq.wire import encode_job
 from adapters.observability.tracing import child_span
-from adapters.redis_topology import transaction
+from adapters.redis_topology import QueuePrefixes, as_prefixes, transaction
 from domain.errors import TransientError
 from domain.jobs import CONSUMED_QUEUES, PUBLISHED_JOB_DEFAULTS, Job, JobDefaults, QueueName, job_type_of
 from domain.ports import Clock
@@ -82,19 +82,22 @@ async def _add_unless_exists(queue: Queue, job: BullJob) -> bool:
 
 
 class BullmqJobPublisher:
-    """The JobPublisher port on BullMQ: one bullmq ``Queue`` per domain queue, all on the given client."""
+    """The JobPublisher port on BullMQ: one bullmq ``Queue`` per domain queue, all on the given client, each with
+    its prefix (``prefixes``; a str: one for all)."""
 
     def __init__(
         self,
         client: redis_asyncio.Redis,
-        prefix: str,
+        prefixes: QueuePrefixes | str,
         clock: Clock,
         defaults: JobDefaults = PUBLISHED_JOB_DEFAULTS,
     ) -> None:
+        prefixes = as_prefixes(prefixes)
         self._clock = clock
         self._defaults = default_job_options(defaults)
         self._queues: dict[QueueName, Queue] = {
-            name: Queue(name.value, {"prefix": prefix, "connection": client}) for name in CONSUMED_QUEUES
+            name: Queue(name.value, {"prefix": prefixes.of(name.value), "connection": client})
+            for name in CONSUMED_QUEUES
         }
 
     async def publish(self, job: Job, job_id: str, run_at: datetime | None = None) -> bool:

@@ -18,6 +18,7 @@ from bullmq import Queue
 from adapters.bullmq.dead_letter import dead_letter_id
 from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
 from adapters.bullmq.keys import queue_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 
 JOB_STATES = ("wait", "paused", "active", "prioritized", "delayed", "waiting-children", "completed", "failed")
 """The states ``counts`` reports, in this order (BullMQ's key names)."""
@@ -32,13 +33,15 @@ class RetriedJobs:
 
 
 class QueueControl:
-    """One queue of the deployment ``prefix``; the caller has checked it is one we consume."""
+    """One queue of a deployment (``prefixes``: each queue's and ours; a str: one for all); the caller has checked
+    it is one we consume."""
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str, queue: str) -> None:
+    def __init__(self, client: redis_asyncio.Redis, prefixes: QueuePrefixes | str, queue: str) -> None:
         self._client = client
-        self._prefix = prefix
+        self._prefixes = as_prefixes(prefixes)
+        self._prefix = self._prefixes.of(queue)
         self._name = queue
-        self._queue = Queue(queue, {"prefix": prefix, "connection": client})
+        self._queue = Queue(queue, {"prefix": self._prefix, "connection": client})
 
     async def counts(self) -> dict[str, int]:
         """Jobs per state, with BullMQ's key names (``wait``, ``active``, ``delayed``, ``failed`` ...)."""
@@ -64,7 +67,7 @@ class QueueControl:
     async def retry_failed(self, limit: int) -> RetriedJobs:
         """Move up to ``limit`` of the oldest failed jobs back to waiting, attempts reset; remove their copies."""
         moved, skipped = [], []
-        dead_letters = DeadLetterAdmin(self._client, self._prefix)
+        dead_letters = DeadLetterAdmin(self._client, self._prefixes)
         for job_id in await self.failed_ids(limit):
             job = await BullJob.fromId(self._queue, job_id)
             try:

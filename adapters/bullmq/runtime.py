@@ -132,7 +132,7 @@ class QueueWorker:
         # event our PII-free stand-in); keyed weakly by job so an attempt whose move failed leaves nothing behind.
         self._errors: weakref.WeakKeyDictionary[BullJob, BaseException] = weakref.WeakKeyDictionary()
         self._worker: PatchedWorker | None = None
-        self._dead_letter = BullmqDeadLetter(client, config.prefix)
+        self._dead_letter = BullmqDeadLetter(client, config.prefixes)
         self._queue = str(config.queue)
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._late_tasks: set[asyncio.Task[Any]] = set()
@@ -147,7 +147,9 @@ class QueueWorker:
 
     async def serve(self, stop: asyncio.Event, force: asyncio.Event) -> int:
         """Run until stopped; return the process exit code."""
-        blocking = open_blocking_redis(self._config.redis, node_worker_client_name(self._config.prefix, self._queue))
+        blocking = open_blocking_redis(
+            self._config.redis, node_worker_client_name(self._config.queue_prefix, self._queue)
+        )
         try:
             worker = PatchedWorker(
                 self._queue, self._process, self._config.bullmq_options(self._client), blocking_client=blocking

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -9,6 +10,7 @@ import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.connection import RedisSettings
 from adapters.bullmq.options import worker_options
+from adapters.redis_topology import QueuePrefixes
 from domain.errors import ConfigurationError
 from domain.jobs import CONSUMED_QUEUES, QueueName
 
@@ -20,6 +22,9 @@ class WorkerConfig:
     queue: QueueName
     redis: RedisSettings = attrs.field(factory=RedisSettings)
     prefix: str = "bull"
+    """The deployment's prefix (BULLMQ_PREFIX): our own keys, and every queue without a prefix of its own."""
+    queue_prefixes: Mapping[str, str] = attrs.field(factory=dict)
+    """Queues with a prefix of their own (BULLMQ_QUEUE_PREFIXES), by queue name."""
     concurrency: int = 10
     lock_duration_ms: int = 30_000
     stalled_interval_ms: int = 30_000
@@ -53,10 +58,19 @@ class WorkerConfig:
             raise ConfigurationError("grace period must be positive and below half the lock duration")
         self.bullmq_options(None)  # validate now, not when the worker starts
 
+    @property
+    def prefixes(self) -> QueuePrefixes:
+        return QueuePrefixes(self.prefix, self.queue_prefixes)
+
+    @property
+    def queue_prefix(self) -> str:
+        """The prefix of this worker's queue's keys."""
+        return self.prefixes.of(str(self.queue))
+
     def bullmq_options(self, client: redis_asyncio.Redis | None) -> dict[str, Any]:
         return worker_options(
             {
-                "prefix": self.prefix,
+                "prefix": self.queue_prefix,
                 "concurrency": self.concurrency,
                 "lockDuration": self.lock_duration_ms,
                 "stalledInterval": self.stalled_interval_ms,

@@ -17,6 +17,7 @@ from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.health.owed import OwedReport, dead_letter_copies, owed_report
 from adapters.health.queues import all_queue_stats, dead_letter_size, redis_now_ms
 from adapters.observability.metrics import MetricsSnapshot, QueueStats, ScheduleStatus, read_recorded
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 from adapters.scheduling.status_store import missing_schedules, read_schedules
 
 
@@ -57,7 +58,8 @@ class HealthProbe:
 
     redis: aioredis.Redis
     database_dsn: str
-    prefix: str
+    prefixes: QueuePrefixes = attrs.field(converter=as_prefixes)
+    """Each queue's key prefix and ours (a str: one for all)."""
     queues: Sequence[str]
     required_queues: Sequence[str]
     dead_letter_queue: str = DEAD_LETTER_QUEUE
@@ -98,7 +100,7 @@ class HealthProbe:
         if redis_problem is None:
             try:
                 with _redis_answers():
-                    workers = {q: len(await live_workers(self.redis, self.prefix, q)) for q in self.queues}
+                    workers = {q: len(await live_workers(self.redis, self.prefixes.home, q)) for q in self.queues}
             except Unhealthy as unhealthy:
                 reasons.insert(0, unhealthy.reason)
                 checks["redis"] = unhealthy.reason
@@ -111,8 +113,8 @@ class HealthProbe:
         await self.check_redis()
         with _redis_answers():
             return (
-                await all_queue_stats(self.redis, self.prefix, self.queues),
-                await dead_letter_size(self.redis, self.prefix, self.dead_letter_queue),
+                await all_queue_stats(self.redis, self.prefixes, self.queues),
+                await dead_letter_size(self.redis, self.prefixes, self.dead_letter_queue),
             )
 
     async def owed(self) -> OwedReport | None:
@@ -120,7 +122,9 @@ class HealthProbe:
         PostgreSQL cannot answer."""
         try:
             with _redis_answers():
-                copies = await dead_letter_copies(self.redis, self.prefix, self.dead_letter_queue, self.owed_scan_limit)
+                copies = await dead_letter_copies(
+                    self.redis, self.prefixes.of(self.dead_letter_queue), self.dead_letter_queue, self.owed_scan_limit
+                )
                 now = datetime.fromtimestamp(await redis_now_ms(self.redis) / 1000, tz=UTC)
             connection = await asyncpg.connect(self.database_dsn, timeout=self.timeout_seconds)
             try:
@@ -138,8 +142,8 @@ class HealthProbe:
         await self.check_redis()
         with _redis_answers():
             now = datetime.fromtimestamp(await redis_now_ms(self.redis) / 1000, tz=UTC)
-            statuses = await read_schedules(self.redis, self.prefix)
-            missing = await missing_schedules(self.redis, self.prefix)
+            statuses = await read_schedules(self.redis, self.prefixes.home)
+            missing = await missing_schedules(self.redis, self.prefixes)
         overdue_before = now - self.schedule_grace
         return [
             ScheduleHealth(
@@ -157,10 +161,10 @@ class HealthProbe:
             try:
                 with _redis_answers():
                     return MetricsSnapshot(
-                        queues=await all_queue_stats(self.redis, self.prefix, self.queues),
-                        dead_letter_size=await dead_letter_size(self.redis, self.prefix, self.dead_letter_queue),
-                        schedules=await read_schedules(self.redis, self.prefix),
-                        recorded=await read_recorded(self.redis, self.prefix),
+                        queues=await all_queue_stats(self.redis, self.prefixes, self.queues),
+                        dead_letter_size=await dead_letter_size(self.redis, self.prefixes, self.dead_letter_queue),
+                        schedules=await read_schedules(self.redis, self.prefixes.home),
+                        recorded=await read_recorded(self.redis, self.prefixes.home),
                         dependencies=dependencies,
                         redis_memory=await redis_memory(self.redis),
                         owed=await self.owed() if postgres_problem is None else None,

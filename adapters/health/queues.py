@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from adapters.bullmq.heartbeat import live_workers
 from adapters.bullmq.keys import job_key, queue_key
 from adapters.observability.metrics import QueueStats
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 
 LIST_STATES = ("wait", "paused", "active")
 SET_STATES = ("prioritized", "delayed", "waiting-children", "completed", "failed")
@@ -67,22 +68,27 @@ async def finished_per_minute(client: aioredis.Redis, prefix: str, queue: str, s
     return total / RATE_WINDOW_MINUTES
 
 
-async def queue_stats(client: aioredis.Redis, prefix: str, queue: str, now_ms: int) -> QueueStats:
+async def queue_stats(client: aioredis.Redis, prefixes: QueuePrefixes | str, queue: str, now_ms: int) -> QueueStats:
+    """``queue``'s counts, oldest waiting age, rates and live workers (``prefixes``: its and ours; a str: one)."""
+    prefixes = as_prefixes(prefixes)
+    prefix = prefixes.of(queue)
     return QueueStats(
         name=queue,
         counts=await job_counts(client, prefix, queue),
         oldest_waiting_age_seconds=await oldest_waiting_age_seconds(client, prefix, queue, now_ms),
-        workers=len(await live_workers(client, prefix, queue)),
+        workers=len(await live_workers(client, prefixes.home, queue)),
         completed_per_minute=await finished_per_minute(client, prefix, queue, "completed", now_ms),
         failed_per_minute=await finished_per_minute(client, prefix, queue, "failed", now_ms),
     )
 
 
-async def all_queue_stats(client: aioredis.Redis, prefix: str, queues: Sequence[str]) -> list[QueueStats]:
+async def all_queue_stats(
+    client: aioredis.Redis, prefixes: QueuePrefixes | str, queues: Sequence[str]
+) -> list[QueueStats]:
     now_ms = await redis_now_ms(client)
-    return [await queue_stats(client, prefix, queue, now_ms) for queue in queues]
+    return [await queue_stats(client, prefixes, queue, now_ms) for queue in queues]
 
 
-async def dead_letter_size(client: aioredis.Redis, prefix: str, dead_letter_queue: str) -> int:
+async def dead_letter_size(client: aioredis.Redis, prefixes: QueuePrefixes | str, dead_letter_queue: str) -> int:
     """Every job held by the dead-letter queue, whatever its state (nothing consumes it)."""
-    return sum((await job_counts(client, prefix, dead_letter_queue)).values())
+    return sum((await job_counts(client, as_prefixes(prefixes).of(dead_letter_queue), dead_letter_queue)).values())

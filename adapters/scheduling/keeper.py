@@ -16,13 +16,18 @@ from collections.abc import Sequence
 import redis.asyncio as redis_asyncio
 import structlog
 
+from adapters.redis_topology import QueuePrefixes
 from adapters.scheduling.schedules import Schedule, sync_schedules
 
 log = structlog.get_logger()
 
 
 async def keep_schedules(
-    client: redis_asyncio.Redis, prefix: str, schedules: Sequence[Schedule], stop: asyncio.Event, interval_s: float
+    client: redis_asyncio.Redis,
+    prefixes: QueuePrefixes | str,
+    schedules: Sequence[Schedule],
+    stop: asyncio.Event,
+    interval_s: float,
 ) -> None:
     """Re-sync ``schedules`` every ``interval_s`` seconds until ``stop`` is set; log each repair it made.
 
@@ -34,7 +39,7 @@ async def keep_schedules(
         if stop.is_set():
             return
         try:
-            report = await sync_schedules(client, prefix, schedules)
+            report = await sync_schedules(client, prefixes, schedules)
         except Exception as error:  # Redis lost: the next interval tries again
             log.warning("schedules_not_checked", error_type=type(error).__name__)
             continue

@@ -24,6 +24,7 @@ from bullmq import Queue
 from adapters.bullmq.options import job_options
 from adapters.bullmq.publisher import add_job_once, default_job_options
 from adapters.redis_keys import schedule_key, schedules_index_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 from adapters.scheduling.cron import check_cron, use_zoned_repeat_strategy
 from adapters.scheduling.status_store import record_schedule_status
 from domain.errors import ConfigurationError
@@ -103,9 +104,10 @@ def tick_job_options(defaults: JobDefaults = SCHEDULED_JOB_DEFAULTS) -> dict[str
     return job_options(default_job_options(defaults))
 
 
-def scheduler_queue(client: redis_asyncio.Redis, prefix: str, queue: QueueName) -> Queue:
-    """A bullmq ``Queue`` whose job schedulers evaluate cron patterns DST-safely (adapters/scheduling/cron.py)."""
-    bull_queue = Queue(str(queue), {"prefix": prefix, "connection": client})
+def scheduler_queue(client: redis_asyncio.Redis, prefixes: QueuePrefixes | str, queue: QueueName) -> Queue:
+    """A bullmq ``Queue`` (with its prefix among ``prefixes``; a str: one for all) whose job schedulers evaluate cron
+    patterns DST-safely (adapters/scheduling/cron.py)."""
+    bull_queue = Queue(str(queue), {"prefix": as_prefixes(prefixes).of(str(queue)), "connection": client})
     use_zoned_repeat_strategy(bull_queue)
     return bull_queue
 
@@ -181,7 +183,7 @@ async def _record_definition(client: redis_asyncio.Redis, prefix: str, queue: Qu
 
 async def sync_schedules(
     client: redis_asyncio.Redis,
-    prefix: str,
+    prefixes: QueuePrefixes | str,
     schedules: Sequence[Schedule],
     owned_queues: Sequence[QueueName] = CONSUMED_QUEUES,
     defaults: JobDefaults = SCHEDULED_JOB_DEFAULTS,
@@ -191,24 +193,26 @@ async def sync_schedules(
     New ones are added, changed ones (pattern, zone, job name, options) replace the old, one whose pending tick
     is gone is re-armed, and ``cf-`` schedulers no longer defined are removed with their status. An unchanged
     scheduler is not touched, so an overdue tick still runs once. Safe to call from many processes at once.
+    ``prefixes``: each queue's and ours (a str: one for all).
     """
+    prefixes = as_prefixes(prefixes)
     names = [s.name for s in schedules]
     if len(set(names)) != len(names):
         raise ConfigurationError("two schedules share a name")
     options = tick_job_options(defaults)
     done: dict[str, list[str]] = {k: [] for k in ("created", "replaced", "revived", "unchanged", "removed")}
     for schedule in schedules:
-        queue = scheduler_queue(client, prefix, schedule.queue)
+        queue = scheduler_queue(client, prefixes, schedule.queue)
         done[await _sync_one(queue, schedule, options)].append(schedule.id)
-        await _record_definition(client, prefix, queue, schedule)
+        await _record_definition(client, prefixes.home, queue, schedule)
     wanted = {s.id for s in schedules}
     for queue_name in owned_queues:
-        queue = scheduler_queue(client, prefix, queue_name)
+        queue = scheduler_queue(client, prefixes, queue_name)
         for scheduler_id in await client.zrange(queue.keys["repeat"], 0, -1):
             scheduler_id = scheduler_id.decode() if isinstance(scheduler_id, bytes) else str(scheduler_id)
             if scheduler_id.startswith(OUR_PREFIX) and scheduler_id not in wanted:
                 await queue.removeJobScheduler(scheduler_id)
-                await _forget_status(client, prefix, scheduler_id.removeprefix(OUR_PREFIX))
+                await _forget_status(client, prefixes.home, scheduler_id.removeprefix(OUR_PREFIX))
                 done["removed"].append(scheduler_id)
     return SyncReport(**{k: tuple(v) for k, v in done.items()})
 
@@ -226,7 +230,7 @@ def run_now_job_id(schedule: Schedule, at: datetime) -> str:
 
 async def run_now(
     client: redis_asyncio.Redis,
-    prefix: str,
+    prefixes: QueuePrefixes | str,
     schedule: Schedule,
     clock: Clock,
     defaults: JobDefaults = SCHEDULED_JOB_DEFAULTS,
@@ -236,6 +240,6 @@ async def run_now(
     Same queue, job name, empty data and options as a tick, so the same handler runs it and records its status.
     """
     job_id = run_now_job_id(schedule, clock.now())
-    queue = scheduler_queue(client, prefix, schedule.queue)
+    queue = scheduler_queue(client, prefixes, schedule.queue)
     await add_job_once(queue, str(schedule.job_name), {}, {**tick_job_options(defaults), "jobId": job_id})
     return job_id

@@ -19,6 +19,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from adapters.redis_keys import schedule_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 from adapters.scheduling.schedules import Schedule, scheduler_queue, scheduler_record
 from adapters.scheduling.status_store import FIELDS, record_schedule_status
 from domain.outcomes import Cleaned, Outcome, Published
@@ -33,8 +34,8 @@ OUTCOME_OK = "ok"
 OUTCOME_FAILED = "failed"
 
 
-async def _next_run(client: redis_asyncio.Redis, prefix: str, schedule: Schedule) -> datetime | None:
-    record = await scheduler_record(scheduler_queue(client, prefix, schedule.queue), schedule.id)
+async def _next_run(client: redis_asyncio.Redis, prefixes: QueuePrefixes, schedule: Schedule) -> datetime | None:
+    record = await scheduler_record(scheduler_queue(client, prefixes, schedule.queue), schedule.id)
     if not record or record.get("next") is None:
         return None
     return datetime.fromtimestamp(int(record["next"]) / 1000, tz=UTC)
@@ -43,9 +44,10 @@ async def _next_run(client: redis_asyncio.Redis, prefix: str, schedule: Schedule
 class ScheduleRunRecorder:
     """Wraps the scan and fan-out handlers so that each run leaves its start, end, outcome and count in Redis."""
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str, clock: Clock) -> None:
+    def __init__(self, client: redis_asyncio.Redis, prefixes: QueuePrefixes | str, clock: Clock) -> None:
+        """``prefixes``: each queue's and ours (a str: one for all)."""
         self._client = client
-        self._prefix = prefix
+        self._prefixes = as_prefixes(prefixes)
         self._clock = clock
 
     def wrap(self, schedule: Schedule, handler: Callable[[J], Awaitable[R]]) -> Callable[[J], Awaitable[R]]:
@@ -73,7 +75,7 @@ class ScheduleRunRecorder:
         if removed is not None:
             fields["removed"] = removed
         try:
-            next_run = await _next_run(self._client, self._prefix, schedule)
+            next_run = await _next_run(self._client, self._prefixes, schedule)
         except RedisError:
             next_run = None
         if next_run is not None:
@@ -82,7 +84,7 @@ class ScheduleRunRecorder:
 
     async def _write(self, schedule: Schedule, fields: Mapping[str, str | int | datetime]) -> None:
         try:
-            await record_schedule_status(self._client, self._prefix, schedule.name, fields)
+            await record_schedule_status(self._client, self._prefixes.home, schedule.name, fields)
         except RedisError as error:
             log.warning("schedule_status_not_recorded", schedule=schedule.name, error_type=type(error).__name__)
 
@@ -94,15 +96,17 @@ def _text(value: Any) -> str | None:
 
 
 async def schedule_status(
-    client: redis_asyncio.Redis, prefix: str, schedules: Sequence[Schedule]
+    client: redis_asyncio.Redis, prefixes: QueuePrefixes | str, schedules: Sequence[Schedule]
 ) -> list[dict[str, Any]]:
     """For each schedule: name, scheduler id, queue, job name, pattern, zone, next run (live from its scheduler
-    record), last run start and end, last outcome and jobs queued (from the status hash; None if never run)."""
+    record), last run start and end, last outcome and jobs queued (from the status hash; None if never run).
+    ``prefixes``: each queue's and ours (a str: one for all)."""
+    prefixes = as_prefixes(prefixes)
     statuses = []
     for schedule in schedules:
-        raw = await client.hmget(schedule_key(prefix, schedule.name), list(FIELDS))
+        raw = await client.hmget(schedule_key(prefixes.home, schedule.name), list(FIELDS))
         recorded = {field: _text(value) for field, value in zip(FIELDS, raw, strict=True)}
-        next_run = await _next_run(client, prefix, schedule)
+        next_run = await _next_run(client, prefixes, schedule)
         jobs_queued = recorded["jobs_queued"]
         statuses.append(
             {

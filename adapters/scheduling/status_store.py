@@ -3,7 +3,7 @@
 One hash per schedule, ``<prefix>:cf:schedule:<name>``, with string fields ``pattern`` (cron), ``tz`` (IANA zone),
 ``next_run``, ``last_started``, ``last_finished`` (ISO 8601 with offset, UTC), ``last_outcome`` (``ok``, or a
 short PII-free word such as ``failed``), ``jobs_queued`` (an integer), and ``queue`` and ``scheduler_id``: where
-its BullMQ job scheduler lives (a member of the zset ``<prefix>:<queue>:repeat``); names are listed in the set
+its BullMQ job scheduler lives (a member of the zset ``<queue's prefix>:<queue>:repeat``); names are listed in the set
 ``<prefix>:cf:schedules``. The scheduler writes with ``record_schedule_status``; the health server reads.
 """
 
@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from adapters.bullmq.keys import queue_key
 from adapters.observability.metrics import ScheduleStatus
 from adapters.redis_keys import schedule_key, schedules_index_key
+from adapters.redis_topology import QueuePrefixes, as_prefixes
 
 FIELDS = (
     "pattern",
@@ -80,14 +81,17 @@ async def read_schedules(client: aioredis.Redis, prefix: str) -> Sequence[Schedu
     return statuses
 
 
-async def missing_schedules(client: aioredis.Redis, prefix: str) -> set[str]:
+async def missing_schedules(client: aioredis.Redis, prefixes: QueuePrefixes | str) -> set[str]:
     """Names of the recorded schedules whose job scheduler is gone from its queue (the queue was obliterated, the
-    scheduler removed by hand). A schedule recorded without ``queue``/``scheduler_id`` is not judged."""
+    scheduler removed by hand). A schedule recorded without ``queue``/``scheduler_id`` is not judged.
+    ``prefixes``: each queue's and ours (a str: one for all)."""
+    prefixes = as_prefixes(prefixes)
+    prefix = prefixes.home
     missing = set()
     for name in await client.smembers(schedules_index_key(prefix)):
         queue, scheduler_id = await client.hmget(schedule_key(prefix, _str(name)), ["queue", "scheduler_id"])
         if queue is None or scheduler_id is None:
             continue
-        if await client.zscore(queue_key(prefix, _str(queue), "repeat"), _str(scheduler_id)) is None:
+        if await client.zscore(queue_key(prefixes.of(_str(queue)), _str(queue), "repeat"), _str(scheduler_id)) is None:
             missing.add(_str(name))
     return missing

@@ -267,6 +267,11 @@ class SupervisedSystem:
         self._process.wait()
         self._process = None
 
+    @property
+    def supervisord_pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def program_pids(self) -> dict[str, int]:
         """Each running program process (``group:name``) and its pid, from supervisorctl."""
         return {name: self.pid(name) for name, (state, _) in self.states().items() if state == "RUNNING"}

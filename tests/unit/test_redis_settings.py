@@ -15,7 +15,7 @@ from adapters.redis_keys import (
     schedule_key,
     schedules_index_key,
 )
-from adapters.redis_topology import hash_tag, parse_endpoints
+from adapters.redis_topology import QueuePrefixes, hash_tag, parse_endpoints
 from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings, SettingsError
 
@@ -80,6 +80,21 @@ def test_cluster_and_sentinel_modes_read_their_seeds() -> None:
         ({"REDIS_URL": "http://user:canary-secret@h:1"}, "REDIS_URL must be a redis:// or rediss:// URL"),
         ({"REDIS_URL": "redis://user:canary-secret@h:port"}, "REDIS_URL is malformed: the port is not a number"),
         ({"REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"}, "REDIS_TLS_CA_FILE must name a readable file"),
+        (
+            {
+                "REDIS_CLUSTER_NODES": "n1:7000",
+                "BULLMQ_PREFIX": "{cf}",
+                "BULLMQ_QUEUE_PREFIXES": "reminders={reminders},nurture=nurture",
+            },
+            "BULLMQ_QUEUE_PREFIXES must give each queue it names a hash tag such as {reminders}",
+        ),
+        (
+            {"REDIS_CLUSTER_NODES": "n1:7000", "BULLMQ_QUEUE_PREFIXES": "reminders={reminders}"},
+            "BULLMQ_PREFIX must hold a hash tag",
+        ),
+        ({"BULLMQ_QUEUE_PREFIXES": "remindres={canary-secret}"}, "BULLMQ_QUEUE_PREFIXES must name only the queues"),
+        ({"BULLMQ_QUEUE_PREFIXES": "reminders"}, "BULLMQ_QUEUE_PREFIXES must be comma-separated queue=prefix pairs"),
+        ({"BULLMQ_QUEUE_PREFIXES": "reminders=a,reminders=b"}, "BULLMQ_QUEUE_PREFIXES must name each queue once"),
     ],
 )
 def test_unusable_redis_settings_are_refused_in_one_line(environ: dict[str, str], expected: str) -> None:
@@ -136,3 +151,25 @@ def test_every_key_of_ours_shares_the_queues_slot_under_a_tagged_prefix() -> Non
     ]
     queue_slot = key_slot(b"{bull}:reminders:wait")
     assert {key_slot(key.encode()) for key in ours} == {queue_slot}
+
+
+PER_QUEUE = "reminders={reminders},nurture={nurture},dunning={dunning},snapshots={snapshots},dead-letter={dead-letter}"
+
+
+def test_a_prefix_per_queue_keeps_each_queue_in_one_slot_and_the_queues_apart() -> None:
+    """BULLMQ_QUEUE_PREFIXES (the Node CRM's ``new Queue(name, {prefix})``): every key of a queue in one slot, the
+    five queues in five slots; queues not named keep BULLMQ_PREFIX, which also holds our own keys."""
+    settings = Settings.from_env(
+        {"REDIS_CLUSTER_NODES": "n1:7000", "BULLMQ_PREFIX": "{cf}", "BULLMQ_QUEUE_PREFIXES": PER_QUEUE}
+    )
+    prefixes = settings.queue_prefixes
+    queues = ("reminders", "nurture", "dunning", "snapshots", "dead-letter")
+    slots = {}
+    for queue in queues:
+        keys = [f"{prefixes.of(queue)}:{queue}:{suffix}" for suffix in ("wait", "active", "meta", "repeat", "job-1")]
+        [slots[queue]] = {key_slot(key.encode()) for key in keys}
+    assert len(set(slots.values())) == len(queues)
+    assert prefixes.of("reminders") == "{reminders}"
+    assert settings.describe()["bullmq_queue_prefixes"]["dunning"] == "{dunning}"
+    partly = QueuePrefixes("{cf}", {"reminders": "{reminders}"})
+    assert (partly.of("reminders"), partly.of("nurture"), partly.home) == ("{reminders}", "{cf}", "{cf}")

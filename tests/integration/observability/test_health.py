@@ -107,7 +107,7 @@ async def _health_system(own_redis: OwnRedis, **probe_options: Any) -> AsyncIter
         **{
             "redis": client,
             "database_dsn": POSTGRES_DSN,
-            "prefix": PREFIX,
+            "prefixes": PREFIX,
             "queues": QUEUES,
             "required_queues": QUEUES,
             "timeout_seconds": 1.0,

@@ -14,7 +14,12 @@ import pytest
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
-from tests.integration.topology.support import (
+from tests.support.crm import create_contact, create_org, unique_phone
+from tests.support.fakeservers.providers import now_utc
+from tests.support.processes import Providers, WorkerProcess, run_cli, token, workers
+from tests.support.queues import eventually
+from tests.support.redis_topologies import CLUSTER_PORTS, Cluster, cli, redis_cluster
+from tests.support.topologies import (
     RETRY,
     ReminderJob,
     add_from_node,
@@ -25,11 +30,6 @@ from tests.integration.topology.support import (
     topology_env,
     wait_terminal,
 )
-from tests.support.crm import create_contact, create_org, unique_phone
-from tests.support.fakeservers.providers import now_utc
-from tests.support.processes import Providers, WorkerProcess, run_cli, token, workers
-from tests.support.queues import eventually
-from tests.support.redis_topologies import CLUSTER_PORTS, Cluster, cli, redis_cluster
 
 pytestmark = pytest.mark.slow
 

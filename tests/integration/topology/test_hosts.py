@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_client
-from tests.integration.topology.support import add_from_node, reminder_jobs, topology_env, wait_terminal
 from tests.support.processes import Providers, WorkerProcess, token
 from tests.support.queues import eventually
 from tests.support.redis_topologies import CLUSTER_PORTS, Cluster, redis_cluster
+from tests.support.topologies import add_from_node, reminder_jobs, topology_env, wait_terminal
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from adapters.bullmq.connection import RedisSettings
-from tests.integration.topology.support import (
+from tests.support.processes import Providers, WorkerProcess, token, workers
+from tests.support.queues import eventually
+from tests.support.redis_topologies import SENTINEL_MASTER, SENTINEL_PORTS, SentinelSet, redis_sentinel
+from tests.support.topologies import (
     ReminderJob,
     add_from_node,
     health_server,
@@ -19,9 +22,6 @@ from tests.integration.topology.support import (
     topology_env,
     wait_terminal,
 )
-from tests.support.processes import Providers, WorkerProcess, token, workers
-from tests.support.queues import eventually
-from tests.support.redis_topologies import SENTINEL_MASTER, SENTINEL_PORTS, SentinelSet, redis_sentinel
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from adapters.bullmq.connection import RedisSettings
-from tests.integration.topology.support import (
+from tests.support.processes import Providers, token, workers
+from tests.support.queues import eventually
+from tests.support.redis_topologies import ACL_PASSWORD, ACL_USER, TLS_PORT, TlsRedis, tls_redis
+from tests.support.topologies import (
     add_from_node,
     health_server,
     launch_refusal,
@@ -19,9 +22,6 @@ from tests.integration.topology.support import (
     topology_env,
     wait_terminal,
 )
-from tests.support.processes import Providers, token, workers
-from tests.support.queues import eventually
-from tests.support.redis_topologies import ACL_PASSWORD, ACL_USER, TLS_PORT, TlsRedis, tls_redis
 
 pytestmark = pytest.mark.slow
 
