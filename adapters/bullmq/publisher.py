@@ -29,7 +29,7 @@ from adapters.bullmq.wire import encode_job
 from adapters.observability.tracing import child_span
 from adapters.redis_topology import transaction
 from domain.errors import TransientError
-from domain.jobs import CONSUMED_QUEUES, PUBLISHED_JOB_DEFAULTS, Job, JobDefaults, QueueName, job_type_of
+from domain.jobs import CONSUMED_QUEUES, Job, JobDefaults, QueueName, job_type_of
 from domain.ports import Clock
 
 
@@ -89,7 +89,7 @@ class BullmqJobPublisher:
         client: redis_asyncio.Redis,
         prefix: str,
         clock: Clock,
-        defaults: JobDefaults = PUBLISHED_JOB_DEFAULTS,
+        defaults: JobDefaults = JobDefaults(),  # noqa: B008  # frozen: one shared value is safe
     ) -> None:
         self._clock = clock
         self._defaults = default_job_options(defaults)
