@@ -13,7 +13,7 @@ Every capability sends through ``Dispatcher.deliver``. The rules, in the order t
   email has no such look-up, so it stays UNKNOWN for an operator to decide;
 - every deferral for an unsettled entry gets up to ``jitter`` added at random, so jobs bunched on one instant
   (duplicates, a backlog after downtime) come back spread out;
-- a rate-limited send releases its claim (the provider certainly did not accept it) and is postponed; a send the
+- a rate-limited send releases its claim (the provider certainly did not accept it) and is deferred; a send the
   provider certainly never received (a local failure before the request left, credentials or connection refused:
   the senders raise TransientError or ConfigurationError for these) releases it and raises;
 - an ambiguous answer (timeout, reset, 5xx), or any other failure of the sender (the request may have left),
@@ -44,6 +44,7 @@ from domain.messages import (
     SendClaim,
     SmsMessage,
 )
+from domain.outcomes import Deferred, Undeliverable
 from domain.ports import Clock, EmailSender, SendLedger, SmsSender
 from domain.values import Channel
 
@@ -62,26 +63,15 @@ class Suppressed:
 
 
 @attrs.frozen
-class Rejected:
-    reason: str
-    code: str | None
-    suppressed: SuppressionReason | None = None
-
-
-@attrs.frozen
-class Postponed:
-    until: datetime
-    reason: str
-
-
-@attrs.frozen
 class Unconfirmed:
     """Whether the provider accepted the message cannot be known; it is not sent again."""
 
     reason: str
 
 
-DeliveryResult = Delivered | Suppressed | Rejected | Postponed | Unconfirmed
+DeliveryResult = Delivered | Suppressed | Undeliverable | Deferred | Unconfirmed
+"""What ``Dispatcher.deliver`` returns. ``Undeliverable`` and ``Deferred`` are the job outcomes of the same names
+(domain/outcomes.py): a capability may return them as they are."""
 
 
 @attrs.define
@@ -98,6 +88,16 @@ class Dispatcher:
     random: random.Random = attrs.field(factory=random.Random, repr=False)
 
     async def deliver(self, claim: SendClaim, message: SmsMessage | EmailMessage) -> DeliveryResult:
+        """Send ``message`` at most once under ``claim`` (the rules in this module's docstring).
+
+        Returns ``Delivered`` (now, or ``earlier`` by a previous run), ``Suppressed`` (the recipient is withdrawn;
+        nothing sent), ``Undeliverable`` (refused for good by the provider, now or earlier; ``suppressed`` when the
+        refusal withdrew the address), ``Deferred`` (try again at ``until``: an earlier send still unsettled, or the
+        provider's rate limit) or ``Unconfirmed`` (an email whose outcome cannot be known; not sent again).
+        Raises ValueError when the message does not match the claim (key or channel); TransientError or
+        ConfigurationError when the provider certainly did not get the request (the claim is released);
+        DeliveryOutcomeUnknown or any other sender error when it may have (the entry is marked UNKNOWN).
+        """
         if claim.key != message.ledger_key:
             raise ValueError("the message must carry the claim's ledger key")
         if (claim.channel is Channel.SMS) != isinstance(message, SmsMessage):
@@ -127,7 +127,7 @@ class Dispatcher:
             return final
         settled_at = entry.updated_at + self.settle
         if now < settled_at:
-            return Postponed(self._spread(self._next_look(entry, settled_at, now)), "earlier_send_unsettled")
+            return Deferred(self._spread(self._next_look(entry, settled_at, now)), "earlier_send_unsettled")
         if isinstance(message, EmailMessage):
             if entry.state is LedgerState.CLAIMED:
                 await self.ledger.mark_unknown(entry.key, entry.version, "claim never resolved", now)
@@ -142,7 +142,7 @@ class Dispatcher:
         # Another run moved the entry first: it sends (or has settled it). Take its answer if it is there already.
         current = await self.ledger.get(entry.key)
         settled = _final(current) if current is not None else None
-        return settled or Postponed(self._spread(now + self.recheck), "ledger_entry_changed")
+        return settled or Deferred(self._spread(now + self.recheck), "ledger_entry_changed")
 
     def _next_look(self, entry: LedgerEntry, settled_at: datetime, now: datetime) -> datetime:
         """A CLAIMED entry younger than ``recheck`` is looked at again then; anything else once settled."""
@@ -163,10 +163,10 @@ class Dispatcher:
             await self.ledger.mark_failed(key, version, refused.reason, refused.code, now)
             if refused.suppress is not None:
                 await self.ledger.suppress(claim.org_id, claim.channel, claim.recipient, refused.suppress, now)
-            return Rejected(refused.reason, refused.code, refused.suppress)
+            return Undeliverable(refused.reason, refused.code, refused.suppress)
         except DeliveryRateLimited as limited:
             await self.ledger.release(key, version)
-            return Postponed(limited.retry_at, "provider_rate_limited")
+            return Deferred(limited.retry_at, "provider_rate_limited")
         except (ConfigurationError, TransientError):
             # The provider certainly did not get the request (a local failure, credentials or connection refused).
             await self.ledger.release(key, version)
@@ -189,5 +189,5 @@ def _final(entry: LedgerEntry) -> DeliveryResult | None:
     if entry.state is LedgerState.SENT:
         return Delivered(entry.provider_message_id, earlier=True)
     if entry.state is LedgerState.FAILED:
-        return Rejected(entry.reason or "refused earlier", None)
+        return Undeliverable(entry.reason or "refused earlier", None)
     return None

@@ -16,7 +16,7 @@ Rules, in the order they apply:
 - The stage's channels are tried in a fixed order (email, then SMS); a channel without an address or consent is
   left out; none left -> Undeliverable("no_reachable_channel"). Each channel is sent at most once per contact and
   stage (ledger key ``dunning:<orgId>:<contactId>:<stage min days>:<channel>``). The outcome: Deferred when any
-  channel was postponed (the channels already sent will not be sent again), else Sent with the channels that went
+  channel was deferred (the channels already sent will not be sent again), else Sent with the channels that went
   out (now or in an earlier run), else the first channel's non-sent outcome.
 - Templates ``dunning_<tone>`` of the org per channel, else the built-in ones below. Their variables:
   ``first_name``, ``org_name``, ``amount`` (``125.50 USD``), ``days_overdue``, ``payment_link``.
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from domain.compose import reachable_address, render_email, render_sms
-from domain.delivery import Delivered, DeliveryResult, Dispatcher, Postponed, Rejected, Suppressed
+from domain.delivery import Delivered, DeliveryResult, Dispatcher, Suppressed
 from domain.errors import InvalidJob, InvalidValue
 from domain.jobs import DunningJob
 from domain.messages import EmailMessage, SendClaim, SmsMessage
@@ -144,6 +144,16 @@ class DunningService:
     clock: Clock
 
     async def process(self, job: DunningJob) -> Outcome:
+        """Send the invoice's dunning notice for the stage of ``job.days_overdue`` once per channel, within the
+        org's transactional send window (this module's docstring).
+
+        Returns ``Sent`` (the channels that went out), ``Skipped`` (org or contact gone, before the first stage,
+        nothing owed, unconfirmed), ``Deferred`` (the window is closed, or a channel was deferred) or
+        ``Undeliverable``.
+        Raises InvalidJob naming the field of a malformed payload (before any look-up), TransientError when a store
+        or provider is unreachable (the job's backoff applies), DeliveryOutcomeUnknown when a provider's answer was
+        ambiguous (the send ledger keeps it from going out twice).
+        """
         if job.days_overdue < 1:
             raise InvalidJob("daysOverdue", "must be at least 1")
         payment_link = check_payment_link(job.payment_link)
@@ -208,16 +218,15 @@ class DunningService:
 
 
 def _outcome(results: list[tuple[SmsMessage | EmailMessage, DeliveryResult]]) -> Outcome:
-    postponed = [r for _, r in results if isinstance(r, Postponed)]
-    if postponed:
-        latest = max(postponed, key=lambda r: r.until)
-        return Deferred(latest.until, latest.reason)
+    deferred = [r for _, r in results if isinstance(r, Deferred)]
+    if deferred:
+        return max(deferred, key=lambda r: r.until)
     sent = tuple(_channel_of(m) for m, r in results if isinstance(r, Delivered))
     if sent:
         return Sent(sent)
     first = results[0][1]
     if isinstance(first, Suppressed):
         return Undeliverable(f"suppressed_{first.reason}")
-    if isinstance(first, Rejected):
+    if isinstance(first, Undeliverable):
         return Undeliverable(first.reason, first.code)
     return Skipped("delivery_unconfirmed")

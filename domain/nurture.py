@@ -23,7 +23,7 @@ gates when it was claimed: it is not gated again, only resolved (so a retry afte
 The sequence moves on (step recorded, next step queued with its delay, or the enrollment completed) after every
 step that is settled for good: delivered (now or earlier), refused permanently (the ledger keeps the failure; later
 steps may use another channel), or unconfirmed (it must not be sent again). An opt-out exits the enrollment; a
-postponement runs the same job again.
+deferral runs the same job again.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import attrs
 
 from domain.compose import reachable_address, render_email, render_sms
 from domain.copy_personalization import CopyPersonalization
-from domain.delivery import Delivered, DeliveryResult, Dispatcher, Postponed, Rejected, Suppressed, Unconfirmed
+from domain.delivery import Delivered, DeliveryResult, Dispatcher, Suppressed, Unconfirmed
 from domain.errors import InvalidJob, SuppressionReason
 from domain.jobs import NurtureJob, custom_job_id
 from domain.messages import EmailMessage, SendClaim, SmsMessage
@@ -106,6 +106,16 @@ class NurtureService:
     personalization: CopyPersonalization | None = None  # None: templates are sent as written
 
     async def process(self, job: NurtureJob) -> Outcome:
+        """Send the enrollment's step ``job.sequence_step`` once, within the marketing window and cap, and move the
+        sequence on when the step is settled for good (this module's docstring).
+
+        Returns ``Sent``, ``Skipped`` (org gone or inactive, step already done, enrollment not active or exited on
+        an opt-out, channel unreachable, unconfirmed), ``Deferred`` (the window is closed, the contact is at the
+        cap, or the dispatcher deferred) or ``Undeliverable``.
+        Raises InvalidJob naming the field of a malformed payload (before any look-up), TransientError when a store
+        or provider is unreachable (the job's backoff applies), DeliveryOutcomeUnknown when a provider's answer was
+        ambiguous (the send ledger keeps it from going out twice).
+        """
         if job.sequence_step < 1:  # checked before any look-up: steps count from 1
             raise InvalidJob("sequenceStep", "must be at least 1")
         now = self.clock.now()
@@ -223,12 +233,12 @@ class NurtureService:
 
     async def _settle(self, job: NurtureJob, fit: _Fit, result: DeliveryResult, now: datetime) -> Outcome:
         """Map the dispatcher's answer to an outcome, moving the sequence on when the step is settled for good."""
-        if isinstance(result, Postponed):
-            return Deferred(result.until, result.reason)
+        if isinstance(result, Deferred):
+            return result
         opted_out = SuppressionReason.OPTED_OUT
         if isinstance(result, Suppressed) and result.reason is opted_out:
             return await self._exit(fit.enrollment, ExitReason.UNSUBSCRIBED, now)
-        if isinstance(result, Rejected) and result.suppressed is opted_out:
+        if isinstance(result, Undeliverable) and result.suppressed is opted_out:
             return await self._exit(fit.enrollment, ExitReason.UNSUBSCRIBED, now)
         await self._advance(job, fit, now)
         if isinstance(result, Delivered):

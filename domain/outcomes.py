@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from domain.errors import SuppressionReason
 from domain.values import Channel
 
 
@@ -43,10 +44,14 @@ class Deferred:
 
 @attrs.frozen
 class Undeliverable:
-    """Permanently refused by the provider or impossible (no reachable channel); recorded, not retried."""
+    """Permanently refused by the provider or impossible (no reachable channel); recorded, not retried.
+
+    ``code`` is the provider's error code; ``suppressed`` is set when the refusal also withdrew the address (an
+    opted-out or invalid number): the dispatcher's answer carries it, a job's outcome never does."""
 
     reason: str
     code: str | None = None
+    suppressed: SuppressionReason | None = None
 
     def summary(self) -> dict[str, object]:
         return {"outcome": "undeliverable", "reason": self.reason, "code": self.code}

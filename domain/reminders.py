@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from domain.compose import one_line
-from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppressed
+from domain.delivery import Delivered, Dispatcher, Suppressed
 from domain.errors import InvalidJob, InvalidValue, SuppressionReason
 from domain.jobs import AppointmentScanJob, ReminderJob, ReminderKind
 from domain.messages import EmailMessage, SendClaim, SmsMessage
@@ -134,7 +134,14 @@ class ReminderService:
     async def process(self, job: ReminderJob) -> Outcome:
         """Send the job's message once, if the appointment still stands, on a channel the contact allows, within
         the transactional send window. The payload is checked before any look-up: an empty ``message`` or one over
-        the SMS body limit (1,600 characters, domain/sms.py) is an invalid job."""
+        the SMS body limit (1,600 characters, domain/sms.py) is an invalid job.
+
+        Returns ``Sent`` (the channel that carried it), ``Skipped`` (cancelled, past, no consent, unconfirmed...),
+        ``Deferred`` (the send window is closed, or the dispatcher deferred) or ``Undeliverable``.
+        Raises InvalidJob naming the field of a malformed payload (before any look-up), TransientError when a store
+        or provider is unreachable (the job's backoff applies), DeliveryOutcomeUnknown when a provider's answer was
+        ambiguous (the send ledger keeps it from going out twice).
+        """
         if not job.message.strip():
             raise InvalidJob("message", "is empty")
         too_long = sms_body_problem(job.message)  # the message is the SMS text, whichever channel carries it
@@ -180,12 +187,12 @@ class ReminderService:
             result = await self.dispatcher.deliver(claim, message)
             if isinstance(result, Delivered):
                 return Sent((channel,))
-            if isinstance(result, Postponed):
-                return Deferred(result.until, result.reason)
+            if isinstance(result, Deferred):
+                return result
             if isinstance(result, Suppressed):
                 withdrawn = result.reason is SuppressionReason.OPTED_OUT  # a STOP: the contact's consent is gone
                 outcome = Skipped("consent" if withdrawn else "recipient_suppressed")
-            elif isinstance(result, Rejected):
+            elif isinstance(result, Undeliverable):
                 outcome = Undeliverable(result.reason, result.code)
                 if result.suppressed is None:
                     return outcome

@@ -68,7 +68,7 @@ from domain.copy_personalization import CopyPersonalization
 from domain.delivery import Dispatcher
 from domain.dunning import DunningService
 from domain.errors import ConfigurationError
-from domain.jobs import CONSUMED_QUEUES, JOB_TYPES, Job, JobName, QueueName
+from domain.jobs import CONSUMED_QUEUES, JOB_TYPES, PUBLISHED_JOB_DEFAULTS, Job, JobName, QueueName
 from domain.nurture import NurtureService
 from domain.outcomes import Outcome, Skipped
 from domain.personalization import DailyBudget
@@ -447,7 +447,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
         for close in closers:
             stack.push_async_callback(close)
 
-        publisher = BullmqJobPublisher(redis, settings.queue_prefixes, clock)
+        publisher = BullmqJobPublisher(redis, settings.queue_prefixes, clock, PUBLISHED_JOB_DEFAULTS)
         personalization = _personalization(settings, database, clock, metrics, stack)
         ports = postgres_ports(database, sms, email, publisher, clock, personalization)
         services = build_services(ports, settle_time(settings))

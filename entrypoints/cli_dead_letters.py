@@ -32,6 +32,7 @@ from adapters.bullmq.dead_letter_admin import (
 )
 from adapters.health.owed import is_owed
 from domain.jobs import CONSUMED_QUEUES as QUEUES
+from domain.jobs import PUBLISHED_JOB_DEFAULTS
 from entrypoints.bootstrap import open_system
 from entrypoints.replay_check import replay_check
 from entrypoints.settings import Settings
@@ -212,7 +213,7 @@ async def dead_letter_replay(settings: Settings, args: argparse.Namespace) -> in
                 if entry.source_queue not in CONSUMED_QUEUES:
                     results.append({"id": entry.id, "refused": f"queue {entry.source_queue!r} is not one we consume"})
                     continue
-                record = await admin.replay(entry, by, _now_ms())
+                record = await admin.replay(entry, by, _now_ms(), PUBLISHED_JOB_DEFAULTS)
                 results.append({"id": entry.id, "queue": record.queue, "jobId": record.job_id, "added": record.added})
     if args.json:
         _print_json({"dryRun": args.dry_run, "count": len(results), "jobs": results})

@@ -10,7 +10,6 @@ dependency cannot be reached at start-up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 from datetime import timedelta
@@ -20,6 +19,7 @@ import structlog
 from adapters.health.server import running_health_server
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.sentry import report_alert
+from adapters.periodic import run_periodically
 from adapters.webhooks.server import build_webhooks_app
 from domain.errors import ConfigurationError, TransientError
 from domain.ports import UnsettledSends
@@ -43,7 +43,8 @@ async def reconcile_periodically(
     stop: asyncio.Event,
 ) -> None:
     """One reconciliation pass every ``interval_seconds`` until ``stop``; a failed pass is logged and retried."""
-    while not stop.is_set():
+
+    async def reconcile() -> None:
         try:
             report = await reconciler.run_once()
             ages = await sends.unsettled_by_age(reconciler.clock.now(), UNSETTLED_AGES)
@@ -65,8 +66,8 @@ async def reconcile_periodically(
                     lookups_failed=report.lookups_failed,
                     unsettled={f"{channel}_over_{int(age.total_seconds())}s": n for (channel, age), n in ages.items()},
                 )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_seconds)
+
+    await run_periodically(reconcile, interval_seconds, stop)
 
 
 async def serve(webhooks: Webhooks, stop: asyncio.Event) -> None:

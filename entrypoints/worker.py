@@ -89,7 +89,8 @@ async def run_worker(
     signals = signals or ShutdownSignals()
     recorder = recorder or MetricsRecorder(config.prefix)
     own_client = client is None
-    client = client or open_redis(config.redis, config.concurrency)
+    if client is None:
+        client = open_redis(config.redis, config.concurrency)
     try:
         router = JobRouter(config.queue, handlers)
         await run_startup_checks(client, config.queue_prefix, str(config.queue))

@@ -24,7 +24,7 @@ from adapters.bullmq.publisher import add_job_once, default_job_options
 from adapters.observability.redaction import redact
 from adapters.redis_keys import replay_log_key
 from adapters.redis_topology import QueuePrefixes, as_prefixes
-from domain.jobs import PUBLISHED_JOB_DEFAULTS, JobDefaults, QueueName
+from domain.jobs import JobDefaults, QueueName
 
 log = structlog.get_logger()
 
@@ -257,7 +257,11 @@ class DeadLetterAdmin:
         return bool(removed)
 
     async def replay(
-        self, entry: DeadLetterEntry, by: str, now_ms: int, defaults: JobDefaults = PUBLISHED_JOB_DEFAULTS
+        self,
+        entry: DeadLetterEntry,
+        by: str,
+        now_ms: int,
+        defaults: JobDefaults = JobDefaults(),  # noqa: B008  # frozen
     ) -> ReplayRecord:
         """Put ``entry`` back on its source queue as a new job, record who/when, then remove the copy.
 

@@ -14,22 +14,22 @@ path. Copies are idempotent (deterministic ids), so several workers sweeping the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import redis.asyncio as redis_asyncio
+import structlog
 
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob, dead_letter_id
 from adapters.bullmq.keys import job_key, queue_key
+from adapters.periodic import run_periodically
 from adapters.redis_keys import dead_lettered_key
 from adapters.redis_topology import QueuePrefixes, as_prefixes
 
-_log = logging.getLogger(__name__)
+log = structlog.get_logger()
 
 _JOB_FIELDS = ("name", "data", "opts", "failedReason", "atm", "timestamp", "processedOn", "finishedOn", "stc")
 
@@ -138,19 +138,20 @@ class DeadLetterSweeper:
             failed = _failed_job(self.queue, job_id, fields)
             if await self.dead_letter.record(failed):
                 copied.append(failed)
-                _log.warning("dead-letter sweep copied job %s of queue %s", job_id, self.queue)
+                log.warning("dead_letter_sweep_copied", queue=self.queue, job_id=job_id)
                 if self.on_copied is not None:
                     self.on_copied(failed)
         return copied
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep now, then every ``interval_seconds`` (soon again after a full batch) until ``stop`` is set."""
-        while not stop.is_set():
+
+        async def sweep_once() -> float:
             try:
                 report = await self.sweep()
-                pause = self.interval_seconds if report.caught_up else 0.2
             except Exception as exc:  # Redis down: try again at the next interval
-                _log.warning("dead-letter sweep failed: %s", type(exc).__name__)
-                pause = self.interval_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
+                log.warning("dead_letter_sweep_failed", queue=self.queue, error_type=type(exc).__name__)
+                return self.interval_seconds
+            return self.interval_seconds if report.caught_up else 0.2
+
+        await run_periodically(sweep_once, self.interval_seconds, stop)

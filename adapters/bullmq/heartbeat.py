@@ -8,17 +8,17 @@ Each worker process writes ``<prefix>:cf:heartbeat:<queue>:<worker_id>`` (a JSON
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 import redis.asyncio as aioredis
+import structlog
 
+from adapters.periodic import run_periodically
 from adapters.redis_keys import heartbeat_index_key, heartbeat_key
 
-_log = logging.getLogger(__name__)
+log = structlog.get_logger()
 
 
 @attrs.define
@@ -50,13 +50,14 @@ class Heartbeat:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat every ``interval_seconds`` until ``stop`` is set, then remove this worker's heartbeat."""
-        while not stop.is_set():
+
+        async def beat_or_log() -> None:
             try:
                 await self.beat()
             except Exception as exc:  # Redis down: the key expires, readiness says so; keep trying
-                _log.warning("heartbeat failed: %s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_seconds)
+                log.warning("heartbeat_failed", queue=self.queue, error_type=type(exc).__name__)
+
+        await run_periodically(beat_or_log, self.interval_seconds, stop)
         await self.remove()
 
     async def remove(self) -> None:
@@ -67,7 +68,7 @@ class Heartbeat:
                 pipe.srem(heartbeat_index_key(self.prefix, self.queue), self.worker_id)
                 await pipe.execute()
         except Exception as exc:  # the key expires by itself
-            _log.warning("heartbeat removal failed: %s", type(exc).__name__)
+            log.warning("heartbeat_removal_failed", queue=self.queue, error_type=type(exc).__name__)
 
 
 @attrs.frozen

@@ -29,7 +29,7 @@ from adapters.bullmq.wire import encode_job
 from adapters.observability.tracing import child_span
 from adapters.redis_topology import QueuePrefixes, as_prefixes, transaction
 from domain.errors import TransientError
-from domain.jobs import CONSUMED_QUEUES, PUBLISHED_JOB_DEFAULTS, Job, JobDefaults, QueueName, job_type_of
+from domain.jobs import CONSUMED_QUEUES, Job, JobDefaults, QueueName, job_type_of
 from domain.ports import Clock
 
 
@@ -90,7 +90,7 @@ class BullmqJobPublisher:
         client: redis_asyncio.Redis,
         prefixes: QueuePrefixes | str,
         clock: Clock,
-        defaults: JobDefaults = PUBLISHED_JOB_DEFAULTS,
+        defaults: JobDefaults = JobDefaults(),  # noqa: B008  # frozen: one shared value is safe
     ) -> None:
         prefixes = as_prefixes(prefixes)
         self._clock = clock

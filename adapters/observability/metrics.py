@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import functools
 import json
 import logging
@@ -27,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from adapters.observability.redaction import redact_text
+from adapters.periodic import run_periodically
 from adapters.redis_keys import recorded_metrics_key
 
 if TYPE_CHECKING:
@@ -196,10 +196,7 @@ class MetricsRecorder:
 
     async def run(self, client: aioredis.Redis, stop: asyncio.Event, interval_seconds: float = 5.0) -> None:
         """Flush every ``interval_seconds`` until ``stop`` is set, then once more."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_seconds)
-            await self._flush_or_log(client)
+        await run_periodically(lambda: self._flush_or_log(client), interval_seconds, stop, wait_first=True)
         await self._flush_or_log(client)
 
     async def _flush_or_log(self, client: aioredis.Redis) -> None:

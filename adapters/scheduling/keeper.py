@@ -10,12 +10,12 @@ unchanged, healthy scheduler is left alone, so a running schedule loses no tick 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 import redis.asyncio as redis_asyncio
 import structlog
 
+from adapters.periodic import run_periodically
 from adapters.redis_topology import QueuePrefixes
 from adapters.scheduling.schedules import Schedule, sync_schedules
 
@@ -33,16 +33,15 @@ async def keep_schedules(
 
     A failed sync (Redis down) is logged and tried again at the next interval.
     """
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
-        if stop.is_set():
-            return
+
+    async def check() -> None:
         try:
             report = await sync_schedules(client, prefixes, schedules)
         except Exception as error:  # Redis lost: the next interval tries again
             log.warning("schedules_not_checked", error_type=type(error).__name__)
-            continue
+            return
         repaired = (*report.created, *report.replaced, *report.revived, *report.removed)
         if repaired:
             log.warning("schedules_reasserted", schedulers=list(repaired), report=str(report))
+
+    await run_periodically(check, interval_s, stop, wait_first=True)

@@ -8,7 +8,7 @@ from random import Random
 import attrs
 import pytest
 
-from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppressed, Unconfirmed
+from domain.delivery import Delivered, Dispatcher, Suppressed, Unconfirmed
 from domain.errors import (
     ConfigurationError,
     DeliveryOutcomeUnknown,
@@ -18,6 +18,7 @@ from domain.errors import (
     TransientError,
 )
 from domain.messages import EmailMessage, LedgerEntry, LedgerState, SendClaim, SmsMessage
+from domain.outcomes import Deferred, Undeliverable
 from domain.reconciliation import ReconciliationReport, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
 from tests.support.fakes.clock import FakeClock
@@ -123,19 +124,19 @@ async def test_failed_entry_is_final() -> None:
     """A message the provider refused is refused again from the ledger, without a second provider call."""
     s = _setup()
     s.sms.fail_with.append(DeliveryRejected("unreachable carrier", "30003"))
-    assert await s.dispatcher.deliver(*_sms()) == Rejected("unreachable carrier", "30003")
+    assert await s.dispatcher.deliver(*_sms()) == Undeliverable("unreachable carrier", "30003")
     result = await s.dispatcher.deliver(*_sms())
-    assert isinstance(result, Rejected)
+    assert isinstance(result, Undeliverable)
     assert s.sms.sent == []
 
 
 async def test_claimed_entry_is_left_alone_until_settled() -> None:
-    """An entry someone else is still sending is postponed until ``settle`` after it last changed."""
+    """An entry someone else is still sending is deferred until ``settle`` after it last changed."""
     s = _setup()
     claim, message = _sms()
     await s.ledger.claim(claim, T0)
     s.clock.advance(timedelta(seconds=30))
-    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + SETTLE, "earlier_send_unsettled")
+    assert await s.dispatcher.deliver(claim, message) == Deferred(T0 + SETTLE, "earlier_send_unsettled")
     assert s.sms.sent == []
 
 
@@ -146,7 +147,7 @@ async def test_fresh_claim_is_looked_at_again_soon_and_its_answer_taken() -> Non
     first = await s.ledger.claim(claim, T0)
     assert first.entry is not None
     s.clock.advance(timedelta(seconds=1))
-    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + RECHECK, "earlier_send_unsettled")
+    assert await s.dispatcher.deliver(claim, message) == Deferred(T0 + RECHECK, "earlier_send_unsettled")
     await s.ledger.mark_sent(claim.key, first.entry.version, "SM-first", T0 + timedelta(seconds=2))
     s.clock.advance(RECHECK)
     assert await s.dispatcher.deliver(claim, message) == Delivered("SM-first", earlier=True)
@@ -162,7 +163,7 @@ async def test_deferrals_for_an_unsettled_entry_are_spread_by_jitter() -> None:
     jitter = timedelta(seconds=5)
     dispatcher = Dispatcher(s.ledger, s.sms, s.email, s.clock, settle=SETTLE, jitter=jitter, random=Random(7))
     results = [await dispatcher.deliver(claim, message) for _ in range(20)]
-    untils = [result.until for result in results if isinstance(result, Postponed)]
+    untils = [result.until for result in results if isinstance(result, Deferred)]
     assert len(untils) == 20
     assert all(T0 + SETTLE <= until <= T0 + SETTLE + jitter for until in untils)
     assert len(set(untils)) == 20
@@ -174,7 +175,7 @@ async def test_unknown_entry_is_left_alone_until_settled() -> None:
     s.sms.accepted_but_lost = True
     with pytest.raises(DeliveryOutcomeUnknown):
         await s.dispatcher.deliver(*_sms())
-    assert await s.dispatcher.deliver(*_sms()) == Postponed(T0 + SETTLE, "earlier_send_unsettled")
+    assert await s.dispatcher.deliver(*_sms()) == Deferred(T0 + SETTLE, "earlier_send_unsettled")
     assert len(s.sms.sent) == 1
 
 
@@ -202,14 +203,14 @@ async def test_settled_sms_the_provider_never_got_is_sent_again() -> None:
     assert len(s.sms.sent) == 1
 
 
-async def test_settled_sms_whose_entry_changed_meanwhile_is_postponed() -> None:
+async def test_settled_sms_whose_entry_changed_meanwhile_is_deferred() -> None:
     """When another run reclaims the entry between our look and our reclaim, this one does not send; it looks again
     after ``recheck``."""
     s = _setup(_LostReclaimLedger())
     claim, message = _sms()
     await s.ledger.claim(claim, T0)
     s.clock.advance(SETTLE)
-    assert await s.dispatcher.deliver(claim, message) == Postponed(T0 + SETTLE + RECHECK, "ledger_entry_changed")
+    assert await s.dispatcher.deliver(claim, message) == Deferred(T0 + SETTLE + RECHECK, "ledger_entry_changed")
     assert s.sms.sent == []
 
 
@@ -228,12 +229,12 @@ async def test_settled_claimed_email_becomes_unknown_and_is_not_resent() -> None
     assert s.email.sent == []
 
 
-async def test_rate_limited_send_releases_its_claim_and_is_postponed() -> None:
+async def test_rate_limited_send_releases_its_claim_and_is_deferred() -> None:
     """A rate-limited message was not accepted: its claim is released and a later run sends it."""
     s = _setup()
     retry_at = T0 + timedelta(seconds=5)
     s.sms.fail_with.append(DeliveryRateLimited(retry_at, "20429"))
-    assert await s.dispatcher.deliver(*_sms()) == Postponed(retry_at, "provider_rate_limited")
+    assert await s.dispatcher.deliver(*_sms()) == Deferred(retry_at, "provider_rate_limited")
     assert await s.ledger.get("k:sms") is None
     assert await s.dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}")
 
@@ -253,7 +254,9 @@ async def test_rejection_with_suppression_records_it() -> None:
     """An opt-out refusal fails the entry and suppresses the number, so later messages to it are suppressed."""
     s = _setup()
     s.sms.fail_with.append(DeliveryRejected("recipient opted out", "21610", SuppressionReason.OPTED_OUT))
-    assert await s.dispatcher.deliver(*_sms()) == Rejected("recipient opted out", "21610", SuppressionReason.OPTED_OUT)
+    assert await s.dispatcher.deliver(*_sms()) == Undeliverable(
+        "recipient opted out", "21610", SuppressionReason.OPTED_OUT
+    )
     entry = await s.ledger.get("k:sms")
     assert entry is not None
     assert entry.state is LedgerState.FAILED

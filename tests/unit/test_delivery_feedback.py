@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from domain.consent import ConsentGatedLedger
-from domain.delivery import Delivered, Dispatcher, Rejected, Suppressed
+from domain.delivery import Delivered, Dispatcher, Suppressed
 from domain.errors import SuppressionReason
 from domain.feedback import (
     SENDGRID_PROGRESS,
@@ -22,6 +22,7 @@ from domain.feedback import (
     sms_keyword,
 )
 from domain.messages import LedgerState, ProviderReceipt, SendClaim, SmsMessage
+from domain.outcomes import Undeliverable
 from domain.reconciliation import FAILED_UNCONFIRMED, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
 from tests.support.fakes.clock import FakeClock
@@ -141,7 +142,7 @@ async def test_an_unsettled_send_is_given_up_after_the_horizon_and_never_sent_ag
     late = await reconciler.run_once()
     again = await Dispatcher(ledger, sms, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
     assert (early.left, early.given_up, late.given_up) == (1, 0, 1)
-    assert again == Rejected(FAILED_UNCONFIRMED, None)
+    assert again == Undeliverable(FAILED_UNCONFIRMED, None)
     assert sms.sent == []
 
 

@@ -263,7 +263,7 @@ async def test_no_reachable_channel_is_undeliverable(world: World) -> None:
     assert await world.service.process(job(3)) == Undeliverable("no_reachable_channel")
 
 
-async def test_a_postponed_channel_defers_the_job_and_the_sent_one_is_not_repeated(world: World) -> None:
+async def test_a_deferred_channel_defers_the_job_and_the_sent_one_is_not_repeated(world: World) -> None:
     """A rate-limited SMS defers the job; the rerun sends the SMS only, not the email again."""
     retry_at = NOW + timedelta(minutes=5)
     world.sms.fail_with.append(DeliveryRateLimited(retry_at))
@@ -275,7 +275,7 @@ async def test_a_postponed_channel_defers_the_job_and_the_sent_one_is_not_repeat
     assert (len(world.email.sent), len(world.sms.sent)) == (1, 1)
 
 
-async def test_two_postponed_channels_defer_the_job_until_the_later_time(world: World) -> None:
+async def test_two_deferred_channels_defer_the_job_until_the_later_time(world: World) -> None:
     """When both channels are rate limited the job waits until both may be tried again."""
     world.email.fail_with.append(DeliveryRateLimited(NOW + timedelta(minutes=10)))
     world.sms.fail_with.append(DeliveryRateLimited(NOW + timedelta(minutes=5)))

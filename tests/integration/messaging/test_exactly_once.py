@@ -20,9 +20,10 @@ from adapters.clock import SystemClock
 from adapters.messaging.sendgrid_email import SendGridEmailSender
 from adapters.messaging.twilio_sms import TwilioSmsSender
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
-from domain.delivery import Delivered, Dispatcher, Postponed, Rejected, Suppressed
+from domain.delivery import Delivered, Dispatcher, Suppressed
 from domain.errors import SuppressionReason
 from domain.messages import EmailMessage, LedgerState, SendClaim
+from domain.outcomes import Deferred, Undeliverable
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId
 from tests.integration.messaging.exactly_once_world import CLAIM, KEY, MESSAGE
 from tests.support.fakes.clock import FakeClock
@@ -200,7 +201,7 @@ async def test_sigkill_between_claim_and_answer_leaves_the_claim_and_sends_at_mo
     finally:
         await sender.close()
 
-    assert isinstance(soon, Postponed)
+    assert isinstance(soon, Deferred)
     assert isinstance(later, Delivered)
     assert later.earlier is not hold_in_limiter  # reconciliation found the killed worker's message, or none
     assert again == Delivered(later.provider_message_id, earlier=True)
@@ -229,7 +230,7 @@ async def test_opt_out_answer_fails_the_entry_suppresses_the_number_and_stores_n
     finally:
         await sender.close()
 
-    assert isinstance(first, Rejected)
+    assert isinstance(first, Undeliverable)
     assert first.suppressed is SuppressionReason.OPTED_OUT
     assert second == Suppressed(SuppressionReason.OPTED_OUT)
     entry = await ledger.get(KEY)

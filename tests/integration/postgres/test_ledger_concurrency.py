@@ -18,8 +18,9 @@ import attrs
 import pytest
 
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
-from domain.delivery import Delivered, Dispatcher, Postponed
+from domain.delivery import Delivered, Dispatcher
 from domain.messages import ClaimStatus, LedgerEntry, LedgerState, ProviderReceipt, SendClaim, SmsMessage
+from domain.outcomes import Deferred
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
 from tests.support.builders import T0
 from tests.support.fakes.clock import FakeClock
@@ -141,7 +142,7 @@ async def _prepare(ledger: PostgresSendLedger, provider: RecordingProvider, key:
 async def test_racing_jobs_send_one_message_per_key_from_every_state(pools: list[PostgresDatabase], start: str) -> None:
     """8 jobs deliver one key at once (settle passed), 25 times per starting state: the provider ends up with
     exactly one message per key, the ledger says SENT with that message's id, and every job either delivered it or
-    was postponed (never a second send)."""
+    was deferred (never a second send)."""
     provider = RecordingProvider()
     clock = FakeClock(T0 + SETTLE)
     dispatchers = [
@@ -155,7 +156,7 @@ async def test_racing_jobs_send_one_message_per_key_from_every_state(pools: list
         message = SmsMessage(key, PHONE, "hello")
         results = await _together([dispatcher.deliver(_claim(key), message) for dispatcher in dispatchers])
         assert len(provider.sent[key]) == 1, f"iteration {iteration}: {len(provider.sent[key])} messages sent"
-        assert all(isinstance(result, Delivered | Postponed) for result in results)
+        assert all(isinstance(result, Delivered | Deferred) for result in results)
         assert sum(1 for result in results if isinstance(result, Delivered) and not result.earlier) == (
             0 if start.endswith("+sent") else 1
         )
