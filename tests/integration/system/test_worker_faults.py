@@ -14,6 +14,7 @@ import contextlib
 import json
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -312,3 +313,37 @@ async def dead_letters(env: Mapping[str, str]) -> dict[str, Any]:
     assert code == 0, err
     listed: dict[str, Any] = json.loads(out)
     return listed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("collector", ["refusing", "silent"])
+async def test_with_the_otlp_collector_down_jobs_flow_and_the_outage_is_one_log_line(
+    collector: str, providers: Providers, database_url: str, own_prefix: str, log_dir: pathlib.Path, db: Any
+) -> None:
+    """Traces go to an OTLP endpoint that refuses connections, or accepts them and never answers: 20 reminders go
+    out once each meanwhile, the worker says so in one ``tracing_export_failed`` line (none of the exporter's own
+    lines per retry or per batch), keeps running, and stops cleanly on SIGTERM without waiting on the collector."""
+    with socket.socket() as endpoint:
+        endpoint.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused
+        if collector == "silent":
+            endpoint.listen(128)  # the kernel accepts the connections; nothing ever reads or answers
+        url = f"http://127.0.0.1:{endpoint.getsockname()[1]}"
+        env = system_env(providers, database_url, own_prefix, OTEL_EXPORTER_OTLP_ENDPOINT=url, **FAST_RECOVERY)
+        sends = [await reminder(db) for _ in range(20)]
+        with running(env, log_dir) as [worker]:
+            ids = await add_jobs(
+                own_prefix, "reminders", [{"name": "process-reminder", "data": d, "opts": RETRY} for d, _, _ in sends]
+            )
+            for job_id in ids:
+                job = await wait_for_state(own_prefix, "reminders", job_id, ("completed", "failed"), within=60)
+                assert job["returnvalue"] == {"outcome": "sent", "channels": ["sms"]}
+            deadline = time.monotonic() + 60  # spans leave every 5 s; a silent collector takes the 10 s timeout
+            while not events(worker, "tracing_export_failed"):
+                assert time.monotonic() < deadline, worker.output()[-3000:]
+                await asyncio.sleep(0.5)
+            assert worker.process.poll() is None
+
+    [outage] = events(worker, "tracing_export_failed")
+    assert outage["endpoint"] == url
+    assert [e for e in worker.log_events() if str(e.get("logger", "")).startswith("opentelemetry")] == []
+    assert [providers.sms_posts_to(phone) for _, phone, _ in sends] == [1] * len(sends)
