@@ -3,7 +3,8 @@ tests.integration.system.fault_worker --queue reminders`` runs ``entrypoints.wor
 real Twilio sender misbehaves when it is about to send to ``FAULT_PHONE`` (after the job's ledger claim, before the
 HTTP request leaves):
 
-- ``FAULT=block:<seconds>``: the event loop is blocked (``time.sleep``) that long, the first time only;
+- ``FAULT=block:<seconds>``: the event loop is blocked (``time.sleep``) that long, once: in the first process to
+  create the file ``FAULT_MARK`` (so a second worker taking the job over sends without blocking);
 - ``FAULT=segfault``: the process dies of a segmentation fault (a null pointer read through ctypes), every time.
 """
 
@@ -19,7 +20,14 @@ from domain.messages import ProviderReceipt, SmsMessage
 from entrypoints.worker import main
 
 _send = TwilioSmsSender.send
-_blocked: list[str] = []
+
+
+def _first_to_block() -> bool:
+    try:
+        os.close(os.open(os.environ["FAULT_MARK"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 async def _send_with_fault(self: TwilioSmsSender, message: SmsMessage) -> ProviderReceipt:
@@ -27,8 +35,7 @@ async def _send_with_fault(self: TwilioSmsSender, message: SmsMessage) -> Provid
     if message.to.e164 == os.environ["FAULT_PHONE"]:
         if fault == "segfault":
             ctypes.string_at(0)  # SIGSEGV: no exception, no clean-up, no log line
-        elif fault.startswith("block:") and message.ledger_key not in _blocked:
-            _blocked.append(message.ledger_key)
+        elif fault.startswith("block:") and _first_to_block():
             time.sleep(float(fault.removeprefix("block:")))  # noqa: ASYNC251  # the fault under test
     return await _send(self, message)
 
