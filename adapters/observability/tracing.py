@@ -19,6 +19,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import attrs
 import structlog
@@ -67,7 +68,10 @@ class _ReportedExporter(SpanExporter):
         self.stopped = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        result = SpanExportResult.FAILURE if self.stopped else self.inner.export(spans)
+        result = SpanExportResult.FAILURE
+        if not self.stopped:
+            with contextlib.suppress(Exception):  # an exporter that raises failed (the SDK's line on it is silenced)
+                result = self.inner.export(spans)
         if result is SpanExportResult.SUCCESS:
             if self.failing:
                 log.info("tracing_export_recovered", spans_failed=self.failed_spans)
@@ -90,6 +94,14 @@ class _ReportedExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         flushed: bool = self.inner.force_flush(timeout_millis)
         return flushed
+
+
+def _where(endpoint: str | None) -> str | None:
+    """The endpoint's scheme, host and port only: a URL may carry credentials, and logs must not."""
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 @attrs.define
@@ -130,7 +142,7 @@ def init_tracing(
     provider = TracerProvider(resource=Resource.create(resource_attributes))
     for name in _EXPORT_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    reported = _ReportedExporter(exporter, endpoint)
+    reported = _ReportedExporter(exporter, _where(endpoint))
     provider.add_span_processor(
         BatchSpanProcessor(reported, max_queue_size=max_queue_size, export_timeout_millis=export_timeout_seconds * 1000)
     )
