@@ -214,6 +214,9 @@ class TwilioSmsSender:
         self._client = Client(
             self.account_sid, self.auth_token, http_client=self._transport, environment={"TWILIO_EDGE": ""}
         )
+        # The library imports its API modules on first use (1-5 s of CPU): here, at start-up, rather than inside
+        # the first send, where they blocked the event loop (and the lock renewals) after the ledger claim.
+        _ = self._client.messages
 
     async def close(self) -> None:
         await self._transport.close()

@@ -4,27 +4,38 @@ npm ``bullmq`` with ``bullmq-otel`` stores the producer's W3C context in the job
 propagation carrier (``{"traceparent": "00-...", "tracestate": ...}``); ``job_span`` extracts it so our span's
 parent is the producer's ``add`` span. Spans leave through a BatchSpanProcessor: a slow collector delays nothing.
 Attributes pass through the redaction rules, so no PII reaches a span.
+
+A collector that is down or does not answer costs spans, never jobs: the processor's queue is bounded
+(``max_queue_size``, beyond which spans are dropped); an outage is one ``tracing_export_failed`` line and one
+``tracing_export_recovered`` (with the count of spans in the exports given up), not the exporter's line per retry
+and per batch; ``shutdown_tracing`` waits for the collector no longer than it is told.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import attrs
+import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from adapters.observability.redaction import is_sensitive_key, redact_text
+
+log = structlog.get_logger()
 
 INSTRUMENTATION_NAME = "clientflow.worker"
 MESSAGING_SYSTEM = "bullmq"  # not in the conventions' list of well-known systems: the library's own name
@@ -40,9 +51,63 @@ _CONVENTION_KEYS = frozenset(
 )  # fmt: skip
 
 
+# The SDK's own lines about a collector that is down: one per retry and per failed batch ("Transient error ...
+# retrying", "Failed to export spans batch ..."), and "Queue full, dropping Span."; _ReportedExporter says it once.
+_EXPORT_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.sdk._shared_internal")
+
+
+class _ReportedExporter(SpanExporter):
+    """``inner`` with its failures reported once per outage, and a ``stop`` after which batches are dropped at once
+    (and the inner exporter's retries abandoned), so a shutdown does not wait on a dead collector."""
+
+    def __init__(self, inner: SpanExporter, endpoint: str | None) -> None:
+        self.inner = inner
+        self.endpoint = endpoint
+        self.failing = False
+        self.failed_spans = 0
+        self.stopped = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = SpanExportResult.FAILURE
+        if not self.stopped:
+            with contextlib.suppress(Exception):  # an exporter that raises failed (the SDK's line on it is silenced)
+                result = self.inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            if self.failing:
+                log.info("tracing_export_recovered", spans_failed=self.failed_spans)
+                self.failing, self.failed_spans = False, 0
+            return result
+        self.failed_spans += len(spans)
+        if not self.failing:
+            self.failing = True
+            log.warning("tracing_export_failed", endpoint=self.endpoint, spans_failed=len(spans))
+        return result
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.inner.shutdown()
+
+    def shutdown(self) -> None:
+        self.stop()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        flushed: bool = self.inner.force_flush(timeout_millis)
+        return flushed
+
+
+def _where(endpoint: str | None) -> str | None:
+    """The endpoint's scheme, host and port only: a URL may carry credentials, and logs must not."""
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
 @attrs.define
 class _TracingState:
     provider: TracerProvider | None = None
+    exporter: _ReportedExporter | None = None
 
 
 _state = _TracingState()
@@ -56,12 +121,14 @@ def init_tracing(
     service_version: str | None = None,
     environment: str | None = None,
     export_timeout_seconds: float = 10.0,
+    max_queue_size: int = 2048,
     set_global: bool = True,
 ) -> TracerProvider:
     """Start exporting spans in batches to ``exporter``, or to OTLP/HTTP at ``endpoint`` + ``/v1/traces``.
 
-    ``endpoint`` is ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector's base URL). With ``set_global`` the provider
-    also becomes OpenTelemetry's global one, for libraries that trace through the API.
+    ``endpoint`` is ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector's base URL). At most ``max_queue_size`` ended
+    spans wait for export; more are dropped. With ``set_global`` the provider also becomes OpenTelemetry's global
+    one, for libraries that trace through the API.
     """
     if exporter is None:
         if not endpoint:
@@ -73,19 +140,32 @@ def init_tracing(
     if environment:
         resource_attributes["deployment.environment.name"] = environment
     provider = TracerProvider(resource=Resource.create(resource_attributes))
-    provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=export_timeout_seconds * 1000))
-    _state.provider = provider
+    for name in _EXPORT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    reported = _ReportedExporter(exporter, _where(endpoint))
+    provider.add_span_processor(
+        BatchSpanProcessor(reported, max_queue_size=max_queue_size, export_timeout_millis=export_timeout_seconds * 1000)
+    )
+    _state.provider, _state.exporter = provider, reported
     if set_global:
         trace.set_tracer_provider(provider)
     return provider
 
 
 def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
-    """Export what is buffered (bounded by ``timeout_seconds``) and stop; call on shutdown."""
+    """Export what is buffered for up to ``timeout_seconds`` (plus one request in flight, at most the export
+    timeout), drop the rest and stop; call on shutdown."""
     provider, _state.provider = _state.provider, None
-    if provider is not None:
-        provider.force_flush(int(timeout_seconds * 1000))
-        provider.shutdown()
+    exporter, _state.exporter = _state.exporter, None
+    if provider is None or exporter is None:
+        return
+    if not exporter.failing:  # a collector known to be down is not waited for
+        # The SDK's force_flush ignores its timeout (opentelemetry-python#4568): it runs aside, waited for so long.
+        flush = threading.Thread(target=provider.force_flush, name="tracing-flush", daemon=True)
+        flush.start()
+        flush.join(timeout_seconds)
+    exporter.stop()
+    provider.shutdown()
 
 
 def _tracer() -> trace.Tracer:
