@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from adapters.observability import tracing
 from adapters.observability.logging import configure_logging
 from adapters.observability.tracing import job_span
-from tests.fakeservers.otlp import FakeOtlpCollector
-from tests.integration.bullmq.support import free_port
+from tests.support.fakeservers.otlp import FakeOtlpCollector
+from tests.support.queues import free_port
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

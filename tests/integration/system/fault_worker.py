@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from adapters.twilio_sms import TwilioSmsSender
+from adapters.messaging.twilio_sms import TwilioSmsSender
 from domain.messages import ProviderReceipt, SmsMessage
 from entrypoints.worker import main
 

@@ -29,8 +29,9 @@ from adapters.health.probe import HealthProbe
 from domain.jobs import ReminderKind
 from domain.reminder_scan import reminder_ledger_key
 from domain.values import AppointmentId, Channel
-from tests.fakeservers.scripted import Delay, Stall
-from tests.integration.system.support import (
+from tests.support.crm import create_appointment, create_contact, create_org, reminder_start, unique_phone
+from tests.support.fakeservers.scripted import Delay, Stall
+from tests.support.processes import (
     ROOT,
     Providers,
     WorkerProcess,
@@ -42,7 +43,6 @@ from tests.integration.system.support import (
     token,
     wait_for_state,
 )
-from tests.integration.system.world import create_appointment, create_contact, create_org, reminder_start, unique_phone
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 LOCK_MS = 4000
