@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import pytest
 from redis.asyncio import Redis
 
 from adapters.health.heartbeat import heartbeat_key, live_workers
 from adapters.health.queues import queue_stats, redis_now_ms
 from adapters.observability.metrics import read_recorded
 from tests.support.queues import add, eventually, state_of, worker_process
+
+pytestmark = pytest.mark.slow  # a worker process started and stopped: ~13 s measured
 
 
 async def test_heartbeat_while_running_gone_after_sigterm_and_counts_in_redis(redis_prefix: tuple[Redis, str]) -> None:
