@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,6 +99,7 @@ def test_encode_then_decode_through_json_is_the_identity(job: Job) -> None:
     assert decoded.unknown_keys == ()
 
 
+@pytest.mark.slow
 @MODEST
 @given(job_names, JSON_VALUES)
 def test_arbitrary_data_raises_nothing_but_invalid_job(name: str, data: object) -> None:
@@ -106,6 +108,7 @@ def test_arbitrary_data_raises_nothing_but_invalid_job(name: str, data: object) 
         decode_job(name, data)
 
 
+@pytest.mark.slow
 @MODEST
 @given(jobs.filter(lambda job: bool(encode_job(job))), st.data())
 def test_garbage_in_one_field_is_blamed_on_that_field(job: Job, data: st.DataObject) -> None:

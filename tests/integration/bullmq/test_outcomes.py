@@ -7,6 +7,7 @@ import itertools
 import time
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 import redis.asyncio as redis_asyncio
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
@@ -35,6 +36,7 @@ def snapshot_handlers(handle: Handler) -> dict[JobName, Handler]:
     return {JobName.SNAPSHOT: handle, JobName.FAN_OUT_SNAPSHOTS: fan_out, JobName.MAINTAIN_QUEUES: fan_out}
 
 
+@pytest.mark.slow
 async def test_transient_failure_is_retried_with_exponential_backoff_then_dead_lettered_once(prefix: str) -> None:
     """A TransientError is retried after ~1 s then ~2 s (the producer's backoff), then fails into dead-letter once."""
     calls: list[float] = []

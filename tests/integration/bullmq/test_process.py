@@ -49,6 +49,7 @@ async def exit_code(process: subprocess.Popen[bytes], within: float = 30) -> int
     return int(code)
 
 
+@pytest.mark.slow
 async def test_sigterm_lets_jobs_in_flight_complete_and_exits_zero(prefix: str) -> None:
     """SIGTERM while four jobs run: all four complete, nothing new is taken, the process exits 0."""
     worker = worker_process(prefix=prefix, job_seconds=1.5, concurrency=4)
@@ -67,6 +68,7 @@ async def test_sigterm_lets_jobs_in_flight_complete_and_exits_zero(prefix: str) 
     assert (counts["completed"], counts["active"], counts["waiting"]) == (4, 0, 2)
 
 
+@pytest.mark.slow
 async def test_second_sigterm_forces_the_close_and_still_exits_zero(prefix: str) -> None:
     """A second SIGTERM during the drain leaves at once with exit 0; the unfinished job stays active for recovery."""
     worker = worker_process(prefix=prefix, job_seconds=60, concurrency=1)
@@ -83,6 +85,7 @@ async def test_second_sigterm_forces_the_close_and_still_exits_zero(prefix: str)
     assert await state_of(prefix, QUEUE, job_id) == "active"
 
 
+@pytest.mark.slow
 async def test_job_of_a_sigkilled_worker_is_completed_by_another_after_its_lock_expires(prefix: str) -> None:
     """SIGKILL mid-job: a second worker recovers the job through the stalled check and completes it."""
     short_locks = {"lock_duration_ms": 2000, "stalled_interval_ms": 1000, "grace_period_s": 0.5}

@@ -63,6 +63,7 @@ async def _state_is(prefix: str, job_id: str, state: str) -> bool:
     return (await inspect(prefix, QUEUE, job_id))["state"] == state
 
 
+@pytest.mark.slow
 async def test_retry_failed_moves_the_oldest_failed_jobs_back_and_drops_their_copies(
     prefix: str, client: redis_asyncio.Redis
 ) -> None:

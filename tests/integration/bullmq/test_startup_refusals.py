@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each case starts and waits out a worker process: 19-35 s measured
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 

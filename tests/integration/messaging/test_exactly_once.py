@@ -159,6 +159,7 @@ def kill(child: subprocess.Popen[bytes]) -> None:
     assert child.wait(timeout=10) == -signal.SIGKILL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hold_in_limiter", [True, False], ids=["killed-before-request", "killed-awaiting-answer"])
 async def test_sigkill_between_claim_and_answer_leaves_the_claim_and_sends_at_most_once(
     dsn: str, database: PostgresDatabase, live_twilio: FakeTwilio, redis: tuple[Redis, str], hold_in_limiter: bool

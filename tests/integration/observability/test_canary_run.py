@@ -32,6 +32,8 @@ from tests.support.fakeservers.twilio import FakeTwilio, twilio_error
 from tests.support.postgres import fresh_database
 from tests.support.queues import ROOT, add, eventually, state_of
 
+pytestmark = pytest.mark.slow  # real workers over every job type: ~35 s measured on the shared machine
+
 QUEUES = ("reminders", "nurture", "dunning")
 CANARY_TEXT = f"Hi {FIRST_NAME}, call {PHONE}, write to {EMAIL} or pay at {PAYMENT_LINK}"
 

@@ -312,6 +312,7 @@ async def test_scheduler_problems_answer_503(own_redis: OwnRedis, fields: dict[s
     assert body["schedules"][0]["problem"] == reason
 
 
+@pytest.mark.slow
 def test_entrypoint_serves_and_exits_0_on_sigterm(own_redis: OwnRedis) -> None:
     """``python -m entrypoints.health`` logs its port as JSON, answers liveness, and stops cleanly on SIGTERM."""
     if own_redis.process is None:

@@ -165,6 +165,7 @@ def _descends_from(span: ReadableSpan, ancestor: ReadableSpan, spans: list[Reada
     return False
 
 
+@pytest.mark.slow
 async def test_node_trace_continues_through_the_worker_with_child_spans(
     prefix: str, spans: SpanCapture, captured_log: io.StringIO
 ) -> None:

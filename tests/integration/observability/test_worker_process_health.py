@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import pytest
 from redis.asyncio import Redis
 
 from adapters.bullmq.heartbeat import live_workers
@@ -13,6 +14,8 @@ from adapters.health.queues import queue_stats, redis_now_ms
 from adapters.observability.metrics import read_recorded
 from adapters.redis_keys import heartbeat_key
 from tests.support.queues import add, eventually, state_of, worker_process
+
+pytestmark = pytest.mark.slow  # a worker process started and stopped: ~13 s measured
 
 
 async def test_heartbeat_while_running_gone_after_sigterm_and_counts_in_redis(redis_prefix: tuple[Redis, str]) -> None:

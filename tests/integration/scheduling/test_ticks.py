@@ -165,6 +165,7 @@ async def tick_workers(prefix: str) -> AsyncIterator[list[asyncio.subprocess.Pro
             await process.wait()
 
 
+@pytest.mark.slow
 async def test_two_worker_processes_run_each_tick_once_and_queue_each_reminder_once(
     client: redis_asyncio.Redis, prefix: str, tick_workers: list[asyncio.subprocess.Process]
 ) -> None:

@@ -82,6 +82,7 @@ def test_an_uncaught_traceback_is_one_json_line_in_production() -> None:
     assert "RuntimeError: unforeseen" in only["exception"]
 
 
+@pytest.mark.slow
 def test_a_taken_health_port_exits_78_naming_it() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -93,6 +94,7 @@ def test_a_taken_health_port_exits_78_naming_it() -> None:
     assert f"HEALTH_PORT: 127.0.0.1:{port} is taken by another process" in only
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["schedules"], ["dead-letter", "list"]])
 def test_the_cli_says_redis_is_unreachable_in_one_line(command: list[str]) -> None:
     port = free_port()

@@ -35,6 +35,8 @@ from tests.support.processes import (
 )
 from tests.support.queues import node
 
+pytestmark = pytest.mark.slow  # worker and CLI processes: 10-43 s a test measured on the shared machine
+
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 
 
@@ -88,7 +90,6 @@ async def cli_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(out)
 
 
-@pytest.mark.slow
 async def test_dry_run_reports_each_job_and_changes_nothing_then_the_replay_sends_only_what_is_owed(
     dunning_worker: WorkerProcess,
     providers: Providers,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pathlib
 from contextlib import ExitStack
 
+import pytest
+
 from tests.support.processes import Providers, run_cli, system_env, workers
+
+pytestmark = pytest.mark.slow  # the demo against real workers: ~48 s measured on the shared machine
 
 QUEUES = ("reminders", "nurture", "dunning", "snapshots")
 NO_ACCOUNTS = {

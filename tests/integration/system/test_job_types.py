@@ -34,6 +34,8 @@ from tests.support.processes import (
     workers,
 )
 
+pytestmark = pytest.mark.slow  # real workers for each job type: 13-74 s a test measured on the shared machine
+
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}  # the Node CRM's job options
 
 

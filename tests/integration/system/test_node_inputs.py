@@ -29,6 +29,8 @@ from tests.support.processes import (
 )
 from tests.support.queues import eventually
 
+pytestmark = pytest.mark.slow  # real workers fed by the npm producer: 5-22 s a test measured on the shared machine
+
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 
 

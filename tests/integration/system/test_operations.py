@@ -26,6 +26,8 @@ from tests.support.processes import (
     workers,
 )
 
+pytestmark = pytest.mark.slow  # worker and CLI processes: 14-56 s a test measured on the shared machine
+
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 CANARY_PHONE = "+14155550199"
 CANARY_TEXT = f"Hi Canary Patient, call us back on {CANARY_PHONE}"

@@ -34,6 +34,8 @@ from tests.support.processes import (
     workers,
 )
 
+pytestmark = pytest.mark.slow  # real workers with the fake model: 43 s and more a test measured
+
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 TIMEOUT_SECONDS = 1.0
 TEMPLATE = "Hi {{ first_name }}, your smile misses us! Book: https://smiles.example/book Reply STOP to opt out"
@@ -174,7 +176,6 @@ BAD_ANSWERS: list[tuple[str, Step, str]] = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.usefixtures("nurture")
 async def test_each_bad_answer_sends_the_template_and_counts_its_reason(
     providers: AiProviders, prefix: str, db: Any
@@ -225,7 +226,6 @@ async def kill_prefix() -> AsyncIterator[str]:
     await delete_keys(f"{name}:*")
 
 
-@pytest.mark.slow
 async def test_a_worker_killed_after_the_generation_resends_the_same_words_once(
     providers: AiProviders, database_url: str, kill_prefix: str, log_dir: pathlib.Path, db: Any
 ) -> None:

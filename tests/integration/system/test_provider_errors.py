@@ -31,6 +31,8 @@ from tests.support.processes import (
     workers,
 )
 
+pytestmark = pytest.mark.slow  # real workers against scripted provider errors: 32-41 s a test measured
+
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
 EXIT_CONFIGURATION = 78
 
