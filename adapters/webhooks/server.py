@@ -37,7 +37,10 @@ SENDGRID_EVENTS = frozenset(
 )  # fmt: skip
 
 
-def _bounded(kind: str, known: Sequence[str] | frozenset[str]) -> str:
+_TWILIO_KINDS = frozenset(TWILIO_STATUSES)
+
+
+def _bounded(kind: str, known: frozenset[str]) -> str:
     return kind if kind in known else "other"
 
 
@@ -95,7 +98,7 @@ class WebhookHandlers:
         form = await self._twilio_form(request)
         if isinstance(form, web.Response):
             return form
-        kind = _bounded(form.get("MessageStatus", "").strip().lower(), tuple(TWILIO_STATUSES))
+        kind = _bounded(form.get("MessageStatus", "").strip().lower(), _TWILIO_KINDS)
         report = status_report(request.query, form, self.clock.now())
         if isinstance(report, Ignored):
             log.info("delivery_status_ignored", provider="twilio", reason=report.reason, status=kind)
