@@ -53,8 +53,8 @@ from webhooks_status_load import ADMIN_DSN, callbacks, dsn_for, seed
 from adapters.clock import SystemClock
 from adapters.health.server import running_health_server
 from adapters.observability.logging import configure_logging
-from adapters.postgres import PostgresDatabase, migrate
-from adapters.postgres.feedback import PostgresDeliveryFeedback
+from adapters.postgres import migrate
+from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledging_database
 from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
 from adapters.webhooks.twilio import TwilioWebhooks
 from domain.feedback import ConsentChange, DeliveryReport, FeedbackApplied
@@ -130,7 +130,7 @@ def serve(dsn: str, port: int, loop: str) -> None:
     configure_logging("warn", production=True)
 
     async def main() -> None:
-        database = await PostgresDatabase.connect(dsn, max_size=10)
+        database = await open_acknowledging_database(dsn)
         handlers = WebhookHandlers(
             feedback=TimedFeedback(database),
             clock=SystemClock(),

@@ -33,7 +33,7 @@ from adapters.postgres.crm import (
     PostgresOrganizations,
     PostgresTemplates,
 )
-from adapters.postgres.feedback import PostgresDeliveryFeedback
+from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledging_database
 from adapters.postgres.kpi import PostgresKpiFacts
 from adapters.postgres.ledger import PostgresSendLedger
 from adapters.postgres.migrator import migrate
@@ -394,9 +394,6 @@ async def worker_components(
         stop_observing()
 
 
-WEBHOOKS_POOL_SIZE = 10
-
-
 @attrs.define
 class Webhooks:
     """What ``python -m entrypoints.webhooks`` runs: the request handlers, the reconciler of unsettled sends, the
@@ -436,16 +433,7 @@ async def open_webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
     async with AsyncExitStack() as stack:
         clock = SystemClock()
         await migrate(settings.database_url)
-        # Warm for fast acknowledgement: every connection open from the start and kept, the callback statement
-        # prepared on each, no reset round trip on release (nothing in this process sets session state).
-        database = await PostgresDatabase.connect(
-            settings.database_url,
-            min_size=WEBHOOKS_POOL_SIZE,
-            max_size=WEBHOOKS_POOL_SIZE,
-            idle_lifetime=0,
-            reset_session=False,
-            init=PostgresDeliveryFeedback.prepare_connection,
-        )
+        database = await open_acknowledging_database(settings.database_url)
         stack.push_async_callback(database.close)
         redis = open_redis(redis_settings(settings))
         stack.push_async_callback(close_redis, redis)

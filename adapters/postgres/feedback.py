@@ -95,6 +95,24 @@ def _report_arguments(report: DeliveryReport) -> tuple[object, ...]:
     )
 
 
+async def open_acknowledging_database(dsn: str, size: int = 10) -> PostgresDatabase:
+    """A pool for the webhooks program, so that a callback's answer waits for its one statement only: all ``size``
+    connections opened at start and kept (no idle close), the callback statement prepared and planned on each, and
+    no reset statement on release (nothing in that program sets session state; asyncpg still rolls back a
+    transaction left open). TransientError when the server cannot be reached."""
+    return await PostgresDatabase.connect(
+        dsn, min_size=size, max_size=size, idle_lifetime=0, reset_session=False, init=_prepare_connection
+    )
+
+
+async def _prepare_connection(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Prepare the one-report statement on a new connection (asyncpg keeps it per connection) and run it until
+    PostgreSQL keeps its plan, so no callback pays parsing or planning. The runs name an empty key, which no entry
+    has: nothing changes."""
+    for _ in range(_PLANNED_AFTER):
+        await connection.fetchval(_APPLY_REPORT_SQL, "", Channel.SMS.value, "sent", 0, None, None, None)
+
+
 @attrs.define
 class PostgresDeliveryFeedback:
     """Implements ``SuppressionList``, ``DeliveryFeedback`` and ``UnsettledSends`` on one database."""
@@ -108,14 +126,6 @@ class PostgresDeliveryFeedback:
             suppression_address(recipient),
         )
         return SuppressionReason(reason) if reason is not None else None
-
-    @staticmethod
-    async def prepare_connection(connection: asyncpg.Connection[asyncpg.Record]) -> None:
-        """Pool ``init`` hook: prepare the one-report statement on a new connection (asyncpg keeps it per
-        connection) and run it until PostgreSQL keeps its plan, so no callback pays parsing or planning. The runs
-        name an empty key, which no entry has: nothing changes."""
-        for _ in range(_PLANNED_AFTER):
-            await connection.fetchval(_APPLY_REPORT_SQL, "", Channel.SMS.value, "sent", 0, None, None, None)
 
     async def apply(self, reports: Sequence[DeliveryReport], changes: Sequence[ConsentChange]) -> FeedbackApplied:
         """One statement, so one round trip, when there are no consent changes (a statement is its own
