@@ -4,19 +4,23 @@ The webhooks app runs in a child process as in ``webhooks_status_load.py`` (same
 shuffled callbacks), with bench-only timers around each stage: a middleware stamps the handler's entry and exit
 (``time.perf_counter``, the system-wide monotonic clock, so the client's and the server's stamps compare) and parses
 the form; wrappers time the signature check (the ``twilio`` library's validator), the store call and, inside it, the
-one SQL statement. One client sends one request at a time, so the stages add up to the answer time:
+pool's acquire and release and the SQL statement. One client sends one request at a time, so the stages add up to
+the answer time:
 
     request in   client sends -> handler entered (client request build, loopback, HTTP parse, routing)
     form         ``await request.post()`` (read and parse the urlencoded body)
     signature    ``TwilioWebhooks.authentic`` (HMAC-SHA1 of URL + sorted form)
-    handler      the rest of the handler: the report, logging, metrics, the 204
-    pool         pool acquire + release around the statement
-    statement    the compare-and-set UPDATE's round trip, commit included (autocommit)
+    handler      the rest of the handler: the report, the store call's own code, logging, metrics, the 204
+    acquire      taking a connection from the pool
+    statement    the compare-and-set UPDATE's round trip, commit included (one statement is its own transaction)
+    release      giving it back (asyncpg's reset statement, one more round trip, unless the pool skips it)
     response out handler returned -> client has the answer (serialize, write, client parse)
 
 Then the commit alone, on a scratch table of the bench database: N single-row INSERT commits with
 ``synchronous_commit`` on (the default, what the ledger uses) and, as a measurement only, off for that one session
 (the difference is the WAL flush the commit waits for); and ``pg_test_fsync`` on the database's disk if installed.
+Baselines in the same run: ``GET /webhooks/live``, and a bench-only POST of the same form that waits as long as the
+median database stages took without doing anything (what HTTP costs around an idle wait on this machine).
 Run: ``.venv/bin/python bench/webhooks_status_stages.py [--callbacks 2000] [--loop uvloop|asyncio]``.
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import contextvars
 import multiprocessing
 import os
@@ -35,9 +40,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
@@ -53,7 +58,7 @@ from webhooks_status_load import ADMIN_DSN, callbacks, dsn_for, seed
 from adapters.clock import SystemClock
 from adapters.health.server import running_health_server
 from adapters.observability.logging import configure_logging
-from adapters.postgres import migrate
+from adapters.postgres import PostgresDatabase, migrate
 from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledging_database
 from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
 from adapters.webhooks.twilio import TwilioWebhooks
@@ -63,7 +68,7 @@ from tests.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, twilio_hea
 if TYPE_CHECKING:
     from adapters.postgres.pool import Connection
 
-STAGES = ("request in", "form", "signature", "handler", "pool", "statement", "response out")
+STAGES = ("request in", "form", "signature", "handler", "acquire", "statement", "release", "response out")
 _timings: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("timings")
 
 
@@ -82,6 +87,49 @@ class TimedTwilio(TwilioWebhooks):
             _add("signature", time.perf_counter() - started)
 
 
+class TimedConnection:
+    """A pooled connection whose statements are timed (``statement``)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._connection.fetch(query, *args)
+        finally:
+            _add("statement", time.perf_counter() - started)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self._connection.fetchval(query, *args)
+        finally:
+            _add("statement", time.perf_counter() - started)
+
+
+class TimedDatabase:
+    """The pool with its acquire and release timed, and its connections' statements."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._database = database
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._database, name)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[TimedConnection]:
+        started = time.perf_counter()
+        async with self._database.connection() as connection:
+            _add("acquire", time.perf_counter() - started)
+            yield TimedConnection(connection)
+            released = time.perf_counter()
+        _add("release", time.perf_counter() - released)
+
+
 class TimedFeedback(PostgresDeliveryFeedback):
     async def apply(self, reports: Sequence[DeliveryReport], changes: Sequence[ConsentChange]) -> FeedbackApplied:
         started = time.perf_counter()
@@ -91,14 +139,6 @@ class TimedFeedback(PostgresDeliveryFeedback):
             _add("store", time.perf_counter() - started)
         _add("moved", float(applied.reports))
         return applied
-
-    @staticmethod
-    async def _apply_reports(connection: Connection, reports: Sequence[DeliveryReport]) -> int:
-        started = time.perf_counter()
-        try:
-            return await PostgresDeliveryFeedback._apply_reports(connection, reports)  # bench timer
-        finally:
-            _add("statement", time.perf_counter() - started)
 
 
 @web.middleware
@@ -132,7 +172,7 @@ def serve(dsn: str, port: int, loop: str) -> None:
     async def main() -> None:
         database = await open_acknowledging_database(dsn)
         handlers = WebhookHandlers(
-            feedback=TimedFeedback(database),
+            feedback=TimedFeedback(TimedDatabase(database)),  # type: ignore[arg-type]
             clock=SystemClock(),
             twilio=TimedTwilio(AUTH_TOKEN, PUBLIC_URL),
             sendgrid=None,
@@ -154,11 +194,12 @@ def breakdown(sent_at: float, received_at: float, header: str) -> dict[str, floa
         "request in": server["in_at"] - sent_at,
         "form": server.get("form", 0.0),
         "signature": server.get("signature", 0.0),
-        "pool": server.get("store", 0.0) - server.get("statement", 0.0),
+        "acquire": server.get("acquire", 0.0),
         "statement": server.get("statement", 0.0),
+        "release": server.get("release", 0.0),
         "response out": received_at - server["out_at"],
     }
-    ms["handler"] = server["total"] - ms["form"] - ms["signature"] - server.get("store", 0.0)
+    ms["handler"] = server["total"] - ms["form"] - ms["signature"] - ms["acquire"] - ms["statement"] - ms["release"]
     result = {stage: seconds * 1000 for stage, seconds in ms.items()}
     result["answer"] = (received_at - sent_at) * 1000
     result["moved"] = server.get("moved", 0.0)
@@ -270,7 +311,7 @@ async def run(args: argparse.Namespace) -> None:
         await fire_one_at_a_time(base, [None] * 200)  # warm both sides
         hooks = await fire_one_at_a_time(base, callbacks(keys, args.callbacks))
         live = await fire_one_at_a_time(base, [None] * args.callbacks)
-        wait_ms = statistics.median(r["pool"] + r["statement"] for r in hooks)
+        wait_ms = statistics.median(r["acquire"] + r["statement"] + r["release"] for r in hooks)
         form = callbacks(keys, 1)[0][1]
         waits = await fire_one_at_a_time(base, [(f"/bench/wait?ms={wait_ms:.3f}", form)] * (args.callbacks // 2))
         table("status callbacks that move the entry", [r for r in hooks if r["moved"]], STAGES)
