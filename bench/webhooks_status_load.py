@@ -181,12 +181,16 @@ async def run(args: argparse.Namespace) -> None:
         await migrate(dsn_for(name))
         server.start()
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(600):  # a loaded machine may take many seconds to start the child
             try:
                 await fire(base, [None], 1)
                 break
             except aiohttp.ClientError:
+                if not server.is_alive():
+                    raise SystemExit("the webhooks server process died at start") from None
                 await asyncio.sleep(0.1)
+        else:
+            raise SystemExit("the webhooks server did not answer within 60 s")
         print(f"{args.callbacks} callbacks per run, concurrency {args.concurrency}, {args.pairs} pair(s)")
         for pair in range(args.pairs):
             connection = await asyncpg.connect(dsn_for(name))

@@ -300,12 +300,16 @@ async def run(args: argparse.Namespace) -> None:
         await migrate(dsn_for(name))
         server.start()
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(600):  # a loaded machine may take many seconds to start the child
             try:
                 await fire_one_at_a_time(base, [None])
                 break
             except aiohttp.ClientError:
+                if not server.is_alive():
+                    raise SystemExit("the webhooks server process died at start") from None
                 await asyncio.sleep(0.1)
+        else:
+            raise SystemExit("the webhooks server did not answer within 60 s")
         keys = await seed(dsn_for(name), args.callbacks // 4)
         print(f"server loop {args.loop}; load average {os.getloadavg()[0]:.1f}; concurrency 1")
         await fire_one_at_a_time(base, [None] * 200)  # warm both sides
