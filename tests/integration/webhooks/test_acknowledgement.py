@@ -1,19 +1,23 @@
 """Fast acknowledgement: the webhooks program's pool makes a status callback one statement on the wire, prepared
-and planned before the first callback arrives."""
+and planned before the first callback arrives; the per-callback log line costs nothing above debug level."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+import structlog
 from yarl import URL
 
 from adapters.clock import SystemClock
 from adapters.health.server import running_health_server
+from adapters.observability.logging import configure_logging
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledging_database
 from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
@@ -22,7 +26,8 @@ from domain.feedback import DeliveryProgress
 from domain.messages import LedgerState, SendClaim
 from domain.values import Channel, ContactId, MessagePurpose, OrgId
 from tests.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, twilio_headers
-from tests.integration.webhooks.test_twilio_webhooks import KEY, PHONE, T0, status_path
+from tests.integration.webhooks.conftest import Webhooks
+from tests.integration.webhooks.test_twilio_webhooks import KEY, PHONE, T0, claimed, post_status, status_path
 
 if TYPE_CHECKING:
     from adapters.postgres.pool import Connection
@@ -107,3 +112,21 @@ async def test_a_connection_released_inside_a_transaction_comes_back_without_it(
     async for connection in every_connection(acknowledging):
         assert not connection.is_in_transaction()
         assert await connection.fetchval("select pg_current_xact_id_if_assigned()") is None
+
+
+@pytest.mark.parametrize(("level", "logged"), [("debug", True), ("info", False)])
+async def test_a_status_callback_is_logged_at_debug_level_only(webhooks: Webhooks, level: str, logged: bool) -> None:
+    """The per-callback line (``delivery_status_received``) is written at debug level and skipped, not filtered,
+    above it."""
+    root = logging.getLogger()
+    handlers, root_level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging(level, production=True, stream=stream)
+    try:
+        await claimed(webhooks)
+        assert await post_status(webhooks, "delivered") == 204
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        structlog.reset_defaults()
+    assert ('"delivery_status_received"' in stream.getvalue()) is logged
