@@ -42,7 +42,7 @@ from adapters.postgres.crm import (
     PostgresTemplates,
 )
 from adapters.postgres.dry_run import DryRunDatabase, rolled_back_database
-from adapters.postgres.feedback import PostgresDeliveryFeedback
+from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledging_database
 from adapters.postgres.kpi import PostgresKpiFacts
 from adapters.postgres.ledger import PostgresSendLedger
 from adapters.postgres.migrator import migrate
@@ -567,7 +567,7 @@ async def open_webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
     async with AsyncExitStack() as stack:
         clock = SystemClock()
         await migrate(settings.database_url)
-        database = await PostgresDatabase.connect(settings.database_url)
+        database = await open_acknowledging_database(settings.database_url)
         stack.push_async_callback(database.close)
         redis = open_process_redis(settings)
         stack.push_async_callback(close_redis, redis)

@@ -15,6 +15,7 @@ import sys
 from datetime import timedelta
 
 import structlog
+import uvloop
 
 from adapters.health.server import running_health_server
 from adapters.observability.metrics import MetricsRecorder
@@ -126,7 +127,7 @@ def main() -> int:
         return EXIT_CONFIGURATION
     observe(settings, process="webhooks")
     try:
-        return asyncio.run(_main(settings))
+        return uvloop.run(_main(settings))
     finally:
         stop_observing()
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import asyncpg
 import attrs
 
 from adapters.postgres.ledger import ledger_entry, suppression_address
@@ -30,6 +31,27 @@ _STATUS_RANK_SQL = (
     " when 'delivered' then 3 when 'undelivered' then 3 when 'failed' then 3 else 0 end"
 )
 _SETTLES_SQL = f"(l.state in ('claimed', 'unknown') or (l.state = 'failed' and l.reason = '{FAILED_UNCONFIRMED}'))"
+
+# One report, the webhooks' common case ($1 key, $2 channel, $3 status, $4 rank, $5 at, $6 message id, $7 error
+# code): the batch statement below without the unnest, so the primary key finds the row and the plan stays cached.
+_APPLY_REPORT_SQL = f"""
+update send_ledger l
+   set delivery_status = $3,
+       delivery_error_code = $7,
+       delivery_reported_at = $5,
+       state = case when {_SETTLES_SQL} then 'sent' else l.state end,
+       updated_at = case when {_SETTLES_SQL} then $5 else l.updated_at end,
+       version = case when {_SETTLES_SQL} then nextval('send_ledger_version') else l.version end,
+       provider_message_id = coalesce(l.provider_message_id, $6)
+ where l.key = $1
+   and l.channel = $2
+   and (l.state <> 'failed' or l.reason = '{FAILED_UNCONFIRMED}')
+   and (l.provider_message_id is null or $6::text is null or l.provider_message_id = $6)
+   and {_STATUS_RANK_SQL} < $4
+returning true
+"""  # noqa: S608  # fixed SQL fragments, every value a parameter
+# PostgreSQL plans a prepared statement afresh for its first five executions, then keeps a generic plan.
+_PLANNED_AFTER = 6
 
 # $1..$7: parallel arrays of the reports. Of several reports for one key in a batch the highest rank wins (the
 # first of equals), so a batch moves each entry once, exactly as the reports applied one by one would.
@@ -60,6 +82,37 @@ returning l.key
 _ENTRY_COLUMNS = "key, channel, state, claimed_at, updated_at, provider_message_id, reason, version"
 
 
+def _report_arguments(report: DeliveryReport) -> tuple[object, ...]:
+    """``_APPLY_REPORT_SQL``'s parameters, $1..$7."""
+    return (
+        report.ledger_key,
+        report.channel.value,
+        report.progress.value,
+        report.progress.rank,
+        report.at,
+        report.provider_message_id,
+        report.error_code,
+    )
+
+
+async def open_acknowledging_database(dsn: str, size: int = 10) -> PostgresDatabase:
+    """A pool for the webhooks program, so that a callback's answer waits for its one statement only: all ``size``
+    connections opened at start and kept (no idle close), the callback statement prepared and planned on each, and
+    no reset statement on release (nothing in that program sets session state; asyncpg still rolls back a
+    transaction left open). TransientError when the server cannot be reached."""
+    return await PostgresDatabase.connect(
+        dsn, min_size=size, max_size=size, idle_lifetime=0, reset_session=False, init=_prepare_connection
+    )
+
+
+async def _prepare_connection(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Prepare the one-report statement on a new connection (asyncpg keeps it per connection) and run it until
+    PostgreSQL keeps its plan, so no callback pays parsing or planning. The runs name an empty key, which no entry
+    has: nothing changes."""
+    for _ in range(_PLANNED_AFTER):
+        await connection.fetchval(_APPLY_REPORT_SQL, "", Channel.SMS.value, "sent", 0, None, None, None)
+
+
 @attrs.define
 class PostgresDeliveryFeedback:
     """Implements ``SuppressionList``, ``DeliveryFeedback`` and ``UnsettledSends`` on one database."""
@@ -75,8 +128,13 @@ class PostgresDeliveryFeedback:
         return SuppressionReason(reason) if reason is not None else None
 
     async def apply(self, reports: Sequence[DeliveryReport], changes: Sequence[ConsentChange]) -> FeedbackApplied:
-        if not changes:  # one statement is one transaction already: spare the BEGIN/COMMIT round trips
+        """One statement, so one round trip, when there are no consent changes (a statement is its own
+        transaction: no BEGIN/COMMIT); a lone report, a status callback, is the prepared one-report statement."""
+        if not changes:
             async with self.db.connection() as connection:
+                if len(reports) == 1:
+                    moved = await connection.fetchval(_APPLY_REPORT_SQL, *_report_arguments(reports[0]))
+                    return FeedbackApplied(reports=1 if moved else 0, consent_changes=0)
                 return FeedbackApplied(
                     reports=await self._apply_reports(connection, reports) if reports else 0, consent_changes=0
                 )

@@ -11,7 +11,7 @@ parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -38,6 +38,10 @@ def operation_name(query: str) -> str:
     return word if word in _OPERATIONS else "OTHER"
 
 
+async def _keep_session(_connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """A pool ``reset`` that sends nothing: asyncpg has already rolled back any transaction left open."""
+
+
 def _span(operation: str) -> AbstractContextManager[object]:
     return child_span(operation, attributes={"db.system.name": "postgresql", "db.operation.name": operation})
 
@@ -60,8 +64,17 @@ class PostgresDatabase:
         command_timeout: float = 30.0,
         acquire_timeout: float = 10.0,
         application_name: str = "clientflow-worker",
+        idle_lifetime: float = 300.0,
+        reset_session: bool = True,
+        init: Callable[[asyncpg.Connection[asyncpg.Record]], Coroutine[Any, Any, None]] | None = None,
     ) -> PostgresDatabase:
-        """Open the pool (``min_size`` connections at once); TransientError when the server cannot be reached."""
+        """Open the pool (``min_size`` connections at once); TransientError when the server cannot be reached.
+
+        ``idle_lifetime``: seconds after which an idle connection is closed (0: never). ``reset_session`` False:
+        a released connection skips asyncpg's reset statement (``RESET ALL``, ``UNLISTEN *``, advisory locks; one
+        round trip per release) for a pool whose code sets no session state; an open transaction is still rolled
+        back. ``init``: awaited on each new connection (to prepare statements).
+        """
         try:
             pool = await asyncpg.create_pool(
                 dsn,
@@ -69,8 +82,10 @@ class PostgresDatabase:
                 max_size=max_size,
                 timeout=connect_timeout,
                 command_timeout=command_timeout,
-                max_inactive_connection_lifetime=300.0,
+                max_inactive_connection_lifetime=idle_lifetime,
                 server_settings={"application_name": application_name, "timezone": "UTC"},
+                reset=None if reset_session else _keep_session,
+                init=init,
             )
         except BaseException as error:
             translated = translate(error)
