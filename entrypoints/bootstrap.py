@@ -1,7 +1,7 @@
 """The composition root: opens the adapters from Settings, builds the domain services, closes all in reverse.
 
 Every process main (worker, webhooks, CLI, demo) builds its adapters here and nowhere else, on one Redis client
-per process; ``build_services`` is the one pure function from ports to services (real runs, dry runs, unit tests).
+per process; ``wire_services`` is the one pure function from ports to services (real runs, dry runs, unit tests).
 """
 
 from __future__ import annotations
@@ -204,92 +204,100 @@ def handlers_by_queue(services: Services, maintain: Handler) -> dict[QueueName, 
     }
 
 
-@attrs.frozen
-class Ports:
-    """Everything the domain services need from outside, one field per port (domain/ports.py): PostgreSQL's in
-    real runs and dry runs (``postgres_ports``), in-memory fakes in unit tests."""
+@attrs.frozen(kw_only=True)
+class ServicePorts:
+    """The ports the domain services are wired to: the real adapters in a process, in-memory fakes in unit tests."""
 
     organizations: Organizations
     contacts: Contacts
     appointments: Appointments
+    invoices: Invoices
     templates: Templates
+    renderer: TemplateRenderer
     ledger: SendLedger
     suppressions: SuppressionList
+    """Every claim of the ledger is gated by it: an address withdrawn by a STOP or a bounce is refused."""
     enrollments: NurtureEnrollments
-    invoices: Invoices
     kpi_facts: KpiFactsSource
-    snapshot_store: SnapshotStore
-    renderer: TemplateRenderer
+    snapshots: SnapshotStore
     sms: SmsSender
     email: EmailSender
     publisher: JobPublisher
     clock: Clock
-    personalization: CopyPersonalization | None = None
-    """AI copy of opted-in nurture templates; None in dry runs (no model is asked there)."""
 
 
-def postgres_ports(
+def wire_services(
+    ports: ServicePorts,
+    *,
+    settle: timedelta,
+    jitter: timedelta | None = None,
+    personalization: CopyPersonalization | None = None,
+) -> Services:
+    """Wire the domain services to ``ports``: the one place a service is built (real runs, dry runs, unit tests).
+
+    ``settle`` and ``jitter`` are the Dispatcher's (how long an unknown send is left alone; the most added at random
+    to a deferral, None: the Dispatcher's default); ``personalization`` (AI copy of opted-in nurture templates) is
+    None when no model is asked."""
+    # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
+    ledger = ConsentGatedLedger(ports.ledger, ports.suppressions)
+    dispatcher = Dispatcher(ledger, ports.sms, ports.email, ports.clock, settle=settle)
+    if jitter is not None:
+        dispatcher = attrs.evolve(dispatcher, jitter=jitter)
+    clock, publisher, renderer = ports.clock, ports.publisher, ports.renderer
+    organizations, contacts = ports.organizations, ports.contacts
+    appointments, templates = ports.appointments, ports.templates
+    return Services(
+        reminders=ReminderService(
+            appointments, contacts, organizations, templates, renderer, publisher, dispatcher, clock
+        ),
+        nurture=NurtureService(
+            ports.enrollments,
+            contacts,
+            organizations,
+            appointments,
+            templates,
+            renderer,
+            ledger,
+            dispatcher,
+            publisher,
+            clock,
+            personalization=personalization,
+        ),
+        dunning=DunningService(contacts, organizations, ports.invoices, templates, renderer, dispatcher, clock),
+        snapshots=SnapshotService(organizations, ports.kpi_facts, ports.snapshots, clock, publisher),
+    )
+
+
+def build_services(
+    settings: Settings,
     database: PostgresDatabase,
     sms: SmsSender,
     email: EmailSender,
     publisher: JobPublisher,
     clock: Clock,
     personalization: CopyPersonalization | None = None,
-) -> Ports:
-    """The ports on this database (the CRM tables, the send ledger, delivery feedback) and these edges."""
-    return Ports(
+) -> Services:
+    """Wire the domain services to the PostgreSQL adapters over ``database`` and these edges (``wire_services``).
+
+    ``personalization`` (AI copy of opted-in nurture templates) is None in dry runs: no model is asked there."""
+    ports = ServicePorts(
         organizations=PostgresOrganizations(database),
         contacts=PostgresContacts(database),
         appointments=PostgresAppointments(database),
+        invoices=PostgresInvoices(database),
         templates=PostgresTemplates(database),
+        renderer=PlaceholderTemplateRenderer(),
         ledger=PostgresSendLedger(database),
         suppressions=PostgresDeliveryFeedback(database),
         enrollments=PostgresNurtureEnrollments(database),
-        invoices=PostgresInvoices(database),
         kpi_facts=PostgresKpiFacts(database),
-        snapshot_store=PostgresSnapshotStore(database),
-        renderer=PlaceholderTemplateRenderer(),
+        snapshots=PostgresSnapshotStore(database),
         sms=sms,
         email=email,
         publisher=publisher,
         clock=clock,
-        personalization=personalization,
     )
-
-
-def build_services(ports: Ports, settle: timedelta) -> Services:
-    """Wire the domain services to ``ports``: the one place a service is built (real runs, dry runs, unit tests).
-
-    Pure: builds objects, opens nothing. ``settle`` is how long after a send attempt an unconfirmed message counts
-    as unsettled (Settings ``send_settle_seconds``)."""
-    p = ports
-    # Every send path claims through this ledger: an address withdrawn by a STOP or a bounce is refused here.
-    ledger = ConsentGatedLedger(p.ledger, p.suppressions)
-    dispatcher = Dispatcher(ledger, p.sms, p.email, p.clock, settle=settle)
-    return Services(
-        reminders=ReminderService(
-            p.appointments, p.contacts, p.organizations, p.templates, p.renderer, p.publisher, dispatcher, p.clock
-        ),
-        nurture=NurtureService(
-            p.enrollments,
-            p.contacts,
-            p.organizations,
-            p.appointments,
-            p.templates,
-            p.renderer,
-            ledger,
-            dispatcher,
-            p.publisher,
-            p.clock,
-            personalization=p.personalization,
-        ),
-        dunning=DunningService(p.contacts, p.organizations, p.invoices, p.templates, p.renderer, dispatcher, p.clock),
-        snapshots=SnapshotService(p.organizations, p.kpi_facts, p.snapshot_store, p.clock, p.publisher),
-    )
-
-
-def settle_time(settings: Settings) -> timedelta:
-    return timedelta(seconds=settings.send_settle_seconds)
+    return wire_services(ports, settle=timedelta(seconds=settings.send_settle_seconds), personalization=personalization)
 
 
 def dry_run_handlers(services: Services, queue: QueueName) -> Mapping[JobName, Handler]:
@@ -312,14 +320,15 @@ async def open_dry_run(system: System) -> AsyncIterator[DryRun]:
     """A dry run over ``system``'s database; reconciliation of an unsettled SMS asks ``system``'s real sender."""
     effects = DryRunEffects()
     async with rolled_back_database(system.settings.database_url) as database:
-        ports = postgres_ports(
+        services = build_services(
+            system.settings,
             database.database,
             DryRunSmsSender(effects, real=system.sms),
             DryRunEmailSender(effects),
             DryRunPublisher(effects),
             system.clock,
         )
-        yield DryRun(database, build_services(ports, settle_time(system.settings)), effects)
+        yield DryRun(database, services, effects)
 
 
 async def _no_dry_run_maintenance(_job: Job) -> Outcome:
@@ -446,8 +455,7 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
 
         publisher = BullmqJobPublisher(redis, settings.bullmq_prefix, clock, PUBLISHED_JOB_DEFAULTS)
         personalization = _personalization(settings, database, clock, metrics, stack)
-        ports = postgres_ports(database, sms, email, publisher, clock, personalization)
-        services = build_services(ports, settle_time(settings))
+        services = build_services(settings, database, sms, email, publisher, clock, personalization)
         schedules = schedules_of(settings)
         yield System(
             settings=settings,
@@ -589,7 +597,7 @@ async def open_webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
             feedback=feedback,
             sms=sms,
             clock=clock,
-            settle=settle_time(settings),
+            settle=timedelta(seconds=settings.send_settle_seconds),
             horizon=timedelta(hours=settings.send_unconfirmed_after_hours),
         )
         yield Webhooks(settings, handlers, reconciler, feedback, metrics, redis)
