@@ -43,6 +43,8 @@ _CONVENTION_KEYS = frozenset(
 @attrs.define
 class _TracingState:
     provider: TracerProvider | None = None
+    tracer: trace.Tracer | None = None
+    """The provider's tracer for our instrumentation scope, made once (``get_tracer`` builds a new one per call)."""
 
 
 _state = _TracingState()
@@ -75,6 +77,7 @@ def init_tracing(
     provider = TracerProvider(resource=Resource.create(resource_attributes))
     provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=export_timeout_seconds * 1000))
     _state.provider = provider
+    _state.tracer = provider.get_tracer(INSTRUMENTATION_NAME)
     if set_global:
         trace.set_tracer_provider(provider)
     return provider
@@ -82,15 +85,15 @@ def init_tracing(
 
 def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
     """Export what is buffered (bounded by ``timeout_seconds``) and stop; call on shutdown."""
-    provider, _state.provider = _state.provider, None
+    provider, _state.provider, _state.tracer = _state.provider, None, None
     if provider is not None:
         provider.force_flush(int(timeout_seconds * 1000))
         provider.shutdown()
 
 
 def _tracer() -> trace.Tracer:
-    if _state.provider is not None:
-        return _state.provider.get_tracer(INSTRUMENTATION_NAME)
+    if _state.tracer is not None:
+        return _state.tracer
     return trace.get_tracer(INSTRUMENTATION_NAME)
 
 
