@@ -91,10 +91,12 @@ def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
         provider.shutdown()
 
 
+# Without ``init_tracing``: the API's proxy, which follows a global provider once one is set (no-op spans until then).
+_GLOBAL_TRACER = trace.get_tracer(INSTRUMENTATION_NAME)
+
+
 def _tracer() -> trace.Tracer:
-    if _state.tracer is not None:
-        return _state.tracer
-    return trace.get_tracer(INSTRUMENTATION_NAME)
+    return _state.tracer if _state.tracer is not None else _GLOBAL_TRACER
 
 
 def safe_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue]:
@@ -113,8 +115,10 @@ def safe_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[str
 
 
 def set_span_attributes(span: Span, attributes: Mapping[str, AttributeValue]) -> None:
-    """Add attributes (an outcome, a count) to a span through the redaction rules."""
-    span.set_attributes(safe_attributes(attributes))
+    """Add attributes (an outcome, a count) to a span through the redaction rules (nothing to do on a span that
+    records nothing: tracing off)."""
+    if span.is_recording():
+        span.set_attributes(safe_attributes(attributes))
 
 
 def producer_context(opts_tm: str | None) -> otel_context.Context | None:
