@@ -15,6 +15,9 @@ Scenarios (``--scenarios``, comma-separated; all by default, ``delayed`` last):
 - ``rss``: resident memory of one worker process (Node and ours) idle, after 50,000 and after 100,000 jobs.
 - ``delayed``: a Node and a Python worker sit idle side by side for ``--idle-s``; then one delayed job (2 s) is
   added to each; reports how late each started after its due time.
+- ``profile`` (not in the default list): one ``--profile-kind`` worker drains ``--jobs`` jobs under cProfile,
+  timed by the main thread's CPU clock (so other processes' load does not inflate it; the span exporter's thread is
+  not counted); the profile is written to ``--profile-out`` and its top functions printed.
 
     .venv/bin/python bench/bullmq_throughput.py --redis-port 7500 --jobs 20000 --pairs 3
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import itertools
 import json
 import logging
@@ -63,6 +67,7 @@ class Bench:
         self.port = port
         self.client = redis_asyncio.Redis(port=port, decode_responses=True)
         self.observability: dict[str, str] = {}
+        self.profile_out: str | None = None
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -73,7 +78,7 @@ class Bench:
 
     def start(self, kind: str, prefix: str, concurrency: int, job_ms: int = 0) -> subprocess.Popen[bytes]:
         config = {"prefix": prefix, "queue": QUEUE, "concurrency": concurrency, "jobMs": job_ms, "kind": kind}
-        config |= {"redis": {"port": self.port}, **self.observability}
+        config |= {"redis": {"port": self.port}, "profile": self.profile_out, **self.observability}
         if kind == "node":
             argv = ["node", str(NODE_DIR / "bench_worker.js"), json.dumps(config)]
         else:
@@ -241,6 +246,18 @@ class Bench:
                     sizes.append(_rss_mib(process.pid))
             print(f"| {kind} | " + " | ".join(f"{size:.1f}" for size in sizes) + " |", flush=True)
 
+    async def profile(self, kind: str, jobs: int, concurrency: int, out: str) -> None:
+        import pstats
+
+        self.profile_out = out
+        try:
+            result = await self.drain(kind, jobs, concurrency)
+        finally:
+            self.profile_out = None
+        print(f"\n### profile: {kind}, {jobs} no-op jobs, concurrency {concurrency} (under cProfile): {result}")
+        for order in ("tottime", "cumulative"):
+            pstats.Stats(out).sort_stats(order).print_stats(30)
+
     async def delayed_after_idle(self, idle_s: float, delay_ms: int = 2000) -> None:
         async with (
             self.fresh_prefix() as node_prefix,
@@ -295,6 +312,8 @@ async def bench(args: argparse.Namespace) -> None:
             await runner.rss(args.concurrency)
         if "delayed" in scenarios:
             await runner.delayed_after_idle(args.idle_s)
+        if "profile" in scenarios:
+            await runner.profile(args.profile_kind, args.jobs, args.concurrency, args.profile_out)
     finally:
         await collector.close()
         await sentry.close()
@@ -354,7 +373,13 @@ def serve(config: dict[str, Any]) -> int:
         prefix=config["prefix"],
         concurrency=int(config["concurrency"]),
     )
-    return int(uvloop.run(run_worker(worker_config, handlers)))
+    if not config.get("profile"):
+        return int(uvloop.run(run_worker(worker_config, handlers)))
+    profiler = cProfile.Profile(time.thread_time)
+    try:
+        return int(profiler.runcall(uvloop.run, run_worker(worker_config, handlers)))
+    finally:
+        profiler.dump_stats(config["profile"])
 
 
 def main() -> int:
@@ -367,6 +392,8 @@ def main() -> int:
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--max-processes", type=int, default=4)
     parser.add_argument("--idle-s", type=float, default=600.0, help="idle period before the delayed job")
+    parser.add_argument("--profile-kind", choices=PYTHON_KINDS, default="observed")
+    parser.add_argument("--profile-out", default="bullmq_worker.prof", help="where the profile scenario writes")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

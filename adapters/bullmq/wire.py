@@ -314,9 +314,12 @@ def _raise_first_problem(error: ClassValidationError, wire_names: Mapping[str, s
     raise InvalidJob("data", "does not match the job's shape") from None
 
 
+_JOB_NAMES = {known.value: known for known in JobName}
+
+
 def decode_job(name: str, data: object) -> DecodedJob:
     """Decode the ``job.data`` of a BullMQ job named ``name``; raises InvalidJob on anything it cannot trust."""
-    job_name = next((known for known in JobName if known.value == name), None) if isinstance(name, str) else None
+    job_name = _JOB_NAMES.get(name) if isinstance(name, str) else None
     if job_name is None:
         shown = _printable_name(name) if isinstance(name, str) else type(name).__name__
         raise InvalidJob("job name", f"{shown!r} is not a known job")
@@ -325,10 +328,11 @@ def decode_job(name: str, data: object) -> DecodedJob:
     payload = JOB_TYPES[job_name].payload
     wire_names = _WIRE_NAMES[payload]
     repaired: set[str] = set()
-    data = {
-        _repaired(key, _wire_key(key), repaired): _repaired(value, _wire_key(key), repaired)
-        for key, value in data.items()
-    }
+    cleaned: dict[Any, Any] = {}
+    for key, value in data.items():
+        wire_key = _wire_key(key)
+        cleaned[_repaired(key, wire_key, repaired)] = _repaired(value, wire_key, repaired)
+    data = cleaned
     try:
         job = _CONVERTER.structure(data, payload)
     except ClassValidationError as error:

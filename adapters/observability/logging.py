@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, MutableMapping
 from typing import Any, TextIO
 
+import attrs
 import structlog
 from opentelemetry import trace
 
@@ -75,9 +76,61 @@ class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The one handler on the root logger; marked so a second ``configure_logging`` replaces it."""
 
 
+@attrs.define
+class _Output:
+    """What ``configure_logging`` set last, read at every structlog line: a logger cached on first use keeps its
+    processor list (the one list below, rewritten in place) and its ``_LineWriter``, so a second configuration
+    (launch.py configures at ``info``, then at ``LOG_LEVEL``) reaches loggers already used."""
+
+    level: int = logging.INFO
+    handler: _RedactingHandler = attrs.field(factory=lambda: _RedactingHandler(sys.stderr))
+
+
+_output = _Output()
+_PROCESSORS: list[structlog.typing.Processor] = []
+"""structlog's processor chain, one list object for the process (``configure_logging`` replaces its content)."""
+
+
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+    "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL,
+}  # fmt: skip
+
+
+def _drop_below_level(_logger: object, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if _METHOD_LEVELS.get(method, logging.CRITICAL) < _output.level:
+        raise structlog.DropEvent
+    return event
+
+
+class _LineWriter:
+    """structlog's final logger: one rendered line written to the root handler's stream under the handler's lock,
+    so structlog lines and standard-library records never interleave. ``name`` is the logger's (``logger``
+    field)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def msg(self, line: str) -> None:
+        handler = _output.handler
+        with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+
+    debug = info = warning = warn = error = exception = critical = fatal = log = msg
+
+
+def _line_writer(*args: Any) -> _LineWriter:
+    """The logger factory: named as ``structlog.stdlib.LoggerFactory`` names one (the given name, else the
+    calling module's)."""
+    return _LineWriter(structlog.stdlib.LoggerFactory(ignore_frame_names=[__name__])(*args).name)
+
+
 def configure_logging(level: str, production: bool, stream: TextIO | None = None) -> None:
     """Route structlog and the standard library through the redacting pipeline, writing to ``stream``.
 
+    A structlog line is rendered by structlog's processors and written as it is (no standard-library record);
+    a standard-library record goes through the root handler, whose formatter runs the same processors.
     Idempotent: calling it again replaces the previous configuration (tests capture output this way).
     """
     root_level = level_number(level)
@@ -103,21 +156,25 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
     root.addHandler(handler)
     root.setLevel(root_level)
     pin_provider_library_logging(root_level)
+    _output.level, _output.handler = root_level, handler
+    _PROCESSORS[:] = [
+        _drop_below_level,
+        *_shared_processors(),
+        structlog.processors.format_exc_info,
+        redact_event,
+        renderer,
+    ]
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *_shared_processors(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=_PROCESSORS,
+        logger_factory=_line_writer,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),  # the level is _drop_below_level's
         cache_logger_on_first_use=True,
     )
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     """A structlog logger named like a standard-library logger (``__name__``)."""
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger
 
 

@@ -65,8 +65,9 @@ _KEY_VALUE = re.compile(
 
 
 # A cheap first look: text showing none of these signs cannot match any rule above and is returned as it is
-# (most log values: queue names, outcomes, ids). Keep them a superset of the rules when adding one.
-_SIGNS = re.compile(r"[@+:(]|AC|SK|\d{3}")
+# (most log values: queue names, outcomes, job ids, trace and span ids). Keep them a superset of the rules when
+# adding one: a national phone number without "(" shows three digits and a separator.
+_SIGNS = re.compile(r"[@+:(]|AC|SK|\d{3}[\s.\-]")
 _SIGN_WORDS = re.compile(r"bearer|basic|token|secret|passw|pwd|authoriz|dsn|key|payment|sg\.|sk_|sk-|pk_|rk_|tok_")
 
 

@@ -108,6 +108,8 @@ def _where(endpoint: str | None) -> str | None:
 class _TracingState:
     provider: TracerProvider | None = None
     exporter: _ReportedExporter | None = None
+    tracer: trace.Tracer | None = None
+    """The provider's tracer for our instrumentation scope, made once (``get_tracer`` builds a new one per call)."""
 
 
 _state = _TracingState()
@@ -147,6 +149,7 @@ def init_tracing(
         BatchSpanProcessor(reported, max_queue_size=max_queue_size, export_timeout_millis=export_timeout_seconds * 1000)
     )
     _state.provider, _state.exporter = provider, reported
+    _state.tracer = provider.get_tracer(INSTRUMENTATION_NAME)
     if set_global:
         trace.set_tracer_provider(provider)
     return provider
@@ -155,7 +158,7 @@ def init_tracing(
 def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
     """Export what is buffered for up to ``timeout_seconds`` (plus one request in flight, at most the export
     timeout), drop the rest and stop; call on shutdown."""
-    provider, _state.provider = _state.provider, None
+    provider, _state.provider, _state.tracer = _state.provider, None, None
     exporter, _state.exporter = _state.exporter, None
     if provider is None or exporter is None:
         return
@@ -168,10 +171,12 @@ def shutdown_tracing(timeout_seconds: float = 5.0) -> None:
     provider.shutdown()
 
 
+# Without ``init_tracing``: the API's proxy, which follows a global provider once one is set (no-op spans until then).
+_GLOBAL_TRACER = trace.get_tracer(INSTRUMENTATION_NAME)
+
+
 def _tracer() -> trace.Tracer:
-    if _state.provider is not None:
-        return _state.provider.get_tracer(INSTRUMENTATION_NAME)
-    return trace.get_tracer(INSTRUMENTATION_NAME)
+    return _state.tracer if _state.tracer is not None else _GLOBAL_TRACER
 
 
 def safe_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue]:
@@ -190,8 +195,10 @@ def safe_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[str
 
 
 def set_span_attributes(span: Span, attributes: Mapping[str, AttributeValue]) -> None:
-    """Add attributes (an outcome, a count) to a span through the redaction rules."""
-    span.set_attributes(safe_attributes(attributes))
+    """Add attributes (an outcome, a count) to a span through the redaction rules (nothing to do on a span that
+    records nothing: tracing off)."""
+    if span.is_recording():
+        span.set_attributes(safe_attributes(attributes))
 
 
 def producer_context(opts_tm: str | None) -> otel_context.Context | None:

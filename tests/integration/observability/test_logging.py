@@ -122,3 +122,38 @@ def test_reconfiguring_replaces_the_handler() -> None:
     structlog.get_logger("tests.again").info("once")
     assert first.getvalue() == ""
     assert len(second.getvalue().splitlines()) == 1
+
+
+def test_reconfiguring_reaches_loggers_already_used() -> None:
+    """Start-up configures twice (``info`` first, then ``LOG_LEVEL``): a module logger that already wrote a line
+    follows the second configuration's level, stream and format."""
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("info", production=True, stream=first)
+    log = structlog.get_logger("tests.cached")
+    log.info("before")
+    configure_logging("warn", production=False, stream=second)
+    log.info("filtered")
+    log.warning("after", phone=PHONE)
+
+    assert [json.loads(line)["event"] for line in first.getvalue().splitlines()] == ["before"]
+    (line,) = second.getvalue().splitlines()
+    assert "after" in line
+    assert not line.startswith("{")
+    assert "phone=[REDACTED]" in line
+
+
+def test_one_line_per_call_from_structlog_and_the_standard_library_alike() -> None:
+    """Each call writes exactly one whole line to the stream, in call order, whichever logging API wrote it."""
+    stream = io.StringIO()
+    configure_logging("info", production=True, stream=stream)
+    log = get_logger("tests.lines")
+    for number in range(3):
+        log.info("structlog line", number=number)
+        logging.getLogger("tests.lines.stdlib").warning("stdlib line %d", number)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line["logger"]) for line in lines] == [
+        (event, logger)
+        for number in range(3)
+        for event, logger in (("structlog line", "tests.lines"), (f"stdlib line {number}", "tests.lines.stdlib"))
+    ]

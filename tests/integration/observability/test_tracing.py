@@ -156,3 +156,35 @@ async def test_spans_reach_an_otlp_http_collector() -> None:
     assert span.name == "process nurture"
     assert span.kind == span.SPAN_KIND_CONSUMER
     assert collector.requests[0].headers["Content-Type"] == "application/x-protobuf"
+
+
+async def test_every_job_span_reaches_the_collector_of_the_current_provider() -> None:
+    """Each job's span arrives at the OTLP collector with its name, scope and attributes; after a shutdown and a
+    new ``init_tracing`` (tests, a restarted pipeline) spans go to the new collector, none to the old."""
+    first, second = FakeOtlpCollector(), FakeOtlpCollector()
+    await first.start()
+    await second.start()
+    try:
+        tracing.init_tracing("clientflow-worker", endpoint=first.base_url, set_global=False)
+        for job_id in ("1", "2", "3"):
+            with job_span("snapshots", "process-snapshots", job_id, attempt=1) as span:
+                set_span_attributes(span, {"clientflow.outcome": "stored"})
+        await asyncio.to_thread(tracing.shutdown_tracing, 10.0)
+        tracing.init_tracing("clientflow-worker", endpoint=second.base_url, set_global=False)
+        with job_span("snapshots", "process-snapshots", "4"):
+            pass
+        await asyncio.to_thread(tracing.shutdown_tracing, 10.0)
+    finally:
+        await first.close()
+        await second.close()
+
+    first_spans = [span for _, span in first.spans()]
+    assert [span.name for span in first_spans] == ["process snapshots"] * 3
+    attributes = [{a.key: a.value for a in span.attributes} for span in first_spans]
+    assert [a["messaging.message.id"].string_value for a in attributes] == ["1", "2", "3"]
+    assert {a["clientflow.outcome"].string_value for a in attributes} == {"stored"}
+    assert {a["bullmq.job.attempt"].int_value for a in attributes} == {1}
+    scopes = {scope.scope.name for export in first.exports for rs in export.resource_spans for scope in rs.scope_spans}
+    assert scopes == {tracing.INSTRUMENTATION_NAME}
+    assert [span.name for _, span in second.spans()] == ["process snapshots"]
+    assert {a.key: a.value.string_value for a in second.spans()[0][1].attributes}["messaging.message.id"] == "4"
