@@ -57,7 +57,7 @@ def test_programs_with_a_missing_database_go_fatal_and_each_is_alerted_once(
     needing_the_database = (*WORKER_PROGRAMS, "webhooks")
     with supervised(tmp_path, env) as system:
         programs = [*(f"{program}:{program}-00" for program in WORKER_PROGRAMS), "webhooks"]
-        eventually(lambda: all(system.states()[p][0] == "FATAL" for p in programs), 300, "every program FATAL")
+        eventually(lambda: all(system.states()[p][0] == "FATAL" for p in programs), 600, "every program FATAL")
         eventually(lambda: len(fatal_alerts(system.log("fatal-alert.log"))) == 5, 30, "five alert lines")
         system.wait_running("health")
         system.shutdown()
