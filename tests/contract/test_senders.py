@@ -13,6 +13,7 @@ from adapters.messaging.twilio_sms import TwilioSmsSender
 from domain.messages import EmailMessage, SmsMessage
 from domain.ports import EmailSender, SmsSender
 from domain.values import EmailAddress, PhoneNumber
+from tests.support.builders import FAR_DEADLINE
 from tests.support.fakes.clock import FakeClock
 from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
 from tests.support.fakeservers.sendgrid import FakeSendGrid
@@ -52,7 +53,7 @@ async def sms_sender(request: pytest.FixtureRequest, sender_clock: FakeClock) ->
 async def email_sender(request: pytest.FixtureRequest, sender_clock: FakeClock) -> AsyncIterator[EmailSender]:
     """Each EmailSender implementation."""
     if request.param == "fake":
-        yield FakeEmailSender()
+        yield FakeEmailSender(sender_clock)
     elif request.param == "sendgrid":
         async with running(FakeSendGrid()) as fake:
             yield SendGridEmailSender(
@@ -73,8 +74,8 @@ def email(key: str) -> EmailMessage:
 
 async def test_sms_send_returns_a_distinct_provider_id_per_message(sms_sender: SmsSender) -> None:
     """Each accepted message gets its own non-empty provider id."""
-    first = await sms_sender.send(sms("k1"))
-    second = await sms_sender.send(sms("k2", body="Another"))
+    first = await sms_sender.send(sms("k1"), FAR_DEADLINE)
+    second = await sms_sender.send(sms("k2", body="Another"), FAR_DEADLINE)
     assert first.provider_message_id
     assert second.provider_message_id
     assert first != second
@@ -85,13 +86,13 @@ async def test_find_sent_returns_the_receipt_of_a_message_sent_since(
 ) -> None:
     """Reconciliation finds a message sent under the key at or after ``since``."""
     since = sender_clock.now()
-    receipt = await sms_sender.send(sms("k1"))
+    receipt = await sms_sender.send(sms("k1"), FAR_DEADLINE)
     assert await sms_sender.find_sent("k1", since) == receipt
 
 
 async def test_find_sent_is_none_for_a_key_never_sent(sms_sender: SmsSender, sender_clock: FakeClock) -> None:
     """A key never sent is not found, even when other messages to the same number were."""
-    await sms_sender.send(sms("k1"))
+    await sms_sender.send(sms("k1"), FAR_DEADLINE)
     assert await sms_sender.find_sent("k2", sender_clock.now() - timedelta(days=1)) is None
 
 
@@ -99,15 +100,15 @@ async def test_find_sent_is_none_for_a_message_sent_before_since(
     sms_sender: SmsSender, sender_clock: FakeClock
 ) -> None:
     """A message sent before ``since`` is not the one reconciled."""
-    await sms_sender.send(sms("k1"))
+    await sms_sender.send(sms("k1"), FAR_DEADLINE)
     sender_clock.advance(timedelta(minutes=5))
     assert await sms_sender.find_sent("k1", sender_clock.now()) is None
 
 
 async def test_email_send_returns_a_distinct_provider_id_per_message(email_sender: EmailSender) -> None:
     """Each accepted email gets its own non-empty provider id."""
-    first = await email_sender.send(email("k1"))
-    second = await email_sender.send(email("k2"))
+    first = await email_sender.send(email("k1"), FAR_DEADLINE)
+    second = await email_sender.send(email("k2"), FAR_DEADLINE)
     assert first.provider_message_id
     assert second.provider_message_id
     assert first != second

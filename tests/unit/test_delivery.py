@@ -60,7 +60,7 @@ def _setup(ledger: InMemorySendLedger | None = None) -> Setup:
     clock = FakeClock(T0)
     ledger = ledger if ledger is not None else InMemorySendLedger()
     sms = FakeSmsSender(clock=clock)
-    email = FakeEmailSender()
+    email = FakeEmailSender(clock)
     return Setup(clock, ledger, sms, email, Dispatcher(ledger, sms, email, clock, settle=SETTLE, jitter=NO_JITTER))
 
 

@@ -44,7 +44,7 @@ async def main(settings: dict[str, Any]) -> None:
         timeout=timedelta(minutes=5),
         record_prefix=f"{settings['prefix']}:twilio",
     )
-    dispatcher = Dispatcher(PostgresSendLedger(database), sms, FakeEmailSender(), clock)
+    dispatcher = Dispatcher(PostgresSendLedger(database), sms, FakeEmailSender(clock), clock)
     await dispatcher.deliver(CLAIM, MESSAGE)
 
 
