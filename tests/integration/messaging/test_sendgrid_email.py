@@ -14,6 +14,7 @@ from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.messaging.sendgrid_email import DEFAULT_RATE_LIMIT_BACKOFF, SendGridEmailSender, scrub
 from adapters.provider_logging import pin_provider_library_logging
 from domain.errors import (
+    ClaimLapsed,
     ConfigurationError,
     DeliveryOutcomeUnknown,
     DeliveryRateLimited,
@@ -23,7 +24,7 @@ from domain.errors import (
 from domain.messages import EmailMessage
 from domain.values import EmailAddress
 from tests.support.builders import FAR_DEADLINE
-from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.clock import FakeClock, LateClock
 from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
 from tests.support.fakeservers.sendgrid import FakeSendGrid, sendgrid_error
 from tests.support.scratch import (
@@ -237,3 +238,25 @@ async def test_pinned_library_logging_leaks_no_payload_at_debug(
 def test_scrub_cuts_addresses_urls_and_numbers_but_keeps_short_counts(text: str, expected: str) -> None:
     """The error-text scrubber removes contact data and links but leaves small numbers of the explanation."""
     assert scrub(text) == expected
+
+
+@pytest.mark.parametrize(("ahead", "posts"), [(timedelta(seconds=10), 1), (timedelta(seconds=9.999), 0)])
+async def test_a_request_that_could_outlast_its_claims_deadline_is_refused_unsent(
+    fake_sendgrid: FakeSendGrid, clock: FakeClock, ahead: timedelta, posts: int
+) -> None:
+    """With its 10 s bound, a request that could still be unanswered at the deadline is refused (ClaimLapsed)."""
+    sender = make_sender(fake_sendgrid, clock, timeout=timedelta(seconds=10))
+    try:
+        await sender.send(canary_email(), clock.now() + ahead)
+    except ClaimLapsed:
+        assert posts == 0
+    assert len(fake_sendgrid.requests) == posts
+
+
+async def test_the_deadline_is_checked_again_in_the_requests_thread(fake_sendgrid: FakeSendGrid) -> None:
+    """The loop blocked after the first check (the wait for a thread): the thread refuses before the request is
+    written, and nothing reaches SendGrid."""
+    clock = LateClock()
+    with pytest.raises(ClaimLapsed):
+        await make_sender(fake_sendgrid, clock).send(canary_email(), clock.current + timedelta(minutes=1))
+    assert fake_sendgrid.requests == []

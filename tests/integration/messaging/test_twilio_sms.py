@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.messaging.twilio_sms import CLOCK_SKEW_MARGIN, DEFAULT_RATE_LIMIT_BACKOFF, TwilioSmsSender
 from domain.errors import (
+    ClaimLapsed,
     ConfigurationError,
     DeliveryOutcomeUnknown,
     DeliveryRateLimited,
@@ -24,7 +25,7 @@ from domain.errors import (
 from domain.messages import SmsMessage
 from domain.values import PhoneNumber
 from tests.support.builders import FAR_DEADLINE
-from tests.support.fakes.clock import FakeClock
+from tests.support.fakes.clock import FakeClock, LateClock
 from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
 from tests.support.fakeservers.twilio import FakeTwilio, twilio_error
 from tests.support.scratch import CANARY_BODY, CANARY_PHONE, assert_no_canary
@@ -310,3 +311,31 @@ async def test_find_sent_failure_is_transient_without_pii(
     with pytest.raises(TransientError) as caught:
         await sender.find_sent("reminder:appt-1:24h:sms", since)
     assert_no_canary(str(caught.value) + repr(caught.value))
+
+
+@pytest.mark.parametrize(("ahead", "posts"), [(TIMEOUT, 1), (TIMEOUT - timedelta(milliseconds=1), 0)])
+async def test_a_request_that_could_outlast_its_claims_deadline_is_refused_unsent(
+    sender: TwilioSmsSender, fake_twilio: FakeTwilio, clock: FakeClock, ahead: timedelta, posts: int
+) -> None:
+    """The request must be over, answered or abandoned at the timeout, by the deadline: one that could still be in
+    flight then is refused (ClaimLapsed) before it is written."""
+    try:
+        await sender.send(canary_sms(), clock.now() + ahead)
+    except ClaimLapsed:
+        assert posts == 0
+    assert len(fake_twilio.messages) == sum(r.method == "POST" for r in fake_twilio.requests) == posts
+
+
+async def test_the_deadline_is_checked_again_as_the_request_starts(
+    fake_twilio: FakeTwilio, redis: tuple[Redis, str]
+) -> None:
+    """The loop blocked after the first check (the reconciliation record, the library building the request): the
+    transport refuses at the last step, and nothing reaches Twilio."""
+    clock = LateClock()
+    sender = make_sender(fake_twilio, redis, clock)
+    try:
+        with pytest.raises(ClaimLapsed):
+            await sender.send(canary_sms(), clock.current + timedelta(minutes=1))
+    finally:
+        await sender.close()
+    assert fake_twilio.requests == []
