@@ -121,7 +121,7 @@ async def test_wrong_api_key_is_refused_by_the_fake_as_a_configuration_error(
 ) -> None:
     """The fake's own key check answers 401, which is a ConfigurationError."""
     with pytest.raises(ConfigurationError):
-        await make_sender(fake_sendgrid, clock, api_key="SG.wrong").send(canary_email())
+        await make_sender(fake_sendgrid, clock, api_key="SG.wrong").send(canary_email(), FAR_DEADLINE)
     assert fake_sendgrid.accepted == []
 
 
