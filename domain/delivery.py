@@ -14,9 +14,10 @@ Every capability sends through ``Dispatcher.deliver``. The rules, in the order t
 - every deferral for an unsettled entry gets up to ``jitter`` added at random, so jobs bunched on one instant
   (duplicates, a backlog after downtime) come back spread out;
 - since another run may treat an entry unsettled for ``settle`` as abandoned, the sender is handed the claim's
-  deadline (its last change + ``settle`` - ``margin``) and refuses to write a request that could still be in flight
-  then (ClaimLapsed: nothing sent; a worker whose loop was blocked past it, say). This run then gives its claim back
-  (a compare-and-set: a no-op when another run has moved the entry) and takes the ledger's answer, or defers;
+  deadline (its last change + ``settle`` - ``deadline_margin``) and refuses to write a request that could still be
+  in flight then (ClaimLapsed: nothing sent; a worker whose loop was blocked past it, say). This run then gives its
+  claim back (a compare-and-set: a no-op when another run has moved the entry) and takes the ledger's answer, or
+  defers (``claim_lapsed``);
 - a rate-limited send releases its claim (the provider certainly did not accept it) and is deferred; a send the
   provider certainly never received (a local failure before the request left, credentials or connection refused:
   the senders raise TransientError or ConfigurationError for these) releases it and raises;
@@ -90,7 +91,7 @@ class Dispatcher:
     """When a fresh CLAIMED entry (someone mid-send) is looked at again; at most ``settle``."""
     jitter: timedelta = timedelta(seconds=5)
     """The most added at random to a deferral for an unsettled entry."""
-    margin: timedelta = timedelta(seconds=1)
+    deadline_margin: timedelta = timedelta(seconds=1)
     """Taken off ``settle`` for the deadline handed to the sender: the clocks of the workers may disagree by this."""
     random: random.Random = attrs.field(factory=random.Random, repr=False)
 
@@ -162,7 +163,7 @@ class Dispatcher:
 
     async def _send(self, claim: SendClaim, entry: LedgerEntry, message: SmsMessage | EmailMessage) -> DeliveryResult:
         key, version = claim.key, entry.version
-        deadline = entry.updated_at + self.settle - self.margin
+        deadline = entry.updated_at + self.settle - self.deadline_margin
         try:
             receipt: ProviderReceipt = await (
                 self.sms.send(message, deadline)
