@@ -58,7 +58,8 @@ class SmsSender(Protocol):
         last change plus the settle period, less a margin). The request must be over by then: immediately before
         writing it (after the rate limit and every other wait) the sender calls ``domain.errors.refuse_after``
         with its clock's now and the longest its request may take, and past that raises ClaimLapsed, having sent
-        nothing. Each adapter's docstring says what window remains between that check and the write.
+        nothing. Each adapter's docstring says what window remains between that check and the write. (The rule
+        comes from issue 11: a worker whose loop was blocked past the settle period sent a message twice.)
 
         Raises ClaimLapsed (nothing sent), DeliveryRejected (permanent; ``suppress`` set for opt-outs and invalid
         numbers), DeliveryRateLimited (not accepted; retry at ``retry_at``), DeliveryOutcomeUnknown (timeout,
