@@ -57,7 +57,8 @@ class DryRunSmsSender:
     effects: DryRunEffects
     real: SmsSender | None = None
 
-    async def send(self, message: SmsMessage) -> ProviderReceipt:
+    async def send(self, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
+        """Nothing leaves, so ``deadline`` is not checked."""
         self.effects.sent.append(WouldSend("sms", message.to.masked, message.ledger_key))
         return ProviderReceipt(DRY_RUN_MESSAGE_ID)
 
@@ -69,7 +70,8 @@ class DryRunSmsSender:
 class DryRunEmailSender:
     effects: DryRunEffects
 
-    async def send(self, message: EmailMessage) -> ProviderReceipt:
+    async def send(self, message: EmailMessage, deadline: datetime) -> ProviderReceipt:
+        """Nothing leaves, so ``deadline`` is not checked."""
         self.effects.sent.append(WouldSend("email", message.to.masked, message.ledger_key))
         return ProviderReceipt(DRY_RUN_MESSAGE_ID)
 

@@ -13,6 +13,11 @@ Every capability sends through ``Dispatcher.deliver``. The rules, in the order t
   email has no such look-up, so it stays UNKNOWN for an operator to decide;
 - every deferral for an unsettled entry gets up to ``jitter`` added at random, so jobs bunched on one instant
   (duplicates, a backlog after downtime) come back spread out;
+- since another run may treat an entry unsettled for ``settle`` as abandoned, the sender is handed the claim's
+  deadline (its last change + ``settle`` - ``deadline_margin``) and refuses to write a request that could still be
+  in flight then (ClaimLapsed: nothing sent; a worker whose loop was blocked past it, say). This run then gives its
+  claim back (a compare-and-set: a no-op when another run has moved the entry) and takes the ledger's answer, or
+  defers (``claim_lapsed``);
 - a rate-limited send releases its claim (the provider certainly did not accept it) and is deferred; a send the
   provider certainly never received (a local failure before the request left, credentials or connection refused:
   the senders raise TransientError or ConfigurationError for these) releases it and raises;
@@ -28,6 +33,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from domain.errors import (
+    ClaimLapsed,
     ConfigurationError,
     DeliveryOutcomeUnknown,
     DeliveryRateLimited,
@@ -85,6 +91,8 @@ class Dispatcher:
     """When a fresh CLAIMED entry (someone mid-send) is looked at again; at most ``settle``."""
     jitter: timedelta = timedelta(seconds=5)
     """The most added at random to a deferral for an unsettled entry."""
+    deadline_margin: timedelta = timedelta(seconds=1)
+    """Taken off ``settle`` for the deadline handed to the sender: the clocks of the workers may disagree by this."""
     random: random.Random = attrs.field(factory=random.Random, repr=False)
 
     async def deliver(self, claim: SendClaim, message: SmsMessage | EmailMessage) -> DeliveryResult:
@@ -95,7 +103,8 @@ class Dispatcher:
         refusal withdrew the address), ``Deferred`` (try again at ``until``: an earlier send still unsettled, or the
         provider's rate limit) or ``Unconfirmed`` (an email whose outcome cannot be known; not sent again).
         Raises ValueError when the message does not match the claim (key or channel); TransientError or
-        ConfigurationError when the provider certainly did not get the request (the claim is released);
+        ConfigurationError when the provider certainly did not get the request (the claim is released; a lapsed
+        claim is not an error: the ledger's answer, or ``Deferred`` with reason ``claim_lapsed``);
         DeliveryOutcomeUnknown or any other sender error when it may have (the entry is marked UNKNOWN).
         """
         if claim.key != message.ledger_key:
@@ -116,7 +125,7 @@ class Dispatcher:
             ours = await self._resolve_existing(result.entry, message, now)
         if not isinstance(ours, LedgerEntry):
             return ours
-        return await self._send(claim, ours.version, message)
+        return await self._send(claim, ours, message)
 
     async def _resolve_existing(
         self, entry: LedgerEntry, message: SmsMessage | EmailMessage, now: datetime
@@ -152,12 +161,22 @@ class Dispatcher:
     def _spread(self, moment: datetime) -> datetime:
         return moment + self.jitter * self.random.random()
 
-    async def _send(self, claim: SendClaim, version: int, message: SmsMessage | EmailMessage) -> DeliveryResult:
-        key = claim.key
+    async def _send(self, claim: SendClaim, entry: LedgerEntry, message: SmsMessage | EmailMessage) -> DeliveryResult:
+        key, version = claim.key, entry.version
+        deadline = entry.updated_at + self.settle - self.deadline_margin
         try:
             receipt: ProviderReceipt = await (
-                self.sms.send(message) if isinstance(message, SmsMessage) else self.email.send(message)
+                self.sms.send(message, deadline)
+                if isinstance(message, SmsMessage)
+                else self.email.send(message, deadline)
             )
+        except ClaimLapsed:
+            # Nothing left. Another run may own the entry by now: give ours back (a no-op if it moved), take its
+            # answer when there is one, else look again soon (a released key is claimed afresh then).
+            await self.ledger.release(key, version)
+            current = await self.ledger.get(key)
+            settled = _final(current) if current is not None else None
+            return settled or Deferred(self._spread(self.clock.now() + self.recheck), "claim_lapsed")
         except DeliveryRejected as refused:
             now = self.clock.now()
             await self.ledger.mark_failed(key, version, refused.reason, refused.code, now)
@@ -178,8 +197,9 @@ class Dispatcher:
             # Not classified by the sender: the request may have left, so it is treated as an ambiguous answer.
             await self.ledger.mark_unknown(key, version, "sender failed unexpectedly", self.clock.now())
             raise
-        # A lost compare-and-set here means the entry was reclaimed while our request was in flight (longer than
-        # ``settle``); the ledger adapter logs it, and the message did go out under this receipt.
+        # A lost compare-and-set here means the entry was reclaimed while our request was in flight: the sender
+        # wrote it before the deadline, so only a request outliving its own time bound gets here; the ledger
+        # adapter logs it, and the message did go out under this receipt.
         await self.ledger.mark_sent(key, version, receipt.provider_message_id, self.clock.now())
         return Delivered(receipt.provider_message_id)
 

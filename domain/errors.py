@@ -6,7 +6,7 @@ Messages name fields, codes and reasons, never a value: they end up in Redis (``
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class ClientFlowError(Exception):
@@ -76,3 +76,18 @@ class DeliveryRateLimited(DeliveryError):
 
 class DeliveryOutcomeUnknown(DeliveryError):
     """The provider may or may not have accepted the message (timeout, reset, 5xx): never re-send blindly."""
+
+
+class ClaimLapsed(ClientFlowError):
+    """A sender refused to write its request: it could not be over by the deadline of the send's ledger claim,
+    after which another actor may treat the claim as abandoned and send the message itself. Nothing was sent."""
+
+    def __init__(self) -> None:
+        super().__init__("the send's ledger claim lapsed before the request was written; nothing was sent")
+
+
+def refuse_after(deadline: datetime, now: datetime, bound: timedelta = timedelta(0)) -> None:
+    """Raise ClaimLapsed unless a request started at ``now`` and taking at most ``bound`` is over by ``deadline``
+    (aware UTC datetimes). Senders call it immediately before their request is written (``SmsSender.send``)."""
+    if now + bound > deadline:
+        raise ClaimLapsed

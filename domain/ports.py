@@ -50,13 +50,21 @@ class Clock(Protocol):
 
 
 class SmsSender(Protocol):
-    async def send(self, message: SmsMessage) -> ProviderReceipt:
+    async def send(self, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
         """Hand the message to the provider once; return its id when accepted.
 
-        Raises DeliveryRejected (permanent; ``suppress`` set for opt-outs and invalid numbers),
-        DeliveryRateLimited (not accepted; retry at ``retry_at``), DeliveryOutcomeUnknown (timeout, reset, 5xx:
-        maybe accepted), ConfigurationError (credentials refused), TransientError (only when the provider
-        certainly never received the request, e.g. connection refused). Never retries by itself.
+        ``deadline`` (an aware UTC datetime) is the instant from which another actor may treat the send's ledger
+        claim as abandoned and send the message itself (the Dispatcher's rule, domain/delivery.py: the claim's
+        last change plus the settle period, less a margin). The request must be over by then: immediately before
+        writing it (after the rate limit and every other wait) the sender calls ``domain.errors.refuse_after``
+        with its clock's now and the longest its request may take, and past that raises ClaimLapsed, having sent
+        nothing. Each adapter's docstring says what window remains between that check and the write. (The rule
+        comes from issue 11: a worker whose loop was blocked past the settle period sent a message twice.)
+
+        Raises ClaimLapsed (nothing sent), DeliveryRejected (permanent; ``suppress`` set for opt-outs and invalid
+        numbers), DeliveryRateLimited (not accepted; retry at ``retry_at``), DeliveryOutcomeUnknown (timeout,
+        reset, 5xx: maybe accepted), ConfigurationError (credentials refused), TransientError (only when the
+        provider certainly never received the request, e.g. connection refused). Never retries by itself.
         """
         ...
 
@@ -70,8 +78,8 @@ class SmsSender(Protocol):
 
 
 class EmailSender(Protocol):
-    async def send(self, message: EmailMessage) -> ProviderReceipt:
-        """Hand the email to the provider once; errors as for ``SmsSender.send``."""
+    async def send(self, message: EmailMessage, deadline: datetime) -> ProviderReceipt:
+        """Hand the email to the provider once; ``deadline`` and errors as for ``SmsSender.send``."""
         ...
 
 

@@ -252,10 +252,11 @@ class Settings(BaseSettings):
         60.0,
         "SEND_SETTLE_SECONDS",
         "how long a send of unknown outcome (timeout, crash mid-send) is left alone before it is reconciled with "
-        "the provider; above 15 (the provider timeout plus the rate-limit wait)",
+        "the provider; at least 16: the provider timeout (10 s), the rate-limit wait (5 s) and 1 s for clocks apart, "
+        "since a request that could not be over within this less 1 s after its claim is refused unsent",
         group="Workers",
         unit="s",
-        gt=15,
+        ge=16,
     )
 
     max_stalled_count: int = setting(

@@ -2,6 +2,10 @@
 
 The worker then runs end to end on a fresh machine with no accounts; each message is stored once per ledger key
 (a repeated key returns the first receipt) and logged with its key and masked recipient only.
+
+The claim's deadline (``SmsSender.send``) is checked with no await between it and the insert, and with no time
+bound of its own: the insert is idempotent per ledger key, so even one written after the deadline cannot store a
+message twice. The window left between the check and the write is the wait for a pooled connection.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import structlog
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.provider_calls import provider_call
 from adapters.postgres.pool import PostgresDatabase
+from domain.errors import refuse_after
 from domain.messages import EmailMessage, ProviderReceipt, SmsMessage
 from domain.ports import Clock
 from domain.sms import sms_length
@@ -53,7 +58,8 @@ class OutboxSmsSender:
     clock: Clock
     recorder: MetricsRecorder | None = None
 
-    async def send(self, message: SmsMessage) -> ProviderReceipt:
+    async def send(self, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
+        refuse_after(deadline, self.clock.now())
         with provider_call("outbox", "sms", self.recorder, message.ledger_key, sms=sms_length(message.body)) as answer:
             receipt = await _record(
                 self.database,
@@ -84,7 +90,8 @@ class OutboxEmailSender:
     clock: Clock
     recorder: MetricsRecorder | None = None
 
-    async def send(self, message: EmailMessage) -> ProviderReceipt:
+    async def send(self, message: EmailMessage, deadline: datetime) -> ProviderReceipt:
+        refuse_after(deadline, self.clock.now())
         with provider_call("outbox", "email", self.recorder, message.ledger_key) as answer:
             receipt = await _record(
                 self.database,

@@ -2,6 +2,12 @@
 
 The ledger key travels in ``custom_args`` so SendGrid's event webhook can be matched to the ledger. Error answers
 are mapped by status; the API's own error text is kept for 400s once every address, number and URL is cut out.
+
+The claim's deadline (``EmailSender.send``) is checked in the request's thread, immediately before the library
+builds and writes the request (after the rate limit and the wait for a thread): a request that might not be over by
+then (now + ``timeout``) is refused with ClaimLapsed. No await lies between the check and the write; what remains is
+urllib's own: ``timeout`` bounds each socket operation (connect, each read), not the whole request, so a server
+trickling its answer can hold the request past the deadline.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from domain.errors import (
     DeliveryRateLimited,
     DeliveryRejected,
     TransientError,
+    refuse_after,
 )
 from domain.messages import EmailMessage, ProviderReceipt
 from domain.ports import Clock
@@ -125,16 +132,18 @@ class SendGridEmailSender:
         payload: dict[str, Any] = mail.get()
         return payload
 
-    def _post(self, payload: dict[str, Any]) -> str | None:
+    def _post(self, payload: dict[str, Any], deadline: datetime) -> str | None:
+        refuse_after(deadline, self.clock.now(), self.timeout)  # the last step before the request is written
         response = self._client.send(payload)
         message_id = response.headers.get("X-Message-Id")
         return str(message_id) if message_id else None
 
-    async def send(self, message: EmailMessage) -> ProviderReceipt:
+    async def send(self, message: EmailMessage, deadline: datetime) -> ProviderReceipt:
         payload = await self._before_request(message)
+        refuse_after(deadline, self.clock.now(), self.timeout)  # early, so a refusal logs no request
         with provider_call("sendgrid", "email", self.recorder, message.ledger_key) as answer:
             try:
-                message_id = await asyncio.to_thread(self._post, payload)
+                message_id = await asyncio.to_thread(self._post, payload, deadline)
             except HTTPError as error:
                 raise _http_error(error, self.clock.now()) from None
             except (OSError, http.client.HTTPException) as error:

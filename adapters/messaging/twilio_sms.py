@@ -5,6 +5,12 @@ library at another base URL (the local fake in tests), never logs, and turns tra
 private signals before the library sees them, so ``Retry-After`` survives and no URL (account SID, recipient)
 reaches an exception message.
 
+The claim's deadline (``SmsSender.send``) is checked in the transport, the last step before the HTTP request starts
+(after the rate limiter, the reconciliation record and the library building the request): a request that might not
+be over by then (now + ``timeout``) is refused with ClaimLapsed. Between that check and the write aiohttp only takes
+a pooled connection or opens one, which the request's total ``timeout`` bounds as well, so a request that does
+start is over, answered or abandoned, by the deadline.
+
 A local failure is not an unknown outcome: whatever fails before our transport starts the HTTP request (the rate
 limiter, the reconciliation record, the library building the request) is a TransientError (the ledger releases the
 claim); only a failure once the request may have left is DeliveryOutcomeUnknown.
@@ -42,6 +48,7 @@ from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.provider_calls import provider_call
 from domain.errors import (
+    ClaimLapsed,
     ConfigurationError,
     DeliveryError,
     DeliveryOutcomeUnknown,
@@ -49,6 +56,7 @@ from domain.errors import (
     DeliveryRejected,
     SuppressionReason,
     TransientError,
+    refuse_after,
 )
 from domain.messages import ProviderReceipt, SmsMessage
 from domain.ports import Clock
@@ -87,9 +95,17 @@ class _Unreachable(Exception):
 
 @attrs.define
 class _RequestProgress:
-    """Set by the transport once the HTTP request of one ``send`` may have left the process."""
+    """One ``send``'s request: ``left`` is set by the transport once it may have left the process, after checking
+    that it can be over (``timeout``) by the claim's ``deadline`` on ``clock``."""
 
+    deadline: datetime
+    clock: Clock
+    timeout: timedelta
     left: bool = False
+
+    def start(self) -> None:
+        refuse_after(self.deadline, self.clock.now(), self.timeout)
+        self.left = True
 
 
 _progress: ContextVar[_RequestProgress | None] = ContextVar("twilio_request_progress", default=None)
@@ -122,7 +138,7 @@ class _TwilioTransport(AsyncHttpClient):  # type: ignore[misc]  # the library is
             self._session = aiohttp.ClientSession()
         progress = _progress.get()
         if progress is not None:
-            progress.left = True
+            progress.start()  # the last step before the request: no await from here to aiohttp's own
         try:
             async with self._session.request(
                 method.upper(),
@@ -235,12 +251,12 @@ class TwilioSmsSender:
     def _record_key(self, ledger_key: str) -> str:
         return f"{self.record_prefix}:{ledger_key}"
 
-    async def send(self, message: SmsMessage) -> ProviderReceipt:
-        progress = _RequestProgress()
+    async def send(self, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
+        progress = _RequestProgress(deadline, self.clock, self.timeout)
         token = _progress.set(progress)
         try:
-            return await self._send(message)
-        except (DeliveryError, ConfigurationError, TransientError):
+            return await self._send(message, progress)
+        except (ClaimLapsed, DeliveryError, ConfigurationError, TransientError):
             raise
         except Exception as error:
             if progress.left:
@@ -249,7 +265,7 @@ class TwilioSmsSender:
         finally:
             _progress.reset(token)
 
-    async def _send(self, message: SmsMessage) -> ProviderReceipt:
+    async def _send(self, message: SmsMessage, progress: _RequestProgress) -> ProviderReceipt:
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire()
         record = json.dumps({"to": message.to.e164, "body_sha256": _digest(message.body)})
@@ -257,6 +273,7 @@ class TwilioSmsSender:
             await self.redis.set(self._record_key(message.ledger_key), record, ex=self.record_ttl)
         except (RedisError, OSError) as error:
             raise TransientError(f"could not record the send for reconciliation ({type(error).__name__})") from None
+        refuse_after(progress.deadline, self.clock.now(), progress.timeout)  # early, so a refusal logs no request
         with provider_call("twilio", "sms", self.recorder, message.ledger_key, sms=sms_length(message.body)) as answer:
             created = await self._create(message)
             answer.provider_message_id = str(created.sid)

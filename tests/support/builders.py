@@ -8,6 +8,8 @@ from domain.models import Appointment, AppointmentStatus, Contact, Organization
 from domain.values import AppointmentId, Channel, ContactId, EmailAddress, OrgId, PhoneNumber, zone
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+FAR_DEADLINE = datetime(3000, 1, 1, tzinfo=UTC)
+"""A send claim's deadline no test reaches (``SmsSender.send``), for tests of a sender outside its claim."""
 
 
 def org(org_id: str = "org-1", *, active: bool = True, zone_name: str = "America/New_York") -> Organization:

@@ -41,6 +41,10 @@ def _sms_on_world_clock(world: MessagingWorld) -> FakeSmsSender:
     return FakeSmsSender(clock=world.clock)
 
 
+def _email_on_world_clock(world: MessagingWorld) -> FakeEmailSender:
+    return FakeEmailSender(clock=world.clock)
+
+
 def _appointments_of_world(world: MessagingWorld) -> InMemoryAppointments:
     return InMemoryAppointments(world.orgs, world.contacts)
 
@@ -65,7 +69,7 @@ class MessagingWorld:
     kpi_facts: FakeKpiFactsSource = attrs.Factory(FakeKpiFactsSource)
     snapshots: InMemorySnapshotStore = attrs.Factory(InMemorySnapshotStore)
     sms: FakeSmsSender = attrs.Factory(_sms_on_world_clock, takes_self=True)
-    email: FakeEmailSender = attrs.Factory(FakeEmailSender)
+    email: FakeEmailSender = attrs.Factory(_email_on_world_clock, takes_self=True)
     publisher: FakeJobPublisher = attrs.Factory(FakeJobPublisher)
     services: Services = attrs.field(init=False)
 

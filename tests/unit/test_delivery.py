@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from random import Random
 
@@ -17,7 +18,7 @@ from domain.errors import (
     SuppressionReason,
     TransientError,
 )
-from domain.messages import EmailMessage, LedgerEntry, LedgerState, SendClaim, SmsMessage
+from domain.messages import EmailMessage, LedgerEntry, LedgerState, ProviderReceipt, SendClaim, SmsMessage
 from domain.outcomes import Deferred, Undeliverable
 from domain.reconciliation import ReconciliationReport, UnknownSendReconciler
 from domain.values import Channel, ContactId, EmailAddress, MessagePurpose, OrgId, PhoneNumber
@@ -34,6 +35,7 @@ ADDRESS = EmailAddress("ana@example.com")
 SETTLE = timedelta(seconds=60)
 RECHECK = timedelta(seconds=5)
 NO_JITTER = timedelta(0)
+MARGIN = timedelta(seconds=1)  # the Dispatcher's default
 
 
 @attrs.define
@@ -60,7 +62,7 @@ def _setup(ledger: InMemorySendLedger | None = None) -> Setup:
     clock = FakeClock(T0)
     ledger = ledger if ledger is not None else InMemorySendLedger()
     sms = FakeSmsSender(clock=clock)
-    email = FakeEmailSender()
+    email = FakeEmailSender(clock)
     return Setup(clock, ledger, sms, email, Dispatcher(ledger, sms, email, clock, settle=SETTLE, jitter=NO_JITTER))
 
 
@@ -237,6 +239,67 @@ async def test_rate_limited_send_releases_its_claim_and_is_deferred() -> None:
     assert await s.dispatcher.deliver(*_sms()) == Deferred(retry_at, "provider_rate_limited")
     assert await s.ledger.get("k:sms") is None
     assert await s.dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}")
+
+
+@attrs.define
+class _BlockedSms:
+    """An SMS sender whose loop is blocked (the clock jumps ``block``) between the claim and the request, once;
+    ``meanwhile`` runs during the block (another worker's turn)."""
+
+    inner: FakeSmsSender
+    clock: FakeClock
+    block: timedelta
+    meanwhile: Callable[[], Awaitable[object]] | None = None
+
+    async def send(self, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
+        block, self.block = self.block, timedelta(0)
+        self.clock.advance(block)
+        if block and self.meanwhile is not None:
+            await self.meanwhile()
+        return await self.inner.send(message, deadline)
+
+    async def find_sent(self, ledger_key: str, since: datetime) -> ProviderReceipt | None:
+        return await self.inner.find_sent(ledger_key, since)
+
+
+def _blocked(s: Setup, block: timedelta) -> tuple[_BlockedSms, Dispatcher]:
+    blocked = _BlockedSms(s.sms, s.clock, block)
+    return blocked, Dispatcher(s.ledger, blocked, s.email, s.clock, settle=SETTLE, jitter=NO_JITTER)
+
+
+@pytest.mark.parametrize(("block", "sent"), [(SETTLE - MARGIN, 1), (SETTLE - MARGIN + timedelta(seconds=1), 0)])
+async def test_the_sender_is_handed_the_claims_deadline(block: timedelta, sent: int) -> None:
+    """The deadline is the claim's time plus the settle period less the margin: a request at it goes, one a second
+    later does not."""
+    s = _setup()
+    _, dispatcher = _blocked(s, block)
+    await dispatcher.deliver(*_sms())
+    assert len(s.sms.sent) == sent
+
+
+async def test_a_lapsed_claim_sends_nothing_gives_the_claim_back_and_is_deferred() -> None:
+    """Blocked past its claim's deadline with no one else about: nothing sent, the entry released, the job deferred
+    by the recheck period; the next run claims afresh and sends once."""
+    s = _setup()
+    _, dispatcher = _blocked(s, SETTLE)
+    result = await dispatcher.deliver(*_sms())
+    assert result == Deferred(T0 + SETTLE + RECHECK, "claim_lapsed")
+    assert (s.sms.sent, await s.ledger.get("k:sms")) == ([], None)
+    assert await dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}")
+    assert len(s.sms.sent) == 1
+
+
+async def test_a_lapsed_claim_takes_the_answer_of_the_run_that_re_sent_it() -> None:
+    """While this run is blocked past the settle period, another finds the claim settled, nothing at the provider,
+    re-claims and sends; this run then sends nothing and reports that message (issue 11's blocked worker)."""
+    s = _setup()
+    blocked, dispatcher = _blocked(s, SETTLE + timedelta(seconds=1))
+    blocked.meanwhile = lambda: s.dispatcher.deliver(*_sms())
+    assert await dispatcher.deliver(*_sms()) == Delivered(f"SM{1:032d}", earlier=True)
+    assert len(s.sms.sent) == 1
+    entry = await s.ledger.get("k:sms")
+    assert entry is not None
+    assert (entry.state, entry.provider_message_id) == (LedgerState.SENT, f"SM{1:032d}")
 
 
 async def test_ambiguous_answer_marks_unknown_and_raises() -> None:

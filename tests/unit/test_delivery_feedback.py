@@ -94,9 +94,10 @@ def stop(event_id: str = "SMin1") -> ConsentChange:
 
 async def test_a_stop_between_enqueue_and_send_stops_the_send_and_start_lets_the_next_one_go() -> None:
     """Through the gated ledger the dispatcher sends nothing after a STOP (no entry written); after START it sends."""
-    ledger, sms = InMemorySendLedger(), FakeSmsSender()
+    clock = FakeClock(T0)
+    ledger, sms = InMemorySendLedger(), FakeSmsSender(clock)
     feedback = InMemoryDeliveryFeedback(ledger)
-    dispatcher = Dispatcher(ConsentGatedLedger(ledger, feedback), sms, FakeEmailSender(), FakeClock(T0))
+    dispatcher = Dispatcher(ConsentGatedLedger(ledger, feedback), sms, FakeEmailSender(clock), clock)
     await feedback.apply([], [stop()])
     refused = await dispatcher.deliver(CLAIM, MESSAGE)
     entry_after_stop = await ledger.get(KEY)
@@ -140,7 +141,7 @@ async def test_an_unsettled_send_is_given_up_after_the_horizon_and_never_sent_ag
     early = await reconciler.run_once()
     clock.advance(timedelta(hours=1))
     late = await reconciler.run_once()
-    again = await Dispatcher(ledger, sms, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+    again = await Dispatcher(ledger, sms, FakeEmailSender(clock), clock).deliver(CLAIM, MESSAGE)
     assert (early.left, early.given_up, late.given_up) == (1, 0, 1)
     assert again == Undeliverable(FAILED_UNCONFIRMED, None)
     assert sms.sent == []

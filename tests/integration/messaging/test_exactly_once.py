@@ -92,7 +92,7 @@ async def test_five_concurrent_duplicate_sms_jobs_make_one_twilio_request(
     try:
         results = await asyncio.gather(
             *(
-                Dispatcher(PostgresSendLedger(pool), sender, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+                Dispatcher(PostgresSendLedger(pool), sender, FakeEmailSender(clock), clock).deliver(CLAIM, MESSAGE)
                 for pool, sender in zip(pools, senders, strict=True)
             )
         )
@@ -131,7 +131,7 @@ async def test_five_concurrent_duplicate_email_jobs_make_one_sendgrid_request(ds
         try:
             await asyncio.gather(
                 *(
-                    Dispatcher(PostgresSendLedger(pool), FakeSmsSender(), sender, clock).deliver(claim, message)
+                    Dispatcher(PostgresSendLedger(pool), FakeSmsSender(clock), sender, clock).deliver(claim, message)
                     for pool in pools
                 )
             )
@@ -193,7 +193,7 @@ async def test_sigkill_between_claim_and_answer_leaves_the_claim_and_sends_at_mo
 
     clock = FakeClock(SystemClock().now())
     sender = twilio_sender(live_twilio, redis, clock)
-    dispatcher = Dispatcher(ledger, sender, FakeEmailSender(), clock, settle=SETTLE)
+    dispatcher = Dispatcher(ledger, sender, FakeEmailSender(clock), clock, settle=SETTLE)
     try:
         soon = await dispatcher.deliver(CLAIM, MESSAGE)
         clock.advance(SETTLE + timedelta(seconds=1))
@@ -221,7 +221,7 @@ async def test_opt_out_answer_fails_the_entry_suppresses_the_number_and_stores_n
     ledger = PostgresSendLedger(database)
     sender = twilio_sender(live_twilio, redis, clock)
     live_twilio.script(twilio_error(400, 21610, f"Attempt to send to unsubscribed recipient {CANARY_PHONE}"))
-    dispatcher = Dispatcher(ledger, sender, FakeEmailSender(), clock)
+    dispatcher = Dispatcher(ledger, sender, FakeEmailSender(clock), clock)
     try:
         first = await dispatcher.deliver(CLAIM, MESSAGE)
         second = await dispatcher.deliver(

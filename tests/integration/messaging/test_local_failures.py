@@ -107,11 +107,11 @@ async def test_a_failure_before_the_request_left_releases_the_claim_and_the_retr
     healthy = _sender(fake_twilio, redis, clock)
     try:
         with pytest.raises(TransientError):
-            await Dispatcher(ledger, broken, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+            await Dispatcher(ledger, broken, FakeEmailSender(clock), clock).deliver(CLAIM, MESSAGE)
         assert _posts(fake_twilio) == 0
         assert await ledger.get(KEY) is None
 
-        retried = await Dispatcher(ledger, healthy, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+        retried = await Dispatcher(ledger, healthy, FakeEmailSender(clock), clock).deliver(CLAIM, MESSAGE)
     finally:
         await broken.close()
         await healthy.close()
@@ -132,7 +132,7 @@ async def test_a_failure_after_the_request_left_is_an_unknown_outcome(
     fake_twilio.script(Reply(201, "not a message resource"))
     try:
         with pytest.raises(DeliveryOutcomeUnknown):
-            await Dispatcher(ledger, sender, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+            await Dispatcher(ledger, sender, FakeEmailSender(clock), clock).deliver(CLAIM, MESSAGE)
     finally:
         await sender.close()
     assert _posts(fake_twilio) == 1
@@ -150,8 +150,8 @@ async def test_a_send_leaves_one_log_line_per_step_with_ids_and_key_only(
     sender = _sender(fake_twilio, redis, clock)
     try:
         with capture_logs() as logs:
-            await Dispatcher(ledger, sender, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
-            await Dispatcher(ledger, sender, FakeEmailSender(), clock).deliver(CLAIM, MESSAGE)
+            await Dispatcher(ledger, sender, FakeEmailSender(clock), clock).deliver(CLAIM, MESSAGE)
+            await Dispatcher(ledger, sender, FakeEmailSender(clock), clock).deliver(CLAIM, MESSAGE)
     finally:
         await sender.close()
     assert [line["event"] for line in logs] == [

@@ -13,6 +13,7 @@ from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
 from adapters.postgres.pool import PostgresDatabase
 from domain.messages import EmailMessage, SmsMessage
 from domain.values import EmailAddress, PhoneNumber
+from tests.support.builders import FAR_DEADLINE
 from tests.support.fakes.clock import FakeClock
 from tests.support.scratch import (
     CANARY_ADDRESS,
@@ -40,7 +41,9 @@ async def test_sms_is_recorded_once_and_logged_redacted(database: PostgresDataba
     record (ledger key and masked recipient): never the number or the text."""
     sender = OutboxSmsSender(database, clock)
     with capture_logs() as logs:
-        receipt = await sender.send(SmsMessage("reminder:a1:24h:sms", PhoneNumber(CANARY_PHONE), CANARY_BODY))
+        receipt = await sender.send(
+            SmsMessage("reminder:a1:24h:sms", PhoneNumber(CANARY_PHONE), CANARY_BODY), FAR_DEADLINE
+        )
 
     row = await database.fetchrow("select * from outbox_messages")
     assert row is not None
@@ -72,7 +75,7 @@ async def test_duplicate_sends_of_one_key_store_one_row_and_share_the_receipt(
     sender = OutboxSmsSender(database, clock)
     message = SmsMessage("reminder:a1:24h:sms", PhoneNumber(CANARY_PHONE), CANARY_BODY)
 
-    receipts = await asyncio.gather(*(sender.send(message) for _ in range(5)))
+    receipts = await asyncio.gather(*(sender.send(message, FAR_DEADLINE) for _ in range(5)))
 
     assert len(set(receipts)) == 1
     assert await database.fetchval("select count(*) from outbox_messages") == 1
@@ -81,7 +84,7 @@ async def test_duplicate_sends_of_one_key_store_one_row_and_share_the_receipt(
 async def test_find_sent_reads_the_outbox(database: PostgresDatabase, clock: FakeClock) -> None:
     """find_sent returns the stored receipt when recorded at or after ``since``, else None."""
     sender = OutboxSmsSender(database, clock)
-    receipt = await sender.send(SmsMessage("k1", PhoneNumber(CANARY_PHONE), CANARY_BODY))
+    receipt = await sender.send(SmsMessage("k1", PhoneNumber(CANARY_PHONE), CANARY_BODY), FAR_DEADLINE)
 
     assert await sender.find_sent("k1", clock.now()) == receipt
     assert await sender.find_sent("k1", clock.now() + timedelta(seconds=1)) is None
@@ -93,7 +96,7 @@ async def test_email_is_recorded_with_subject_and_both_bodies(database: Postgres
     sender = OutboxEmailSender(database, clock)
     message = EmailMessage("dunning:i1:email", EmailAddress(CANARY_ADDRESS), "Balance", CANARY_BODY, "<p>x</p>")
     with capture_logs() as logs:
-        receipt = await sender.send(message)
+        receipt = await sender.send(message, FAR_DEADLINE)
 
     row = await database.fetchrow("select * from outbox_messages")
     assert row is not None

@@ -14,6 +14,7 @@ from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.messaging.sendgrid_email import DEFAULT_RATE_LIMIT_BACKOFF, SendGridEmailSender, scrub
 from adapters.provider_logging import pin_provider_library_logging
 from domain.errors import (
+    ClaimLapsed,
     ConfigurationError,
     DeliveryOutcomeUnknown,
     DeliveryRateLimited,
@@ -22,7 +23,8 @@ from domain.errors import (
 )
 from domain.messages import EmailMessage
 from domain.values import EmailAddress
-from tests.support.fakes.clock import FakeClock
+from tests.support.builders import FAR_DEADLINE
+from tests.support.fakes.clock import FakeClock, LateClock
 from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
 from tests.support.fakeservers.sendgrid import FakeSendGrid, sendgrid_error
 from tests.support.scratch import (
@@ -63,7 +65,7 @@ async def test_accepted_email_returns_the_message_id_and_carries_the_ledger_key(
     sender: SendGridEmailSender, fake_sendgrid: FakeSendGrid
 ) -> None:
     """A send posts v3 JSON with the Bearer key, verified sender and ledger key in custom_args; 202's id returns."""
-    receipt = await sender.send(canary_email())
+    receipt = await sender.send(canary_email(), FAR_DEADLINE)
 
     [request] = fake_sendgrid.requests
     assert request.headers["Authorization"] == f"Bearer {fake_sendgrid.api_key}"
@@ -88,7 +90,7 @@ async def test_400_is_rejected_with_the_api_text_cut_of_addresses_numbers_and_ur
         )
     )
     with pytest.raises(DeliveryRejected) as caught:
-        await sender.send(canary_email())
+        await sender.send(canary_email(), FAR_DEADLINE)
     assert caught.value.code == "400"
     assert caught.value.suppress is None
     assert "personalizations.0.to.0.email: Does not contain a valid address: <address>" in str(caught.value)
@@ -99,7 +101,7 @@ async def test_413_is_rejected(sender: SendGridEmailSender, fake_sendgrid: FakeS
     """A payload too large is a permanent rejection."""
     fake_sendgrid.script(sendgrid_error(413, "Payload Too Large"))
     with pytest.raises(DeliveryRejected) as caught:
-        await sender.send(canary_email())
+        await sender.send(canary_email(), FAR_DEADLINE)
     assert caught.value.code == "413"
 
 
@@ -110,7 +112,7 @@ async def test_refused_api_key_is_a_configuration_error(
     """401 and 403 mean the API key is wrong or lacks the permission: ConfigurationError."""
     fake_sendgrid.script(sendgrid_error(status, "The provided authorization grant is invalid, expired, or revoked"))
     with pytest.raises(ConfigurationError) as caught:
-        await sender.send(canary_email())
+        await sender.send(canary_email(), FAR_DEADLINE)
     assert_no_canary(str(caught.value) + repr(caught.value))
 
 
@@ -119,7 +121,7 @@ async def test_wrong_api_key_is_refused_by_the_fake_as_a_configuration_error(
 ) -> None:
     """The fake's own key check answers 401, which is a ConfigurationError."""
     with pytest.raises(ConfigurationError):
-        await make_sender(fake_sendgrid, clock, api_key="SG.wrong").send(canary_email())
+        await make_sender(fake_sendgrid, clock, api_key="SG.wrong").send(canary_email(), FAR_DEADLINE)
     assert fake_sendgrid.accepted == []
 
 
@@ -140,7 +142,7 @@ async def test_429_defers_until_x_ratelimit_reset(
         )
     )
     with pytest.raises(DeliveryRateLimited) as caught:
-        await sender.send(canary_email())
+        await sender.send(canary_email(), FAR_DEADLINE)
     assert caught.value.retry_at == reset
 
 
@@ -150,7 +152,7 @@ async def test_429_without_reset_header_defers_by_the_default_backoff(
     """A 429 without X-RateLimit-Reset defers by the default backoff."""
     fake_sendgrid.script(sendgrid_error(429, "too many requests"))
     with pytest.raises(DeliveryRateLimited) as caught:
-        await sender.send(canary_email())
+        await sender.send(canary_email(), FAR_DEADLINE)
     assert caught.value.retry_at == clock.now() + DEFAULT_RATE_LIMIT_BACKOFF
 
 
@@ -169,7 +171,7 @@ async def test_ambiguous_failures_are_unknown_outcomes(
     """5xx answers, a reply slower than the client timeout and a reset connection are DeliveryOutcomeUnknown."""
     fake_sendgrid.script(step)
     with pytest.raises(DeliveryOutcomeUnknown) as caught:
-        await sender.send(canary_email())
+        await sender.send(canary_email(), FAR_DEADLINE)
     assert_no_canary(str(caught.value) + repr(caught.value))
 
 
@@ -180,7 +182,7 @@ async def test_unreachable_api_is_transient(clock: FakeClock) -> None:
         port = probe.getsockname()[1]
     sender = make_sender(FakeSendGrid(base_url=f"http://127.0.0.1:{port}"), clock)
     with pytest.raises(TransientError) as caught:
-        await sender.send(canary_email())
+        await sender.send(canary_email(), FAR_DEADLINE)
     assert_no_canary(str(caught.value) + repr(caught.value))
 
 
@@ -191,9 +193,9 @@ async def test_shared_rate_limit_defers_instead_of_calling_sendgrid(
     client, prefix = redis
     limiter = RedisRateLimiter(client, f"{prefix}:limit", per_second=0.01, clock=clock, max_wait=timedelta(0))
     sender = make_sender(fake_sendgrid, clock, rate_limiter=limiter)
-    await sender.send(canary_email("first"))
+    await sender.send(canary_email("first"), FAR_DEADLINE)
     with pytest.raises(DeliveryRateLimited):
-        await sender.send(canary_email("second"))
+        await sender.send(canary_email("second"), FAR_DEADLINE)
     assert len(fake_sendgrid.requests) == 1
 
 
@@ -215,10 +217,10 @@ async def test_pinned_library_logging_leaks_no_payload_at_debug(
     """With the root logger at DEBUG, python_http_client would log the payload and key; pinned, it logs nothing."""
     pin_provider_library_logging()
     caplog.set_level(logging.DEBUG)
-    await sender.send(canary_email("first"))
+    await sender.send(canary_email("first"), FAR_DEADLINE)
     fake_sendgrid.script(sendgrid_error(400, f"bad address {CANARY_ADDRESS}"))
     with pytest.raises(DeliveryRejected):
-        await sender.send(canary_email("second"))
+        await sender.send(canary_email("second"), FAR_DEADLINE)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert_no_canary(logged)
     assert fake_sendgrid.api_key not in logged
@@ -236,3 +238,25 @@ async def test_pinned_library_logging_leaks_no_payload_at_debug(
 def test_scrub_cuts_addresses_urls_and_numbers_but_keeps_short_counts(text: str, expected: str) -> None:
     """The error-text scrubber removes contact data and links but leaves small numbers of the explanation."""
     assert scrub(text) == expected
+
+
+@pytest.mark.parametrize(("ahead", "posts"), [(timedelta(seconds=10), 1), (timedelta(seconds=9.999), 0)])
+async def test_a_request_that_could_outlast_its_claims_deadline_is_refused_unsent(
+    fake_sendgrid: FakeSendGrid, clock: FakeClock, ahead: timedelta, posts: int
+) -> None:
+    """With its 10 s bound, a request that could still be unanswered at the deadline is refused (ClaimLapsed)."""
+    sender = make_sender(fake_sendgrid, clock, timeout=timedelta(seconds=10))
+    try:
+        await sender.send(canary_email(), clock.now() + ahead)
+    except ClaimLapsed:
+        assert posts == 0
+    assert len(fake_sendgrid.requests) == posts
+
+
+async def test_the_deadline_is_checked_again_in_the_requests_thread(fake_sendgrid: FakeSendGrid) -> None:
+    """The loop blocked after the first check (the wait for a thread): the thread refuses before the request is
+    written, and nothing reaches SendGrid."""
+    clock = LateClock()
+    with pytest.raises(ClaimLapsed):
+        await make_sender(fake_sendgrid, clock).send(canary_email(), clock.current + timedelta(minutes=1))
+    assert fake_sendgrid.requests == []

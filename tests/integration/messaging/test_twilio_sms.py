@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from adapters.messaging.rate_limit import RedisRateLimiter
 from adapters.messaging.twilio_sms import CLOCK_SKEW_MARGIN, DEFAULT_RATE_LIMIT_BACKOFF, TwilioSmsSender
 from domain.errors import (
+    ClaimLapsed,
     ConfigurationError,
     DeliveryOutcomeUnknown,
     DeliveryRateLimited,
@@ -23,7 +24,8 @@ from domain.errors import (
 )
 from domain.messages import SmsMessage
 from domain.values import PhoneNumber
-from tests.support.fakes.clock import FakeClock
+from tests.support.builders import FAR_DEADLINE
+from tests.support.fakes.clock import FakeClock, LateClock
 from tests.support.fakeservers.scripted import Delay, Reply, Reset, Step
 from tests.support.fakeservers.twilio import FakeTwilio, twilio_error
 from tests.support.scratch import CANARY_BODY, CANARY_PHONE, assert_no_canary
@@ -65,7 +67,7 @@ async def test_accepted_message_is_sent_form_encoded_with_basic_auth_and_returns
     sender: TwilioSmsSender, fake_twilio: FakeTwilio
 ) -> None:
     """A send posts To, From, Body and the ledger key in StatusCallback, and returns Twilio's message sid."""
-    receipt = await sender.send(canary_sms())
+    receipt = await sender.send(canary_sms(), FAR_DEADLINE)
 
     [created] = fake_twilio.messages
     assert receipt.provider_message_id == created["sid"]
@@ -82,7 +84,7 @@ async def test_messaging_service_sid_is_sent_instead_of_a_from_number(
     """A sender starting with MG travels as MessagingServiceSid, with no From."""
     sender = make_sender(fake_twilio, redis, clock, sender="MG" + "1" * 32)
     try:
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     finally:
         await sender.close()
     [created] = fake_twilio.messages
@@ -124,7 +126,7 @@ async def test_permanent_rejections_carry_code_and_suppression(
     """Twilio's permanent error codes become DeliveryRejected with the code and the suppression to record."""
     fake_twilio.script(reply)
     with pytest.raises(DeliveryRejected) as caught:
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     assert (caught.value.code, caught.value.suppress) == (code, suppress)
     assert_no_canary(str(caught.value) + repr(caught.value))
 
@@ -135,7 +137,7 @@ async def test_429_with_retry_after_defers_until_then(
     """HTTP 429 with code 20429 becomes DeliveryRateLimited at now + Retry-After seconds."""
     fake_twilio.script(twilio_error(429, 20429, "Too Many Requests", {"Retry-After": "17"}))
     with pytest.raises(DeliveryRateLimited) as caught:
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     assert caught.value.retry_at == clock.now() + timedelta(seconds=17)
     assert caught.value.code == "20429"
 
@@ -146,7 +148,7 @@ async def test_429_without_retry_after_defers_by_the_default_backoff(
     """A 429 without Retry-After defers by the default backoff."""
     fake_twilio.script(twilio_error(429, 20429, "Too Many Requests"))
     with pytest.raises(DeliveryRateLimited) as caught:
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     assert caught.value.retry_at == clock.now() + DEFAULT_RATE_LIMIT_BACKOFF
 
 
@@ -156,7 +158,7 @@ async def test_429_with_an_http_date_retry_after_defers_until_that_date(
     """Retry-After given as an HTTP date is honoured as that instant."""
     fake_twilio.script(twilio_error(429, 20429, "Too Many Requests", {"Retry-After": "Thu, 15 Jan 2026 12:05:00 GMT"}))
     with pytest.raises(DeliveryRateLimited) as caught:
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     assert caught.value.retry_at == datetime(2026, 1, 15, 12, 5, tzinfo=UTC)
 
 
@@ -175,7 +177,7 @@ async def test_ambiguous_failures_are_unknown_outcomes(
     """5xx answers, a reply slower than the client timeout and a reset connection are DeliveryOutcomeUnknown."""
     fake_twilio.script(step)
     with pytest.raises(DeliveryOutcomeUnknown) as caught:
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     assert_no_canary(str(caught.value) + repr(caught.value))
 
 
@@ -192,7 +194,7 @@ async def test_refused_credentials_are_a_configuration_error(
     """401/403 (Twilio 20003) become ConfigurationError: no retry can fix them."""
     fake_twilio.script(reply)
     with pytest.raises(ConfigurationError) as caught:
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     assert_no_canary(str(caught.value) + repr(caught.value))
 
 
@@ -203,7 +205,7 @@ async def test_wrong_auth_token_is_a_configuration_error(
     sender = make_sender(fake_twilio, redis, clock, auth_token="wrong-token")
     try:
         with pytest.raises(ConfigurationError):
-            await sender.send(canary_sms())
+            await sender.send(canary_sms(), FAR_DEADLINE)
     finally:
         await sender.close()
     assert fake_twilio.messages == []
@@ -218,7 +220,7 @@ async def test_unreachable_api_is_transient(redis: tuple[Redis, str], clock: Fak
     sender = make_sender(fake, redis, clock)
     try:
         with pytest.raises(TransientError) as caught:
-            await sender.send(canary_sms())
+            await sender.send(canary_sms(), FAR_DEADLINE)
     finally:
         await sender.close()
     assert_no_canary(str(caught.value) + repr(caught.value))
@@ -232,9 +234,9 @@ async def test_shared_rate_limit_defers_instead_of_calling_twilio(
     limiter = RedisRateLimiter(client, f"{prefix}:limit", per_second=0.01, clock=clock, max_wait=timedelta(0))
     sender = make_sender(fake_twilio, redis, clock, rate_limiter=limiter)
     try:
-        await sender.send(canary_sms("first"))
+        await sender.send(canary_sms("first"), FAR_DEADLINE)
         with pytest.raises(DeliveryRateLimited):
-            await sender.send(canary_sms("second"))
+            await sender.send(canary_sms("second"), FAR_DEADLINE)
     finally:
         await sender.close()
     assert len(fake_twilio.messages) == 1
@@ -247,7 +249,7 @@ async def test_find_sent_finds_a_message_whose_answer_was_lost(
     since = clock.now()
     fake_twilio.script(Delay(TIMEOUT.total_seconds() * 3))
     with pytest.raises(DeliveryOutcomeUnknown):
-        await sender.send(canary_sms())
+        await sender.send(canary_sms(), FAR_DEADLINE)
     await asyncio.wait_for(fake_twilio.message_created.wait(), timeout=10)
 
     found = await sender.find_sent("reminder:appt-1:24h:sms", since)
@@ -263,10 +265,10 @@ async def test_find_sent_ignores_another_message_to_the_same_recipient(
 ) -> None:
     """A reset before Twilio created anything is not confused with another message sent to the same number."""
     since = clock.now()
-    await sender.send(canary_sms("nurture:step-1", body="Another message"))
+    await sender.send(canary_sms("nurture:step-1", body="Another message"), FAR_DEADLINE)
     fake_twilio.script(Reset())
     with pytest.raises(DeliveryOutcomeUnknown):
-        await sender.send(canary_sms("reminder:appt-1:24h:sms"))
+        await sender.send(canary_sms("reminder:appt-1:24h:sms"), FAR_DEADLINE)
 
     assert await sender.find_sent("reminder:appt-1:24h:sms", since) is None
     assert await sender.find_sent("nurture:step-1", since) is not None
@@ -276,7 +278,7 @@ async def test_find_sent_ignores_messages_created_before_since_beyond_the_skew_m
     sender: TwilioSmsSender, fake_twilio: FakeTwilio, clock: FakeClock
 ) -> None:
     """A matching message created well before ``since`` is not the one being reconciled."""
-    await sender.send(canary_sms())
+    await sender.send(canary_sms(), FAR_DEADLINE)
     later = clock.now() + CLOCK_SKEW_MARGIN + timedelta(seconds=1)
     assert await sender.find_sent("reminder:appt-1:24h:sms", later) is None
 
@@ -287,7 +289,7 @@ async def test_find_sent_tolerates_whole_second_dates_and_clock_skew(
     """Twilio's date_created drops the fraction and its clock may lag ours: a claim at .9 s still finds it."""
     clock.set(datetime(2026, 1, 15, 12, 0, 0, 900_000, tzinfo=UTC))
     since = clock.now() + timedelta(seconds=30)
-    receipt = await sender.send(canary_sms())
+    receipt = await sender.send(canary_sms(), FAR_DEADLINE)
     assert await sender.find_sent("reminder:appt-1:24h:sms", since) == receipt
 
 
@@ -304,8 +306,36 @@ async def test_find_sent_failure_is_transient_without_pii(
 ) -> None:
     """A lookup Twilio cannot answer raises TransientError whose text names no recipient."""
     since = clock.now()
-    await sender.send(canary_sms())
+    await sender.send(canary_sms(), FAR_DEADLINE)
     fake_twilio.script(twilio_error(500, 20500, f"Internal error for {CANARY_PHONE}"))
     with pytest.raises(TransientError) as caught:
         await sender.find_sent("reminder:appt-1:24h:sms", since)
     assert_no_canary(str(caught.value) + repr(caught.value))
+
+
+@pytest.mark.parametrize(("ahead", "posts"), [(TIMEOUT, 1), (TIMEOUT - timedelta(milliseconds=1), 0)])
+async def test_a_request_that_could_outlast_its_claims_deadline_is_refused_unsent(
+    sender: TwilioSmsSender, fake_twilio: FakeTwilio, clock: FakeClock, ahead: timedelta, posts: int
+) -> None:
+    """The request must be over, answered or abandoned at the timeout, by the deadline: one that could still be in
+    flight then is refused (ClaimLapsed) before it is written."""
+    try:
+        await sender.send(canary_sms(), clock.now() + ahead)
+    except ClaimLapsed:
+        assert posts == 0
+    assert len(fake_twilio.messages) == sum(r.method == "POST" for r in fake_twilio.requests) == posts
+
+
+async def test_the_deadline_is_checked_again_as_the_request_starts(
+    fake_twilio: FakeTwilio, redis: tuple[Redis, str]
+) -> None:
+    """The loop blocked after the first check (the reconciliation record, the library building the request): the
+    transport refuses at the last step, and nothing reaches Twilio."""
+    clock = LateClock()
+    sender = make_sender(fake_twilio, redis, clock)
+    try:
+        with pytest.raises(ClaimLapsed):
+            await sender.send(canary_sms(), clock.current + timedelta(minutes=1))
+    finally:
+        await sender.close()
+    assert fake_twilio.requests == []

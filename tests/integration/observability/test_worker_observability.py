@@ -31,6 +31,7 @@ from domain.values import PhoneNumber
 from entrypoints.worker import ShutdownSignals, run_worker
 from tests.integration.observability.conftest import SpanCapture
 from tests.integration.observability.test_tracing import _node_add_with_telemetry
+from tests.support.builders import FAR_DEADLINE
 from tests.support.canaries import FIRST_NAME, PAYMENT_LINK, PHONE, leaked
 from tests.support.fakeservers.sentry import FakeSentry
 from tests.support.postgres import fresh_database
@@ -181,7 +182,7 @@ async def test_node_trace_continues_through_the_worker_with_child_spans(
             async def snapshot(job: SnapshotJob) -> Outcome:
                 await database.fetchval("select count(*) from organizations where id = $1", job.org_id)
                 body = f"Hi {FIRST_NAME}, pay at {PAYMENT_LINK}"
-                await sms.send(SmsMessage(f"test:{job.org_id}", PhoneNumber(PHONE), body))
+                await sms.send(SmsMessage(f"test:{job.org_id}", PhoneNumber(PHONE), body), FAR_DEADLINE)
                 return SnapshotStored(job.date.isoformat())
 
             worker = RunningWorker(prefix, _handlers(snapshot), recorder)

@@ -19,6 +19,7 @@ import pytest
 
 from adapters.postgres import PostgresDatabase, PostgresSendLedger
 from domain.delivery import Delivered, Dispatcher
+from domain.errors import refuse_after
 from domain.messages import ClaimStatus, LedgerEntry, LedgerState, ProviderReceipt, SendClaim, SmsMessage
 from domain.outcomes import Deferred
 from domain.values import Channel, ContactId, MessagePurpose, OrgId, PhoneNumber
@@ -107,6 +108,7 @@ class RecordingProvider:
     """An SMS provider shared by every racer: records each accepted message per key; answers after a random pause
     so the racers interleave between their look-up and their send."""
 
+    clock: FakeClock
     sent: dict[str, list[str]] = attrs.Factory(dict)
     holds: dict[str, ProviderReceipt] = attrs.Factory(dict)
     rng: random.Random = attrs.Factory(lambda: random.Random(11))
@@ -114,8 +116,9 @@ class RecordingProvider:
     async def _pause(self) -> None:
         await asyncio.sleep(self.rng.random() * 0.003)
 
-    async def send(self, message: SmsMessage) -> ProviderReceipt:
+    async def send(self, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
         await self._pause()
+        refuse_after(deadline, self.clock.now())
         receipt = ProviderReceipt(f"SM-{message.ledger_key}-{len(self.sent.get(message.ledger_key, []))}")
         self.sent.setdefault(message.ledger_key, []).append(receipt.provider_message_id)
         self.holds[message.ledger_key] = receipt
@@ -143,10 +146,10 @@ async def test_racing_jobs_send_one_message_per_key_from_every_state(pools: list
     """8 jobs deliver one key at once (settle passed), 25 times per starting state: the provider ends up with
     exactly one message per key, the ledger says SENT with that message's id, and every job either delivered it or
     was deferred (never a second send)."""
-    provider = RecordingProvider()
     clock = FakeClock(T0 + SETTLE)
+    provider = RecordingProvider(clock)
     dispatchers = [
-        Dispatcher(PostgresSendLedger(pool), provider, FakeEmailSender(), clock, settle=SETTLE)
+        Dispatcher(PostgresSendLedger(pool), provider, FakeEmailSender(clock), clock, settle=SETTLE)
         for pool in pools[:RACERS]
     ]
     ledger = PostgresSendLedger(pools[0])

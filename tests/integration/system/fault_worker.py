@@ -14,6 +14,7 @@ import ctypes
 import os
 import sys
 import time
+from datetime import datetime
 
 from adapters.messaging.twilio_sms import TwilioSmsSender
 from domain.messages import ProviderReceipt, SmsMessage
@@ -30,14 +31,14 @@ def _first_to_block() -> bool:
     return True
 
 
-async def _send_with_fault(self: TwilioSmsSender, message: SmsMessage) -> ProviderReceipt:
+async def _send_with_fault(self: TwilioSmsSender, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
     fault = os.environ["FAULT"]
     if message.to.e164 == os.environ["FAULT_PHONE"]:
         if fault == "segfault":
             ctypes.string_at(0)  # SIGSEGV: no exception, no clean-up, no log line
         elif fault.startswith("block:") and _first_to_block():
             time.sleep(float(fault.removeprefix("block:")))  # noqa: ASYNC251  # the fault under test
-    return await _send(self, message)
+    return await _send(self, message, deadline)
 
 
 TwilioSmsSender.send = _send_with_fault  # type: ignore[method-assign]  # the injected fault

@@ -38,7 +38,7 @@ from tests.support.processes import (
 pytestmark = pytest.mark.slow  # two worker processes, kills and restarts: 23-52 s a test measured
 
 RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}
-SETTLE_SECONDS = 16  # SEND_SETTLE_SECONDS: just above the 15 s floor the settings enforce
+SETTLE_SECONDS = 16  # SEND_SETTLE_SECONDS: the floor the settings enforce
 # The stalled check every 2 s, half the system tests' LOCK_DURATION_MS (4000), as production's 30 s is of 30 s or less.
 FAST_RECOVERY = {"SEND_SETTLE_SECONDS": str(SETTLE_SECONDS), "STALLED_INTERVAL_MS": "2000"}
 

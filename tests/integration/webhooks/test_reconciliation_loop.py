@@ -32,7 +32,9 @@ async def test_one_pass_gives_up_an_email_past_the_horizon_and_reports_it(webhoo
     for key, at in (("dunning:old:email", now - timedelta(days=2)), ("dunning:new:email", now - timedelta(minutes=10))):
         await webhooks.ledger.claim(email_claim(key), at)
         await webhooks.ledger.mark_unknown(key, await _version(webhooks.ledger, key), "timeout", at)
-    reconciler = UnknownSendReconciler(webhooks.feedback, webhooks.feedback, FakeSmsSender(), SystemClock())
+    reconciler = UnknownSendReconciler(
+        webhooks.feedback, webhooks.feedback, FakeSmsSender(SystemClock()), SystemClock()
+    )
     stop = asyncio.Event()
     async with redis_prefix() as (client, prefix):
         webhooks.metrics.prefix = prefix

@@ -22,3 +22,18 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self.current += delta
+
+
+@attrs.define
+class LateClock(FakeClock):
+    """Stands still for ``reads`` readings, then reads ``jump`` later for good: a loop blocked between two steps
+    that each read the clock."""
+
+    reads: int = 1
+    jump: timedelta = timedelta(minutes=5)
+
+    def now(self) -> datetime:
+        if self.reads == 0:
+            return self.current + self.jump
+        self.reads -= 1
+        return self.current

@@ -1,6 +1,7 @@
 """Fakes of the SmsSender and EmailSender ports: record what was sent, raise what a test scripts.
 
-Each passes tests/contract/test_senders.py with the real adapter (Twilio, SendGrid, the outbox)."""
+Each passes tests/contract/test_senders.py with the real adapter (Twilio, SendGrid, the outbox). A request takes no
+time here: past the claim's deadline (on ``clock``) a send raises ClaimLapsed before anything else."""
 
 from __future__ import annotations
 
@@ -8,22 +9,23 @@ from datetime import datetime
 
 import attrs
 
-from domain.errors import DeliveryOutcomeUnknown
+from domain.errors import DeliveryOutcomeUnknown, refuse_after
 from domain.messages import EmailMessage, ProviderReceipt, SmsMessage
-from tests.support.fakes.clock import FakeClock
+from domain.ports import Clock
 
 
 @attrs.define
 class FakeSmsSender:
     """Records accepted messages; ``fail_with`` makes the next sends raise that error instead."""
 
+    clock: Clock
     sent: list[SmsMessage] = attrs.Factory(list)
     fail_with: list[Exception] = attrs.Factory(list)
     provider_log: dict[str, tuple[datetime, ProviderReceipt]] = attrs.Factory(dict)
     accepted_but_lost: bool = False  # the provider accepts, but the answer never reaches us
-    clock: FakeClock = attrs.Factory(FakeClock)
 
-    async def send(self, message: SmsMessage) -> ProviderReceipt:
+    async def send(self, message: SmsMessage, deadline: datetime) -> ProviderReceipt:
+        refuse_after(deadline, self.clock.now())
         if self.fail_with:
             raise self.fail_with.pop(0)
         receipt = ProviderReceipt(f"SM{len(self.sent) + 1:032d}")
@@ -43,10 +45,12 @@ class FakeSmsSender:
 
 @attrs.define
 class FakeEmailSender:
+    clock: Clock
     sent: list[EmailMessage] = attrs.Factory(list)
     fail_with: list[Exception] = attrs.Factory(list)
 
-    async def send(self, message: EmailMessage) -> ProviderReceipt:
+    async def send(self, message: EmailMessage, deadline: datetime) -> ProviderReceipt:
+        refuse_after(deadline, self.clock.now())
         if self.fail_with:
             raise self.fail_with.pop(0)
         self.sent.append(message)
