@@ -112,10 +112,16 @@ class _LineWriter:
         self.name = name
 
     def msg(self, line: str) -> None:
+        """Write ``line``; a stream that can no longer be written (supervisord gone: EPIPE; closed at exit) drops it
+        instead of raising into the caller, as ``logging.Handler.handleError`` does for standard-library records
+        (a worker draining after its supervisord died must not fail on its own log lines)."""
         handler = _output.handler
         with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
+            try:
+                handler.stream.write(line + handler.terminator)
+                handler.flush()
+            except (OSError, ValueError):
+                pass
 
     debug = info = warning = warn = error = exception = critical = fatal = log = msg
 

@@ -157,3 +157,21 @@ def test_one_line_per_call_from_structlog_and_the_standard_library_alike() -> No
         for number in range(3)
         for event, logger in (("structlog line", "tests.lines"), (f"stdlib line {number}", "tests.lines.stdlib"))
     ]
+
+
+class _BrokenPipe(io.StringIO):
+    """The stream of a worker whose supervisord died: every write fails with EPIPE."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("stream", [_BrokenPipe(), io.StringIO()], ids=["broken pipe", "closed"])
+def test_a_stream_that_cannot_be_written_drops_the_line_and_the_caller_goes_on(stream: io.StringIO) -> None:
+    """A worker drains after its supervisord died (tests/e2e/test_supervisor_death.py): its log lines cannot reach
+    anyone, and writing one must not raise into the drain, from structlog or the standard library."""
+    configure_logging("info", production=True, stream=stream)
+    if not isinstance(stream, _BrokenPipe):
+        stream.close()
+    get_logger("tests.broken").info("draining", job_id="1")
+    logging.getLogger("tests.broken.stdlib").warning("draining too")
