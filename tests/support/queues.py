@@ -9,6 +9,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -135,10 +136,11 @@ class OwnRedis:
 
 
 def worker_process(**config: Any) -> subprocess.Popen[bytes]:
-    """Start tests/support/worker_app.py as its own process (for signal and crash tests)."""
+    """Start tests/support/worker_app.py as its own process (for signal and crash tests). Its output goes to an
+    unnamed temporary file: a pipe nobody reads fills up and blocks the worker on its next log line."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.worker_app", json.dumps(config)],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=tempfile.TemporaryFile(),
         stderr=subprocess.STDOUT,
     )
