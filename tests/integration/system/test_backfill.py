@@ -21,6 +21,12 @@ from tests.support.processes import ROOT, run_cli
 DAYS = 400
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal: a suite started in the background (``cmd &``) inherits SIGINT ignored, and a Python
+    child keeps an ignored SIGINT ignored, so the interruption would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 async def test_an_interrupted_backfill_resumes_where_it_stopped(env: dict[str, str], db: Any, prefix: str) -> None:
     """SIGINT stops a two-org backfill part way (it says how to resume); the same command then computes only the
@@ -33,6 +39,7 @@ async def test_an_interrupted_backfill_resumes_where_it_stopped(env: dict[str, s
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "entrypoints.cli", "backfill", *args,
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_interruptible,
     )  # fmt: skip
     try:
         while not [key async for key in client.scan_iter(match=f"{prefix}:cf:backfill:*")]:
