@@ -28,6 +28,7 @@ from adapters.scheduling.status import ScheduleRunRecorder
 from domain.jobs import AppointmentScanJob, Job, JobName, QueueName
 from domain.outcomes import Outcome, Published, Skipped
 from domain.values import AppointmentId
+from entrypoints.demo import midday_zone
 from entrypoints.worker import run_worker
 from tests.support.reminder_world import make_world
 
@@ -47,7 +48,7 @@ async def main(config: dict[str, object]) -> int:
     publishing = redis_asyncio.Redis(port=6379, decode_responses=True)
     base = datetime.fromisoformat(str(config["base"])).astimezone(UTC)
     world = make_world(base)
-    world.add_org()
+    world.add_org(zone=midday_zone(base))  # the send window open whatever the hour the suite runs at
     world.add_contact()
     for index, hours in enumerate(APPOINTMENT_OFFSETS_H):
         world.add_appointment(base + timedelta(hours=hours), appointment_id=AppointmentId(f"a-{index}"))
