@@ -16,6 +16,7 @@ from adapters.bullmq.heartbeat import live_workers
 from adapters.bullmq.keys import job_key, queue_key
 from adapters.observability.metrics import QueueStats
 from adapters.redis_topology import QueuePrefixes, as_prefixes
+from domain.jobs import waiting_age_limit_s
 
 RATE_WINDOW_MINUTES = 5
 
@@ -65,6 +66,7 @@ async def queue_stats(client: aioredis.Redis, prefixes: QueuePrefixes | str, que
         workers=len(await live_workers(client, prefixes.home, queue)),
         completed_per_minute=await finished_per_minute(client, prefix, queue, "completed", now_ms),
         failed_per_minute=await finished_per_minute(client, prefix, queue, "failed", now_ms),
+        waiting_age_limit_seconds=waiting_age_limit_s(queue),
     )
 
 
