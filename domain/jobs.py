@@ -2,12 +2,12 @@
 
 The queues a worker consumes (one supervisord program each), the job names on each queue and their payload types,
 the jobs our schedules add, the options every added job carries (attempts, backoff, retention) and how long each
-queue's oldest job may wait before the backlog alert. The worker's
-and CLI's ``--queue`` choices, the health server's queue list, the publisher and the router's completeness check all
-derive from here. The dead-letter queue is the BullMQ adapter's (adapters/bullmq/dead_letter.py), not a queue of
-the domain. Payloads are the four shapes of the Node worker's README plus the scheduled jobs, as frozen values;
-field names are Pythonic here and the wire converter (adapters/bullmq/wire.py) maps them to the Node CRM's camelCase
-JSON. Fields that carry PII or message content are left out of ``repr``.
+queue's oldest job may wait before the backlog alert. The worker's and CLI's ``--queue`` choices, the health
+server's queue list, the publisher and the router's completeness check all derive from here. The dead-letter queue
+is the BullMQ adapter's (adapters/bullmq/dead_letter.py), not a queue of the domain. Payloads are the four shapes of
+the Node worker's README plus the scheduled jobs, as frozen values; field names are Pythonic here and the wire
+converter (adapters/bullmq/wire.py) maps them to the Node CRM's camelCase JSON. Fields that carry PII or message
+content are left out of ``repr``.
 """
 
 from __future__ import annotations
