@@ -76,7 +76,7 @@ class QueuePrefixes:
     CRM's ``new Queue(q, {prefix})``), else ``home``; every key of ours is ``<home>:cf:...``.
 
     One hash-tagged ``home`` for all (``{bull}``) keeps every queue on one Cluster shard; a tagged prefix per queue
-    (``{reminders}``, BullMQ's advice for several queues: https://docs.bullmq.io/patterns/redis-cluster) spreads
+    (``{<queue>}``, BullMQ's advice for several queues: https://docs.bullmq.io/patterns/redis-cluster) spreads
     the queues over the shards."""
 
     home: str

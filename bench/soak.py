@@ -58,6 +58,8 @@ from tests.support.supervised import Providers, SupervisedSystem, js_date, syste
 NODE_CLI = ROOT / "tests" / "node" / "bullmq_cli.js"
 PG_BIN = pathlib.Path(os.environ.get("CF_PG_BIN", "/usr/local/bin"))
 REMINDER_WORKERS = 3
+REMINDER_PROGRAM = f"worker-{QueueName.REMINDERS}"
+"""The supervisord program group of the reminders workers (supervisord.conf)."""
 FAST_RECOVERY = {"LOCK_DURATION_MS": "5000", "STALLED_INTERVAL_MS": "2000", "SEND_SETTLE_SECONDS": "16"}
 LATE_ANSWER_S = 12.0  # beyond the Twilio client's 10 s timeout
 
@@ -296,7 +298,7 @@ class Chaos:
     def _do(self, action: str, started: float) -> None:
         self._note(started, action)
         if action == "restart-workers":
-            self.system.ctl("restart", "worker-reminders:*")
+            self.system.ctl("restart", f"{REMINDER_PROGRAM}:*")
         elif action == "restart-redis":
             self.servers.restart_redis()
         elif action == "restart-postgres":
@@ -305,7 +307,7 @@ class Chaos:
 
     def _kill_one(self, started: float) -> None:
         n = self.rng.randrange(REMINDER_WORKERS)
-        name = f"worker-reminders:worker-reminders-{n:02d}"
+        name = f"{REMINDER_PROGRAM}:{REMINDER_PROGRAM}-{n:02d}"
         try:
             pid = self.system.pid(name)
             os.kill(pid, signal.SIGKILL)
@@ -320,7 +322,7 @@ def _worker_rss_kib(system: SupervisedSystem) -> list[int]:
     found = []
     for n in range(REMINDER_WORKERS):
         try:
-            pid = system.pid(f"worker-reminders:worker-reminders-{n:02d}")
+            pid = system.pid(f"{REMINDER_PROGRAM}:{REMINDER_PROGRAM}-{n:02d}")
             status = pathlib.Path(f"/proc/{pid}/status").read_text()
         except (ValueError, OSError):
             continue
@@ -367,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
             **FAST_RECOVERY,
         )
         (base / "system").mkdir()
-        system = SupervisedSystem(base / "system", env, workers={"worker-reminders": REMINDER_WORKERS})
+        system = SupervisedSystem(base / "system", env, workers={REMINDER_PROGRAM: REMINDER_WORKERS})
         system.start()
         try:
             return _soak(args, rng, servers, providers, system, org, patients, prefix)
@@ -393,7 +395,7 @@ def _soak(
     patients: list[Patient],
     prefix: str,
 ) -> int:
-    system.wait_workers_running({"worker-reminders": REMINDER_WORKERS}, within=120)
+    system.wait_workers_running({REMINDER_PROGRAM: REMINDER_WORKERS}, within=120)
     rss_start = _worker_rss_kib(system)
     started = time.monotonic()
     jobs = [reminder_job(org, p) for p in patients]

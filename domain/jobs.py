@@ -1,12 +1,13 @@
 """The queue topology, declared once, and the job payloads it carries.
 
 The queues a worker consumes (one supervisord program each), the job names on each queue and their payload types,
-the jobs our schedules add, and the options every added job carries (attempts, backoff, retention). The worker's
-and CLI's ``--queue`` choices, the health server's queue list, the publisher and the router's completeness check all
-derive from here. The dead-letter queue is the BullMQ adapter's (adapters/bullmq/dead_letter.py), not a queue of
-the domain. Payloads are the four shapes of the Node worker's README plus the scheduled jobs, as frozen values;
-field names are Pythonic here and the wire converter (adapters/bullmq/wire.py) maps them to the Node CRM's camelCase
-JSON. Fields that carry PII or message content are left out of ``repr``.
+the jobs our schedules add, the options every added job carries (attempts, backoff, retention) and how long each
+queue's oldest job may wait before the backlog alert. The worker's and CLI's ``--queue`` choices, the health
+server's queue list, the publisher and the router's completeness check all derive from here. The dead-letter queue
+is the BullMQ adapter's (adapters/bullmq/dead_letter.py), not a queue of the domain. Payloads are the four shapes of
+the Node worker's README plus the scheduled jobs, as frozen values; field names are Pythonic here and the wire
+converter (adapters/bullmq/wire.py) maps them to the Node CRM's camelCase JSON. Fields that carry PII or message
+content are left out of ``repr``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ class QueueName(enum.StrEnum):
 
 CONSUMED_QUEUES: tuple[QueueName, ...] = tuple(QueueName)
 """Every queue a worker program consumes: supervisord.conf runs one ``worker-<queue>`` program for each."""
+
+WAITING_AGE_LIMITS_S: Mapping[str, int] = {QueueName.REMINDERS: 5 * 60}
+"""How long (seconds) the oldest waiting job of a queue may wait before the backlog alert fires
+(deploy/prometheus/alerts.yml ``ClientFlowQueueBacklog``, against the health server's gauge
+``clientflow_queue_waiting_age_limit_seconds``); a queue not named here: ``DEFAULT_WAITING_AGE_LIMIT_S``. Reminders
+are tighter: a reminder three hours before an appointment loses its point when it goes out late."""
+
+DEFAULT_WAITING_AGE_LIMIT_S = 15 * 60
+
+
+def waiting_age_limit_s(queue: str) -> int:
+    """The backlog limit of ``queue`` (any queue name the health server reports), in seconds."""
+    return WAITING_AGE_LIMITS_S.get(queue, DEFAULT_WAITING_AGE_LIMIT_S)
 
 
 class JobName(enum.StrEnum):

@@ -1,7 +1,13 @@
 """The composition root: opens the adapters from Settings, builds the domain services, closes all in reverse.
 
-Every process main (worker, webhooks, CLI, demo) builds its adapters here and nowhere else, on one Redis client
-per process; ``build_services`` is the one pure function from ports to services (real runs, dry runs, unit tests).
+Every process main (worker, webhooks, CLI, demo, health server, start-up checks) opens its Redis here, one client
+per process, and builds its adapters here and nowhere else; ``build_services`` is the one pure function from ports
+to services (real runs, dry runs, unit tests).
+
+Cheap to import, so the health server and the start-up checks use it too: at the top only the domain, the settings
+and the adapters every process loads anyway (the Redis connection, clock, logging, metrics, key names); every other
+adapter is imported in the function that builds it, so its library (bullmq, Twilio, SendGrid, Sentry,
+OpenTelemetry, ...) loads only in a process that uses it.
 """
 
 from __future__ import annotations
@@ -9,60 +15,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 import redis.asyncio as redis_asyncio
 import structlog
 
-from adapters.backfill_checkpoint import BackfillCheckpoint
-from adapters.bullmq.connection import close_redis, open_client
-from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
-from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
-from adapters.bullmq.publisher import BullmqJobPublisher
-from adapters.bullmq.queue_control import QueueControl
-from adapters.bullmq.router import Handler
-from adapters.bullmq.worker_config import WorkerConfig
+from adapters.bullmq.connection import RedisSettings, close_redis, open_client
 from adapters.clock import SystemClock
-from adapters.dry_run import DryRunEffects, DryRunEmailSender, DryRunPublisher, DryRunSmsSender
-from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
-from adapters.messaging.rate_limit import RedisRateLimiter
-from adapters.messaging.sendgrid_email import SendGridEmailSender
-from adapters.messaging.twilio_sms import TWILIO_API_BASE_URL, TwilioSmsSender
 from adapters.observability.logging import configure_logging
 from adapters.observability.metrics import MetricsRecorder
-from adapters.observability.personalization import MetricsPersonalizationRecorder
-from adapters.observability.sentry import close_sentry, init_sentry
-from adapters.observability.tracing import init_tracing, shutdown_tracing
-from adapters.postgres.crm import (
-    PostgresAppointments,
-    PostgresContacts,
-    PostgresInvoices,
-    PostgresOrganizations,
-    PostgresTemplates,
-)
-from adapters.postgres.dry_run import DryRunDatabase, rolled_back_database
-from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledging_database
-from adapters.postgres.kpi import PostgresKpiFacts
-from adapters.postgres.ledger import PostgresSendLedger
-from adapters.postgres.migrator import migrate
-from adapters.postgres.nurture import PostgresNurtureEnrollments
-from adapters.postgres.personalization import PostgresPersonalizationBudgets, PostgresPersonalizedCopies
-from adapters.postgres.pool import PostgresDatabase
-from adapters.postgres.snapshots import PostgresSnapshotStore
 from adapters.redis_keys import rate_limit_key, twilio_sent_prefix
-from adapters.scheduling.cron import install_zoned_repeat_strategy
-from adapters.scheduling.schedules import (
-    Schedule,
-    define_schedules,
-    maintenance_schedule,
-    sync_schedules,
-)
-from adapters.scheduling.status import ScheduleRunRecorder
-from adapters.template_renderer import PlaceholderTemplateRenderer
-from adapters.webhooks.sendgrid import SendGridSignature
-from adapters.webhooks.server import WebhookHandlers
-from adapters.webhooks.twilio import TwilioWebhooks
+from adapters.redis_topology import parse_endpoints
 from domain.consent import ConsentGatedLedger
 from domain.copy_personalization import CopyPersonalization
 from domain.delivery import Dispatcher
@@ -93,8 +57,22 @@ from domain.reconciliation import UnknownSendReconciler
 from domain.reminders import ReminderService
 from domain.snapshots import SnapshotService
 from domain.values import EmailAddress
-from entrypoints.redis_connection import redis_settings
 from entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.backfill_checkpoint import BackfillCheckpoint
+    from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
+    from adapters.bullmq.maintenance import MaintenancePolicy, QueueMaintenance
+    from adapters.bullmq.queue_control import QueueControl
+    from adapters.bullmq.router import Handler
+    from adapters.bullmq.worker_config import WorkerConfig
+    from adapters.dry_run import DryRunEffects
+    from adapters.postgres.dry_run import DryRunDatabase
+    from adapters.postgres.feedback import PostgresDeliveryFeedback
+    from adapters.postgres.pool import PostgresDatabase
+    from adapters.scheduling.schedules import Schedule
+    from adapters.scheduling.status import ScheduleRunRecorder
+    from adapters.webhooks.server import WebhookHandlers
 
 log = structlog.get_logger()
 
@@ -114,8 +92,12 @@ def observe(settings: Settings, process: str) -> None:
     """Logging, Sentry and tracing for this process, as configured (each optional but logging)."""
     configure_logging(settings.log_level, settings.production)
     if settings.sentry_dsn:
+        from adapters.observability.sentry import init_sentry
+
         init_sentry(settings.sentry_dsn, environment=settings.node_env, release=settings.release, server_name=process)
     if settings.otel_endpoint:
+        from adapters.observability.tracing import init_tracing
+
         init_tracing(
             "clientflow-worker",
             endpoint=settings.otel_endpoint,
@@ -126,6 +108,9 @@ def observe(settings: Settings, process: str) -> None:
 
 def stop_observing() -> None:
     """Export the buffered spans and send the queued Sentry events (each bounded in time)."""
+    from adapters.observability.sentry import close_sentry
+    from adapters.observability.tracing import shutdown_tracing
+
     shutdown_tracing(5.0)
     close_sentry(2.0)
 
@@ -166,12 +151,18 @@ class System:
 
     def queue_control(self, queue: str) -> QueueControl:
         """Operator control of ``queue`` (the caller has checked it is one we consume)."""
+        from adapters.bullmq.queue_control import QueueControl
+
         return QueueControl(self.redis, self.settings.queue_prefixes, queue)
 
     def dead_letter_admin(self) -> DeadLetterAdmin:
+        from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
+
         return DeadLetterAdmin(self.redis, self.settings.queue_prefixes)
 
     def backfill_checkpoint(self, backfill: str) -> BackfillCheckpoint:
+        from adapters.backfill_checkpoint import BackfillCheckpoint
+
         return BackfillCheckpoint(self.redis, self.settings.bullmq_prefix, backfill)
 
 
@@ -237,6 +228,20 @@ def postgres_ports(
     personalization: CopyPersonalization | None = None,
 ) -> Ports:
     """The ports on this database (the CRM tables, the send ledger, delivery feedback) and these edges."""
+    from adapters.postgres.crm import (
+        PostgresAppointments,
+        PostgresContacts,
+        PostgresInvoices,
+        PostgresOrganizations,
+        PostgresTemplates,
+    )
+    from adapters.postgres.feedback import PostgresDeliveryFeedback
+    from adapters.postgres.kpi import PostgresKpiFacts
+    from adapters.postgres.ledger import PostgresSendLedger
+    from adapters.postgres.nurture import PostgresNurtureEnrollments
+    from adapters.postgres.snapshots import PostgresSnapshotStore
+    from adapters.template_renderer import PlaceholderTemplateRenderer
+
     return Ports(
         organizations=PostgresOrganizations(database),
         contacts=PostgresContacts(database),
@@ -313,6 +318,9 @@ class DryRun:
 @asynccontextmanager
 async def open_dry_run(system: System) -> AsyncIterator[DryRun]:
     """A dry run over ``system``'s database; reconciliation of an unsettled SMS asks ``system``'s real sender."""
+    from adapters.dry_run import DryRunEffects, DryRunEmailSender, DryRunPublisher, DryRunSmsSender
+    from adapters.postgres.dry_run import rolled_back_database
+
     effects = DryRunEffects()
     async with rolled_back_database(system.settings.database_url) as database:
         ports = postgres_ports(
@@ -330,6 +338,8 @@ async def _no_dry_run_maintenance(_job: Job) -> Outcome:
 
 
 def maintenance_policy(settings: Settings) -> MaintenancePolicy:
+    from adapters.bullmq.maintenance import MaintenancePolicy
+
     return MaintenancePolicy(
         completed_max_age_s=settings.completed_jobs_max_age_hours * 3600,
         failed_max_age_s=settings.failed_jobs_max_age_hours * 3600,
@@ -346,11 +356,16 @@ def _senders(
     metrics: MetricsRecorder,
 ) -> tuple[SmsSender, EmailSender, list[Callable[[], Awaitable[None]]]]:
     """Twilio and SendGrid when configured, else the local outbox (refused in production by Settings.check)."""
+    from adapters.messaging.outbox import OutboxEmailSender, OutboxSmsSender
+    from adapters.messaging.rate_limit import RedisRateLimiter
+
     closers: list[Callable[[], Awaitable[None]]] = []
     prefix = settings.bullmq_prefix
     sms: SmsSender
     email: EmailSender
     if settings.twilio_configured:
+        from adapters.messaging.twilio_sms import TWILIO_API_BASE_URL, TwilioSmsSender
+
         assert settings.twilio_account_sid is not None
         assert settings.twilio_auth_token is not None
         twilio = TwilioSmsSender(
@@ -370,6 +385,8 @@ def _senders(
     else:
         sms = OutboxSmsSender(database, clock, metrics)
     if settings.sendgrid_configured:
+        from adapters.messaging.sendgrid_email import SendGridEmailSender
+
         assert settings.sendgrid_api_key is not None
         assert settings.sendgrid_from_email is not None
         sendgrid = SendGridEmailSender(
@@ -392,10 +409,13 @@ def _personalization(
 ) -> CopyPersonalization:
     """AI personalization of opted-in templates with OPENAI_API_KEY; without it no model is asked, but the words
     stored for a send while it was on stay that send's words."""
+    from adapters.observability.personalization import MetricsPersonalizationRecorder
+    from adapters.postgres.personalization import PostgresPersonalizationBudgets, PostgresPersonalizedCopies
+
     personalizer = None
     if settings.openai_api_key:
-        # Imported here: the openai library (with pydantic) adds about a second to every worker's start-up, which
-        # processes without OPENAI_API_KEY need not pay (supervisord's startsecs counts it).
+        # The openai library (with pydantic) adds about a second to every worker's start-up, which processes
+        # without OPENAI_API_KEY need not pay (supervisord's startsecs counts it).
         from adapters.openai_personalizer import OPENAI_API_BASE_URL, OpenAICopyPersonalizer
 
         personalizer = OpenAICopyPersonalizer(
@@ -416,6 +436,23 @@ def _personalization(
     )
 
 
+def redis_settings(settings: Settings) -> RedisSettings:
+    """Where every process's Redis is: one server, a Sentinel-watched master or a Cluster (see Settings)."""
+    endpoint = settings.redis_endpoint
+    return RedisSettings(
+        host=endpoint.host,
+        port=endpoint.port,
+        username=endpoint.username,
+        password=endpoint.password,
+        db=endpoint.db,
+        tls=endpoint.tls,
+        tls_ca_file=settings.redis_tls_ca_file,
+        cluster_nodes=parse_endpoints(settings.redis_cluster_nodes) if settings.redis_cluster_nodes else (),
+        sentinels=parse_endpoints(settings.redis_sentinels) if settings.redis_sentinels else (),
+        sentinel_master=settings.redis_sentinel_master,
+    )
+
+
 SERVICE_REDIS_CONNECTIONS = 28
 """Connections the services of one process may hold at once (publishing, rate limits, schedule status, metrics)."""
 
@@ -429,9 +466,35 @@ def open_process_redis(settings: Settings) -> redis_asyncio.Redis:
     return open_client(redis, connections, redis.socket_timeout_s)
 
 
+def open_probe_redis(redis: RedisSettings, timeout_s: float) -> redis_asyncio.Redis:
+    """The health server's one Redis client (``redis``: ``redis_settings`` of its Settings), in the workers'
+    topology with ``timeout_s`` to connect and to answer, so a dead Redis answers 503 quickly. Close it with
+    ``close_redis``.
+
+    A pooled connection that died while Redis restarted fails its next command with ConnectionError although Redis
+    is back: each command is retried once, on a fresh connection, so only a Redis that still refuses connections
+    makes a probe fail (a hung one is bounded by the probe's own timeout).
+    """
+    probing = attrs.evolve(redis, connect_timeout_s=timeout_s, retries=1)
+    return open_client(probing, max_connections=8, socket_timeout_s=timeout_s)
+
+
+def open_check_redis(settings: Settings, timeout_s: float) -> redis_asyncio.Redis:
+    """The start-up checks' one Redis client: ``timeout_s`` to connect and to answer, no retry (the checks retry
+    with their own backoff and name the cause of each failure). Close it with ``close_redis``."""
+    checking = attrs.evolve(redis_settings(settings), connect_timeout_s=timeout_s, retries=0)
+    return open_client(checking, max_connections=2, socket_timeout_s=timeout_s)
+
+
 @asynccontextmanager
 async def open_system(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[System]:
     """Open every adapter (migrating the database first), yield the wired System, close all in reverse."""
+    from adapters.bullmq.maintenance import QueueMaintenance
+    from adapters.bullmq.publisher import BullmqJobPublisher
+    from adapters.postgres.migrator import migrate
+    from adapters.postgres.pool import PostgresDatabase
+    from adapters.scheduling.status import ScheduleRunRecorder
+
     async with AsyncExitStack() as stack:
         clock = SystemClock()
         if run_migrations:
@@ -475,6 +538,8 @@ async def open_system(settings: Settings, *, run_migrations: bool = True) -> Asy
 def schedules_of(settings: Settings) -> tuple[Schedule, ...]:
     """One schedule per job of domain/jobs.py's SCHEDULED_JOBS, with its cron from the settings (ConfigurationError
     for a bad pattern or zone)."""
+    from adapters.scheduling.schedules import define_schedules, maintenance_schedule
+
     return (
         *define_schedules(settings.scan_cron, settings.snapshot_cron, settings.schedule_tz),
         maintenance_schedule(settings.maintenance_cron, settings.schedule_tz),
@@ -482,6 +547,8 @@ def schedules_of(settings: Settings) -> tuple[Schedule, ...]:
 
 
 def worker_config(settings: Settings, queue: QueueName) -> WorkerConfig:
+    from adapters.bullmq.worker_config import WorkerConfig
+
     return WorkerConfig(
         queue=queue,
         redis=redis_settings(settings),
@@ -513,6 +580,9 @@ async def worker_components(queue: QueueName) -> AsyncIterator[WorkerComponents]
     Every worker upserts the schedules at start-up and then re-asserts them while it runs (idempotent, safe
     concurrently), so no process is special.
     """
+    from adapters.scheduling.cron import install_zoned_repeat_strategy
+    from adapters.scheduling.schedules import sync_schedules
+
     settings = Settings.from_env()
     observe(settings, process=f"worker-{queue}")
     log.info("worker_starting", queue=str(queue), **settings.describe())
@@ -543,6 +613,8 @@ class Webhooks:
 
 def webhooks_problem(settings: Settings) -> str | None:
     """Why the webhooks program cannot run with these settings (one line naming the setting), or None."""
+    from adapters.webhooks.sendgrid import SendGridSignature
+
     if settings.twilio_configured and not settings.webhooks_public_url:
         return "WEBHOOKS_PUBLIC_URL is required with Twilio (request signatures are checked against it)"
     if settings.production and settings.sendgrid_configured and not settings.sendgrid_webhook_verification_key:
@@ -561,6 +633,12 @@ async def open_webhooks(settings: Settings) -> AsyncIterator[Webhooks]:
 
     Raises ConfigurationError naming the setting when ``webhooks_problem`` finds one.
     """
+    from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledging_database
+    from adapters.postgres.migrator import migrate
+    from adapters.webhooks.sendgrid import SendGridSignature
+    from adapters.webhooks.server import WebhookHandlers
+    from adapters.webhooks.twilio import TwilioWebhooks
+
     problem = webhooks_problem(settings)
     if problem is not None:
         raise ConfigurationError(problem)

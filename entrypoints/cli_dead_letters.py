@@ -251,7 +251,7 @@ async def dead_letter_purge(settings: Settings, args: argparse.Namespace) -> int
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue", help="source queue (reminders, nurture, dunning, snapshots)")
+    parser.add_argument("--queue", help=f"source queue ({', '.join(str(queue) for queue in QUEUES)})")
     parser.add_argument("--job-name", help="job name, e.g. process-dunning")
     parser.add_argument("--reason", choices=REASON_KINDS, help="reason kind")
     parser.add_argument("--org", help="org id")

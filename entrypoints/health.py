@@ -16,17 +16,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import attrs
-import redis.asyncio as aioredis
 import structlog
 
-from adapters.bullmq.connection import RedisSettings, close_redis, open_client
+from adapters.bullmq.connection import RedisSettings, close_redis
 from adapters.bullmq.keys import DEAD_LETTER_QUEUE
 from adapters.health.probe import HealthProbe
 from adapters.health.server import build_health_app, running_health_server
 from adapters.observability.logging import configure_logging
 from adapters.redis_topology import QueuePrefixes
 from domain.jobs import CONSUMED_QUEUES
-from entrypoints.redis_connection import redis_settings
+from entrypoints.bootstrap import open_probe_redis, redis_settings
 from entrypoints.settings import Settings, SettingsError
 
 QUEUES = tuple(str(queue) for queue in CONSUMED_QUEUES)
@@ -45,18 +44,6 @@ class HealthServerOptions:
     port: int = 9464
     check_timeout_seconds: float = 2.0
     owed_after_seconds: float = 900.0
-
-
-def open_probe_redis(settings: RedisSettings, timeout_seconds: float) -> aioredis.Redis:
-    """The health server's own Redis client, in the workers' topology: short timeouts, so a dead Redis answers 503
-    quickly.
-
-    A pooled connection that died while Redis restarted fails its next command with ConnectionError although Redis
-    is back: each command is retried once, on a fresh connection, so only a Redis that still refuses connections
-    makes a probe fail (a hung one is bounded by the probe's own timeout).
-    """
-    probing = attrs.evolve(settings, connect_timeout_s=timeout_seconds, retries=1)
-    return open_client(probing, max_connections=8, socket_timeout_s=timeout_seconds)
 
 
 async def serve(options: HealthServerOptions, stop: asyncio.Event) -> None:

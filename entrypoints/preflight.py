@@ -17,12 +17,11 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
-import attrs
 import structlog
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from adapters.bullmq.connection import close_redis, open_client
-from entrypoints.redis_connection import redis_settings
+from adapters.bullmq.connection import close_redis
+from entrypoints.bootstrap import open_check_redis
 from entrypoints.settings import Settings
 
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE (sysexits.h)
@@ -104,8 +103,7 @@ async def check_redis(settings: Settings) -> None:
     the setting and the cause."""
     where = settings.redis_where()
     variable = _redis_variable(settings)
-    probing = attrs.evolve(redis_settings(settings), connect_timeout_s=CHECK_TIMEOUT_S, retries=0)
-    client = open_client(probing, max_connections=2, socket_timeout_s=CHECK_TIMEOUT_S)
+    client = open_check_redis(settings, CHECK_TIMEOUT_S)
     try:
         await client.ping()
     except AuthenticationError:

@@ -142,9 +142,9 @@ class Settings(BaseSettings):
     bullmq_queue_prefixes: str | None = setting(
         None,
         "BULLMQ_QUEUE_PREFIXES",
-        "a prefix per queue, `queue=prefix,...`, as the Node CRM's `new Queue(name, {prefix})` (e.g. `reminders="
-        "{reminders},nurture={nurture},dunning={dunning},snapshots={snapshots},dead-letter={dead-letter}`: one hash "
-        "tag per queue spreads the queues over a Cluster's shards); queues not named use BULLMQ_PREFIX",
+        "a prefix per queue, `queue=prefix,...`, as the Node CRM's `new Queue(name, {prefix})` (e.g. "
+        f"`{','.join(f'{queue}={{{queue}}}' for queue in QUEUES)}`: one hash tag per queue spreads the queues over a "
+        "Cluster's shards); queues not named use BULLMQ_PREFIX",
         group="Redis",
         shown_default="BULLMQ_PREFIX for every queue",
     )
@@ -479,7 +479,7 @@ class Settings(BaseSettings):
         spread = self.queue_prefixes.spread(QUEUES) if self.redis_cluster_nodes else []
         if spread:
             raise ValueError(
-                "BULLMQ_QUEUE_PREFIXES must give each queue it names a hash tag such as {reminders} with "
+                f"BULLMQ_QUEUE_PREFIXES must give each queue it names a hash tag such as {{{QUEUES[0]}}} with "
                 f"REDIS_CLUSTER_NODES (Redis Cluster needs each queue's keys in one slot): {', '.join(spread)} has none"
             )
         if self.redis_tls_ca_file and not self.redis_tls:

@@ -15,13 +15,11 @@ import redis.asyncio as redis_asyncio
 from bullmq import Job as BullJob
 from bullmq import Queue
 
+from adapters.bullmq.counts import job_counts
 from adapters.bullmq.dead_letter import dead_letter_id
 from adapters.bullmq.dead_letter_admin import DeadLetterAdmin
 from adapters.bullmq.keys import queue_key
 from adapters.redis_topology import QueuePrefixes, as_prefixes
-
-JOB_STATES = ("wait", "paused", "active", "prioritized", "delayed", "waiting-children", "completed", "failed")
-"""The states ``counts`` reports, in this order (BullMQ's key names)."""
 
 
 @attrs.frozen
@@ -44,9 +42,8 @@ class QueueControl:
         self._queue = Queue(queue, {"prefix": self._prefix, "connection": client})
 
     async def counts(self) -> dict[str, int]:
-        """Jobs per state, with BullMQ's key names (``wait``, ``active``, ``delayed``, ``failed`` ...)."""
-        counts: dict[str, int] = await self._queue.getJobCounts(*JOB_STATES)
-        return {state: int(counts[state]) for state in JOB_STATES}
+        """Jobs per state, with BullMQ's key names (adapters/bullmq/counts.py: ``wait``, ``active``, ``failed`` ...)."""
+        return await job_counts(self._client, self._prefix, self._name)
 
     async def is_paused(self) -> bool:
         paused: bool = await self._queue.isPaused()

@@ -1,10 +1,8 @@
-"""Queue statistics read straight from BullMQ's Redis keys (the same keys Bull Board reads).
-
-Counts per state, the oldest waiting job's age (from the FIFO ``wait`` list; prioritized jobs are not
-considered), and finished-per-minute rates from BullMQ's own ``metrics`` keys, which exist when the workers run
-with the ``metrics`` option (``{"maxDataPoints": ...}``); without it the rates are None. The counts are the ones
-``Queue.getJobCounts`` returns (the CLI uses it), read in one pipeline here: the health server answers every probe
-without importing bullmq (start-up time counts under supervisord) or building a ``Queue`` per queue per probe.
+"""Queue statistics: counts per state from bullmq's ``Queue.getJobCounts`` (adapters/bullmq/counts.py, as the CLI),
+and what the library offers no call for, read from BullMQ's keys (the ones Bull Board reads): the oldest waiting
+job's age (from the FIFO ``wait`` list; prioritized jobs are not considered) and finished-per-minute rates from
+BullMQ's ``metrics`` keys, which exist when the workers run with the ``metrics`` option (``{"maxDataPoints": ...}``;
+without it the rates are None; the Python library has no ``getMetrics``).
 """
 
 from __future__ import annotations
@@ -13,13 +11,13 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from adapters.bullmq.counts import job_counts
 from adapters.bullmq.heartbeat import live_workers
 from adapters.bullmq.keys import job_key, queue_key
 from adapters.observability.metrics import QueueStats
 from adapters.redis_topology import QueuePrefixes, as_prefixes
+from domain.jobs import waiting_age_limit_s
 
-LIST_STATES = ("wait", "paused", "active")
-SET_STATES = ("prioritized", "delayed", "waiting-children", "completed", "failed")
 RATE_WINDOW_MINUTES = 5
 
 
@@ -27,17 +25,6 @@ async def redis_now_ms(client: aioredis.Redis) -> int:
     """Redis' clock, the one BullMQ's scripts compare job timestamps with across hosts."""
     seconds, microseconds = await client.time()
     return int(seconds) * 1000 + int(microseconds) // 1000
-
-
-async def job_counts(client: aioredis.Redis, prefix: str, queue: str) -> dict[str, int]:
-    """Jobs per state, as BullMQ's ``getJobCounts`` reports them."""
-    async with client.pipeline(transaction=False) as pipe:
-        for state in LIST_STATES:
-            pipe.llen(queue_key(prefix, queue, state))
-        for state in SET_STATES:
-            pipe.zcard(queue_key(prefix, queue, state))
-        results = await pipe.execute()
-    return {state: int(count) for state, count in zip((*LIST_STATES, *SET_STATES), results, strict=True)}
 
 
 async def oldest_waiting_age_seconds(client: aioredis.Redis, prefix: str, queue: str, now_ms: int) -> float | None:
@@ -79,6 +66,7 @@ async def queue_stats(client: aioredis.Redis, prefixes: QueuePrefixes | str, que
         workers=len(await live_workers(client, prefixes.home, queue)),
         completed_per_minute=await finished_per_minute(client, prefix, queue, "completed", now_ms),
         failed_per_minute=await finished_per_minute(client, prefix, queue, "failed", now_ms),
+        waiting_age_limit_seconds=waiting_age_limit_s(queue),
     )
 
 

@@ -233,6 +233,8 @@ class QueueStats:
     workers: int
     completed_per_minute: float | None
     failed_per_minute: float | None
+    waiting_age_limit_seconds: float | None = None
+    """How long its oldest waiting job may wait before the backlog alert (domain/jobs.py ``waiting_age_limit_s``)."""
 
 
 @attrs.frozen
@@ -314,6 +316,11 @@ class _SnapshotCollector(Collector):
         oldest = GaugeMetricFamily(
             f"{NAMESPACE}_queue_oldest_waiting_age_seconds", "Age of the oldest waiting job", labels=["queue"]
         )
+        limit = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_waiting_age_limit_seconds",
+            "How long the oldest waiting job may wait before the backlog alert",
+            labels=["queue"],
+        )
         workers = GaugeMetricFamily(f"{NAMESPACE}_queue_workers", "Workers heartbeating", labels=["queue"])
         rate = GaugeMetricFamily(
             f"{NAMESPACE}_queue_finished_per_minute",
@@ -325,11 +332,13 @@ class _SnapshotCollector(Collector):
                 jobs.add_metric([queue.name, state], count)
             if queue.oldest_waiting_age_seconds is not None:
                 oldest.add_metric([queue.name], queue.oldest_waiting_age_seconds)
+            if queue.waiting_age_limit_seconds is not None:
+                limit.add_metric([queue.name], queue.waiting_age_limit_seconds)
             workers.add_metric([queue.name], queue.workers)
             for state, per_minute in (("completed", queue.completed_per_minute), ("failed", queue.failed_per_minute)):
                 if per_minute is not None:
                     rate.add_metric([queue.name, state], per_minute)
-        yield from (jobs, oldest, workers, rate)
+        yield from (jobs, oldest, limit, workers, rate)
         if snapshot.dead_letter_size is not None:
             yield GaugeMetricFamily(
                 f"{NAMESPACE}_dead_letter_jobs", "Jobs in the dead-letter queue", value=snapshot.dead_letter_size

@@ -3,7 +3,7 @@
 One hash per schedule, ``<prefix>:cf:schedule:<name>``, with string fields ``pattern`` (cron), ``tz`` (IANA zone),
 ``next_run``, ``last_started``, ``last_finished`` (ISO 8601 with offset, UTC), ``last_outcome`` (``ok``, or a
 short PII-free word such as ``failed``), ``jobs_queued`` (an integer), and ``queue`` and ``scheduler_id``: where
-its BullMQ job scheduler lives (a member of the zset ``<queue's prefix>:<queue>:repeat``); names are listed in the set
+its BullMQ job scheduler lives (``Queue.isJobScheduler`` tells whether it is still there); names are listed in the set
 ``<prefix>:cf:schedules``. The scheduler writes with ``record_schedule_status``; the health server reads.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import redis.asyncio as aioredis
+from bullmq import Queue
 
-from adapters.bullmq.keys import queue_key
 from adapters.observability.metrics import ScheduleStatus
 from adapters.redis_keys import schedule_key, schedules_index_key
 from adapters.redis_topology import QueuePrefixes, as_prefixes
@@ -92,6 +92,7 @@ async def missing_schedules(client: aioredis.Redis, prefixes: QueuePrefixes | st
         queue, scheduler_id = await client.hmget(schedule_key(prefix, _str(name)), ["queue", "scheduler_id"])
         if queue is None or scheduler_id is None:
             continue
-        if await client.zscore(queue_key(prefixes.of(_str(queue)), _str(queue), "repeat"), _str(scheduler_id)) is None:
+        queue_of = Queue(_str(queue), {"prefix": prefixes.of(_str(queue)), "connection": client})
+        if not await queue_of.isJobScheduler(_str(scheduler_id)):
             missing.add(_str(name))
     return missing

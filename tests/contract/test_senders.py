@@ -20,7 +20,8 @@ from tests.support.fakes.clock import FakeClock
 from tests.support.fakes.senders import FakeEmailSender, FakeSmsSender
 from tests.support.fakeservers.sendgrid import FakeSendGrid
 from tests.support.fakeservers.twilio import FakeTwilio
-from tests.support.scratch import redis_prefix, running, scratch_database
+from tests.support.postgres import emptied_database
+from tests.support.scratch import redis_prefix, running
 
 
 @pytest.fixture
@@ -34,9 +35,10 @@ Requests = Callable[[], Awaitable[int]]
 
 @pytest.fixture(params=["fake", "twilio", "outbox"])
 async def sms_world(
-    request: pytest.FixtureRequest, sender_clock: FakeClock
+    request: pytest.FixtureRequest, sender_clock: FakeClock, contract_database: str
 ) -> AsyncIterator[tuple[SmsSender, Requests]]:
-    """Each SmsSender implementation, all reading the same stopped clock, with its provider's request count."""
+    """Each SmsSender implementation (the outbox on the contract database, emptied), all reading the same stopped
+    clock, with its provider's request count."""
     if request.param == "fake":
         fake_sender = FakeSmsSender(clock=sender_clock)
         yield fake_sender, _counting(lambda: len(fake_sender.sent))
@@ -54,7 +56,7 @@ async def sms_world(
             yield sender, _counting(lambda: sum(r.method == "POST" for r in fake.requests))
             await sender.close()
     else:
-        async with scratch_database() as database:
+        async with emptied_database(contract_database, max_size=2) as database:
             yield OutboxSmsSender(database, sender_clock), _outbox_rows(database)
 
 
@@ -65,9 +67,10 @@ def sms_sender(sms_world: tuple[SmsSender, Requests]) -> SmsSender:
 
 @pytest.fixture(params=["fake", "sendgrid", "outbox"])
 async def email_world(
-    request: pytest.FixtureRequest, sender_clock: FakeClock
+    request: pytest.FixtureRequest, sender_clock: FakeClock, contract_database: str
 ) -> AsyncIterator[tuple[EmailSender, Requests]]:
-    """Each EmailSender implementation, with its provider's request count."""
+    """Each EmailSender implementation (the outbox on the contract database, emptied), with its provider's
+    request count."""
     if request.param == "fake":
         fake_sender = FakeEmailSender(sender_clock)
         yield fake_sender, _counting(lambda: len(fake_sender.sent))
@@ -78,7 +81,7 @@ async def email_world(
             )
             yield sender, _counting(lambda: len(fake.requests))
     else:
-        async with scratch_database() as database:
+        async with emptied_database(contract_database, max_size=2) as database:
             yield OutboxEmailSender(database, sender_clock), _outbox_rows(database)
 
 

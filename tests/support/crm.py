@@ -6,6 +6,7 @@ is open whatever the hour on the machine. Ids carry a unique tag, so tests shari
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,3 +100,34 @@ def reminder_start() -> datetime:
     """An appointment start two hours from now, at whole milliseconds (JavaScript dates carry no more)."""
     start = now_utc() + timedelta(hours=2)
     return start.replace(microsecond=start.microsecond // 1000 * 1000)
+
+
+async def enroll_in_sequence(
+    db: Any,
+    org: Org,
+    contact_id: str,
+    *,
+    channel: str,
+    template: str,
+    delays_s: Sequence[int] = (0,),
+    sequence: str = "seq",
+) -> str:
+    """A nurture sequence of ``org`` whose step ``n`` sends ``template`` on ``channel`` ``delays_s[n - 1]`` seconds
+    after the step before, and the contact enrolled in it an hour ago; returns the enrollment's id."""
+    await db.execute("insert into nurture_sequences (org_id, id) values ($1, $2)", org.id, sequence)
+    await db.executemany(
+        "insert into nurture_steps (org_id, sequence_id, number, channel, template, delay_seconds)"
+        " values ($1, $2, $3, $4, $5, $6)",
+        [(org.id, sequence, number, channel, template, delay) for number, delay in enumerate(delays_s, start=1)],
+    )
+    enrollment = org.ident("enrollment")
+    await db.execute(
+        "insert into nurture_enrollments (id, org_id, contact_id, sequence_id, enrolled_at)"
+        " values ($1, $2, $3, $4, $5)",
+        enrollment,
+        org.id,
+        contact_id,
+        sequence,
+        now_utc() - timedelta(hours=1),
+    )
+    return enrollment

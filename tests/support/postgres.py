@@ -19,13 +19,30 @@ from adapters.postgres import PostgresDatabase, migrate
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
-# Every table the repositories use, emptied between tests (schema_migrations is kept).
+# Every table the repositories and the outbox senders use, parents before the tables whose foreign keys name
+# them; emptied between tests (schema_migrations is kept).
 REPOSITORY_TABLES = (
-    "organizations, contacts, appointments, invoices, payments, message_templates, nurture_sequences, "
-    "nurture_steps, nurture_enrollments, send_ledger, suppressions, daily_snapshots, address_suppressions, "
-    "consent_changes, "
-    "personalized_copies, personalization_usage"
+    "organizations",
+    "contacts",
+    "appointments",
+    "invoices",
+    "payments",
+    "message_templates",
+    "nurture_sequences",
+    "nurture_steps",
+    "nurture_enrollments",
+    "send_ledger",
+    "suppressions",
+    "daily_snapshots",
+    "address_suppressions",
+    "consent_changes",
+    "personalized_copies",
+    "personalization_usage",
+    "outbox_messages",
 )
+EMPTY_REPOSITORY_TABLES = "".join(f"delete from {table};" for table in reversed(REPOSITORY_TABLES))  # noqa: S608  # the names above, no input
+"""One round trip, children first. DELETE, not TRUNCATE: the tables a test leaves hold a few rows, and TRUNCATE
+replaces every table's and index's files (measured 40 ms against 2 ms per test on the shared machine)."""
 
 
 def dsn_for(database: str, admin_dsn: str = ADMIN_DSN) -> str:
@@ -81,7 +98,7 @@ async def fresh_database(purpose: str, *, migrated: bool = True) -> AsyncIterato
 async def emptied_database(dsn: str, *, max_size: int) -> AsyncIterator[PostgresDatabase]:
     """A pool of up to ``max_size`` connections on ``dsn`` with the repositories' tables emptied; closed afterwards."""
     database = await PostgresDatabase.connect(dsn, max_size=max_size)
-    await database.execute(f"truncate {REPOSITORY_TABLES}")
+    await database.execute(EMPTY_REPOSITORY_TABLES)
     try:
         yield database
     finally:

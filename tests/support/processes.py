@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis_asyncio
 
+from domain.jobs import CONSUMED_QUEUES
 from tests.support.fakeservers.providers import Providers as FakeProviders
 from tests.support.queues import node
 
@@ -174,6 +175,13 @@ def workers(queue: str, env: Mapping[str, str], log_dir: pathlib.Path, count: in
     finally:
         codes = [worker.stop() for worker in started]
     assert codes == [0] * count, [w.output()[-3000:] for w in started]
+
+
+@contextlib.contextmanager
+def worker_per_queue(env: Mapping[str, str], log_dir: pathlib.Path) -> Iterator[dict[str, WorkerProcess]]:
+    """One ready worker process per consumed queue (domain/jobs.py), by queue name; as ``workers`` afterwards."""
+    with contextlib.ExitStack() as stack:
+        yield {str(queue): stack.enter_context(workers(str(queue), env, log_dir))[0] for queue in CONSUMED_QUEUES}
 
 
 async def run_cli(env: Mapping[str, str], *args: str) -> tuple[int, str, str]:

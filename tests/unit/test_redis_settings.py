@@ -16,7 +16,7 @@ from adapters.redis_keys import (
     schedules_index_key,
 )
 from adapters.redis_topology import QueuePrefixes, hash_tag, parse_endpoints
-from entrypoints.redis_connection import redis_settings
+from entrypoints.bootstrap import redis_settings
 from entrypoints.settings import Settings, SettingsError
 
 

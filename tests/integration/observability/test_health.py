@@ -227,6 +227,8 @@ async def test_each_endpoint_on_a_healthy_system(own_redis: OwnRedis) -> None:
         assert _metric(text, "clientflow_dependency_up", dependency="postgres") == 1
         assert _metric(text, "clientflow_queue_jobs", queue="reminders", state="wait") == 2
         assert _metric(text, "clientflow_queue_workers", queue="dunning") == 1
+        assert _metric(text, "clientflow_queue_waiting_age_limit_seconds", queue="reminders") == 300
+        assert _metric(text, "clientflow_queue_waiting_age_limit_seconds", queue="nurture") == 900
         assert _metric(text, "clientflow_dead_letter_jobs") == 1
         assert _metric(text, "clientflow_queue_finished_per_minute", queue="snapshots", state="completed") == 0.2
         assert _metric(text, "clientflow_schedule_last_run_succeeded", schedule="hourly-reminder-scan") == 1

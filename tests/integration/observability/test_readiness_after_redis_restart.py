@@ -10,7 +10,7 @@ import pytest
 
 from adapters.bullmq.connection import RedisSettings
 from adapters.health.probe import HealthProbe
-from entrypoints.health import open_probe_redis
+from entrypoints.bootstrap import open_probe_redis
 from tests.support.queues import OwnRedis
 
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"

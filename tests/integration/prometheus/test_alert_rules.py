@@ -57,7 +57,7 @@ async def full_snapshot() -> MetricsSnapshot:
     finally:
         await client.delete(recorded_metrics_key(prefix))
         await client.aclose()
-    queue = QueueStats("reminders", {"wait": 2, "active": 1, "failed": 0}, 12.5, 2, 30.0, 0.5)
+    queue = QueueStats("reminders", {"wait": 2, "active": 1, "failed": 0}, 12.5, 2, 30.0, 0.5, 300.0)
     schedule = ScheduleStatus(
         "scan-appointments", "0 * * * *", "UTC", "2026-11-29T19:00:00+00:00", None, "2026-11-29T18:00:01+00:00", "ok", 4
     )

@@ -19,6 +19,7 @@ from tests.support.crm import (
     create_appointment,
     create_contact,
     create_org,
+    enroll_in_sequence,
     reminder_start,
     unique_phone,
 )
@@ -31,7 +32,7 @@ from tests.support.processes import (
     inspect_jobs,
     js_date,
     wait_for_state,
-    workers,
+    worker_per_queue,
 )
 
 pytestmark = pytest.mark.slow  # real workers for each job type: 13-74 s a test measured on the shared machine
@@ -42,13 +43,8 @@ RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000}}  # th
 @pytest.fixture(scope="module")
 def running(env: dict[str, str], log_dir: pathlib.Path) -> Iterator[dict[str, WorkerProcess]]:
     """One worker process per queue, for the whole module."""
-    with (
-        workers("reminders", env, log_dir) as reminders,
-        workers("nurture", env, log_dir) as nurture,
-        workers("dunning", env, log_dir) as dunning,
-        workers("snapshots", env, log_dir) as snapshots,
-    ):
-        yield {"reminders": reminders[0], "nurture": nurture[0], "dunning": dunning[0], "snapshots": snapshots[0]}
+    with worker_per_queue(env, log_dir) as running:
+        yield running
 
 
 async def test_reminder_from_node_is_one_sms_with_the_ledger_key_and_node_reads_sent(
@@ -98,20 +94,8 @@ async def test_nurture_from_node_sends_the_rendered_template_and_queues_the_next
         " ($1, 'welcome', 'email', 'Welcome, {{ first_name }}', 'Hi {{ first_name }}, <b>{{ offer }}</b> awaits.')",
         org.id,
     )
-    await db.execute("insert into nurture_sequences (org_id, id) values ($1, 'welcome-seq')", org.id)
-    await db.executemany(
-        "insert into nurture_steps (org_id, sequence_id, number, channel, template, delay_seconds)"
-        " values ($1, 'welcome-seq', $2, 'email', $3, $4)",
-        [(org.id, 1, "welcome", 0), (org.id, 2, "welcome", 3 * 86400)],
-    )
-    enrollment = org.ident("enrollment")
-    await db.execute(
-        "insert into nurture_enrollments (id, org_id, contact_id, sequence_id, enrolled_at)"
-        " values ($1, $2, $3, 'welcome-seq', $4)",
-        enrollment,
-        org.id,
-        contact,
-        now_utc() - timedelta(hours=1),
+    enrollment = await enroll_in_sequence(
+        db, org, contact, channel="email", template="welcome", delays_s=(0, 3 * 86400), sequence="welcome-seq"
     )
     personalization = {"first_name": "Grace", "offer": "10% off & a free whitening"}
     data = {

@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import pathlib
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis.asyncio as redis_asyncio
 
 from adapters.observability.metrics import read_recorded
-from tests.support.crm import Org, create_contact, create_org, unique_phone
+from tests.support.crm import Org, create_contact, create_org, enroll_in_sequence, unique_phone
 from tests.support.fakeservers import openai as fake_api
 from tests.support.fakeservers.openai import FakeOpenAI
-from tests.support.fakeservers.providers import now_utc, running
+from tests.support.fakeservers.providers import running
 from tests.support.fakeservers.scripted import Delay, Hang, Step
 from tests.support.processes import (
     Providers,
@@ -109,21 +108,7 @@ async def enrolled(db: Any, name: str) -> tuple[dict[str, Any], str]:
         INSTRUCTION,
         [OPT_OUT],
     )
-    await db.execute("insert into nurture_sequences (org_id, id) values ($1, 'seq')", org.id)
-    await db.execute(
-        "insert into nurture_steps (org_id, sequence_id, number, channel, template, delay_seconds)"
-        " values ($1, 'seq', 1, 'sms', 'tips', 0)",
-        org.id,
-    )
-    enrollment = org.ident("enrollment")
-    await db.execute(
-        "insert into nurture_enrollments (id, org_id, contact_id, sequence_id, enrolled_at)"
-        " values ($1, $2, $3, 'seq', $4)",
-        enrollment,
-        org.id,
-        contact,
-        now_utc() - timedelta(hours=1),
-    )
+    enrollment = await enroll_in_sequence(db, org, contact, channel="sms", template="tips")
     data = {
         "orgId": org.id,
         "contactId": contact,

@@ -14,9 +14,9 @@ import pytest
 
 from adapters.bullmq.connection import RedisSettings, close_redis, open_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
-from tests.support.crm import create_contact, create_org, unique_phone
+from tests.support.crm import create_contact, create_org, enroll_in_sequence, unique_phone
 from tests.support.fakeservers.providers import now_utc
-from tests.support.processes import Providers, WorkerProcess, run_cli, token, workers
+from tests.support.processes import Providers, WorkerProcess, run_cli, token, worker_per_queue
 from tests.support.queues import eventually
 from tests.support.redis_topologies import CLUSTER_PORTS, Cluster, cli, redis_cluster
 from tests.support.topologies import (
@@ -60,13 +60,8 @@ def env(cluster: Cluster, providers: Providers, database_url: str, prefix: str) 
 
 @pytest.fixture(scope="module")
 def running(env: dict[str, str], log_dir: pathlib.Path) -> Iterator[dict[str, WorkerProcess]]:
-    with (
-        workers("reminders", env, log_dir) as reminders,
-        workers("nurture", env, log_dir) as nurture,
-        workers("dunning", env, log_dir) as dunning,
-        workers("snapshots", env, log_dir) as snapshots,
-    ):
-        yield {"reminders": reminders[0], "nurture": nurture[0], "dunning": dunning[0], "snapshots": snapshots[0]}
+    with worker_per_queue(env, log_dir) as running:
+        yield running
 
 
 async def test_reminder_and_dunning_jobs_from_node_reach_their_effects(
@@ -115,21 +110,7 @@ async def test_nurture_and_snapshot_jobs_from_node_reach_their_effects(
         " values ($1, 'welcome', 'email', 'Welcome, {{ first_name }}', 'Hi {{ first_name }}.')",
         org.id,
     )
-    await db.execute("insert into nurture_sequences (org_id, id) values ($1, 'seq')", org.id)
-    await db.executemany(
-        "insert into nurture_steps (org_id, sequence_id, number, channel, template, delay_seconds)"
-        " values ($1, 'seq', $2, 'email', 'welcome', $3)",
-        [(org.id, 1, 0), (org.id, 2, 86400)],
-    )
-    enrollment = org.ident("enrollment")
-    await db.execute(
-        "insert into nurture_enrollments (id, org_id, contact_id, sequence_id, enrolled_at)"
-        " values ($1, $2, $3, 'seq', $4)",
-        enrollment,
-        org.id,
-        contact,
-        now_utc() - timedelta(hours=1),
-    )
+    enrollment = await enroll_in_sequence(db, org, contact, channel="email", template="welcome", delays_s=(0, 86400))
     nurture = {
         "orgId": org.id,
         "contactId": contact,
