@@ -135,12 +135,13 @@ class OwnRedis:
             self.process = None
 
 
-def worker_process(**config: Any) -> subprocess.Popen[bytes]:
-    """Start tests/support/worker_app.py as its own process (for signal and crash tests). Its output goes to an
-    unnamed temporary file: a pipe nobody reads fills up and blocks the worker on its next log line."""
+def worker_process(output: pathlib.Path | None = None, **config: Any) -> subprocess.Popen[bytes]:
+    """Start tests/support/worker_app.py as its own process (for signal and crash tests). Its output goes to the
+    file ``output``, or to an unnamed temporary file: a pipe nobody reads fills up and blocks the worker on its next
+    log line."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.worker_app", json.dumps(config)],
         cwd=ROOT,
-        stdout=tempfile.TemporaryFile(),
+        stdout=output.open("wb") if output else tempfile.TemporaryFile(),
         stderr=subprocess.STDOUT,
     )

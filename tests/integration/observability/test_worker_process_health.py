@@ -4,6 +4,7 @@ in the shared metrics hash; BullMQ's per-minute metrics for the queue rates."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import signal
 
 import pytest
@@ -18,12 +19,15 @@ from tests.support.queues import add, eventually, state_of, worker_process
 pytestmark = pytest.mark.slow  # a worker process started and stopped: ~13 s measured
 
 
-async def test_heartbeat_while_running_gone_after_sigterm_and_counts_in_redis(redis_prefix: tuple[Redis, str]) -> None:
+async def test_heartbeat_while_running_gone_after_sigterm_and_counts_in_redis(
+    redis_prefix: tuple[Redis, str], tmp_path: pathlib.Path
+) -> None:
     """While the process runs, readiness sees one live worker of the queue and the rates read BullMQ's metrics;
     after SIGTERM it exits 0, its heartbeat is withdrawn, and its completed jobs are counted in the metrics hash."""
     _, prefix = redis_prefix
     client = Redis(decode_responses=True)
-    process = worker_process(prefix=prefix, concurrency=2)
+    log = tmp_path / "worker.log"
+    process = worker_process(log, prefix=prefix, concurrency=2)
     try:
 
         async def heartbeating() -> bool:
@@ -47,7 +51,7 @@ async def test_heartbeat_while_running_gone_after_sigterm_and_counts_in_redis(re
     finally:
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 30)
-        output = process.stdout.read().decode() if process.stdout else ""
+        output = await asyncio.to_thread(log.read_text)
     try:
         assert code == 0, output
         assert await live_workers(client, prefix, "snapshots") == []
