@@ -7,9 +7,10 @@ org id and the current trace id. Levels use the Node worker's pino names (``LOG_
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import attrs
@@ -41,6 +42,19 @@ def level_number(name: str) -> int:
         raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(PINO_LEVELS)}") from None
 
 
+_job_fields: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.ContextVar("job_fields", default=None)
+"""The job fields of ``job_log_context``, redacted once when bound (not again on every line)."""
+
+
+def add_job_fields(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Add the fields bound by ``job_log_context`` (already redacted); a field the line names itself wins."""
+    fields = _job_fields.get()
+    if fields:
+        for key, value in fields.items():
+            event.setdefault(key, value)
+    return event
+
+
 def add_trace_context(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Add the active OpenTelemetry trace and span ids, so a log line leads to its trace."""
     context = trace.get_current_span().get_span_context()
@@ -62,14 +76,16 @@ def redact_event(_logger: object, _method: str, event: MutableMapping[str, Any])
 
 def _shared_processors() -> list[structlog.typing.Processor]:
     return [
-        structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.PositionalArgumentsFormatter(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        add_trace_context,
         structlog.processors.StackInfoRenderer(),
     ]
+
+
+# After the redaction: values that were redacted when bound (job fields) or cannot carry PII (hex trace ids).
+_AFTER_REDACTION: tuple[structlog.typing.Processor, ...] = (add_job_fields, add_trace_context)
 
 
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -151,6 +167,7 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact_event,
+            *_AFTER_REDACTION,
             renderer,
         ],
     )
@@ -168,6 +185,7 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
         *_shared_processors(),
         structlog.processors.format_exc_info,
         redact_event,
+        *_AFTER_REDACTION,
         renderer,
     ]
     structlog.configure(
@@ -186,6 +204,10 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
 
 @contextlib.contextmanager
 def job_log_context(queue: str, job_name: str, job_id: str | None, org_id: str | None) -> Iterator[None]:
-    """Every log line written inside the block (structlog or standard library) carries these job fields."""
-    with structlog.contextvars.bound_contextvars(queue=queue, job_name=job_name, job_id=job_id, org_id=org_id):
+    """Every log line written inside the block (structlog or standard library) carries these job fields (redacted
+    here, once: a producer's job id may carry a phone number)."""
+    token = _job_fields.set(redact_mapping({"queue": queue, "job_name": job_name, "job_id": job_id, "org_id": org_id}))
+    try:
         yield
+    finally:
+        _job_fields.reset(token)
