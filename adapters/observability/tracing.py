@@ -245,22 +245,27 @@ def _record_failure(span: Span, exc: BaseException) -> None:
 def _run_span(
     name: str, kind: SpanKind, attributes: dict[str, AttributeValue], parent: otel_context.Context | None
 ) -> Iterator[Span]:
-    with _tracer().start_as_current_span(
+    """The span, current inside the block, ended after it (``start_as_current_span`` and ``use_span`` in one
+    frame: two generator layers fewer per job)."""
+    span = _tracer().start_span(
         name, context=parent, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
-    ) as span:
-        try:
-            yield span
-        except Exception as exc:
-            _record_failure(span, exc)
-            raise
+    )
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    except Exception as exc:
+        _record_failure(span, exc)
+        raise
+    finally:
+        otel_context.detach(token)
+        span.end()
 
 
-@contextlib.contextmanager
 def job_span(
     queue: str, job_name: str, job_id: str | None, opts_tm: str | None = None, attempt: int | None = None
-) -> Iterator[Span]:
+) -> contextlib.AbstractContextManager[Span]:
     """The CONSUMER span of one job attempt ("process <queue>"), child of the producer's span when ``opts_tm``
-    carries its context. Exceptions are recorded (masked) and re-raised."""
+    carries its context; current inside the ``with`` block. Exceptions are recorded (masked) and re-raised."""
     attributes: dict[str, AttributeValue] = {
         "messaging.system": MESSAGING_SYSTEM,
         "messaging.destination.name": queue,
@@ -272,8 +277,7 @@ def job_span(
         attributes["messaging.message.id"] = job_id
     if attempt is not None:
         attributes["bullmq.job.attempt"] = attempt
-    with _run_span(f"process {queue}", SpanKind.CONSUMER, attributes, producer_context(opts_tm)) as span:
-        yield span
+    return _run_span(f"process {queue}", SpanKind.CONSUMER, attributes, producer_context(opts_tm))
 
 
 @contextlib.contextmanager
