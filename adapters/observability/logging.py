@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import attrs
+import orjson
 import structlog
 from opentelemetry import trace
 
@@ -88,6 +90,16 @@ def _shared_processors() -> list[structlog.typing.Processor]:
 _AFTER_REDACTION: tuple[structlog.typing.Processor, ...] = (add_job_fields, add_trace_context)
 
 
+def _dumps(event: Mapping[str, Any], **options: Any) -> str:
+    """One JSON line, as ``json.dumps`` writes it (ASCII only, ``default`` for other objects), by orjson (a tenth of
+    the time); a line orjson writes otherwise (non-ASCII text, an integer beyond 64 bits) goes to ``json.dumps``."""
+    try:
+        line = orjson.dumps(event, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(event, **options)
+    return line if line.isascii() else json.dumps(event, **options)
+
+
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The one handler on the root logger; marked so a second ``configure_logging`` replaces it."""
 
@@ -157,7 +169,7 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
     """
     root_level = level_number(level)
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if production
         else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
