@@ -67,14 +67,20 @@ _KEY_VALUE = re.compile(
 # A cheap first look: text showing none of these signs cannot match any rule above and is returned as it is
 # (most log values: queue names, outcomes, job ids, trace and span ids). Keep them a superset of the rules when
 # adding one: a national phone number without "(" shows three digits and a separator.
-_SIGNS = re.compile(
-    r"[@+:(]|AC|SK|\d{3}[\s.\-]"
-    r"|(?i:bearer|basic|token|secret|passw|pwd|authoriz|dsn|key|payment|sg\.|sk_|sk-|pk_|rk_|tok_)"
-)  # one search per value: the signs, then the words in any case
+_SIGNS = re.compile(r"[@+:(]|AC|SK|\d{3}[\s.\-]")
+_SIGN_WORDS = re.compile(r"bearer|basic|token|secret|passw|pwd|authoriz|dsn|key|payment|sg\.|sk_|sk-|pk_|rk_|tok_")
 
 
 def _may_hold_sensitive_text(text: str) -> bool:
-    return _SIGNS.search(text) is not None
+    return _SIGNS.search(text) is not None or _SIGN_WORDS.search(text.lower()) is not None
+
+
+# Texts the first look found clean, remembered so a value seen on every line (a queue, a job name, an event name, an
+# outcome) is looked at once: none of them shows a sign of any rule, so this set holds nothing to mask. Bounded: it
+# starts over when full (unique job ids and trace ids pass through it too).
+_CLEAN_TEXTS: set[str] = set()
+_CLEAN_TEXTS_LIMIT = 4096
+_CLEAN_TEXT_MAX_LENGTH = 128
 
 
 def mask_phone(text: str) -> str:
@@ -116,7 +122,15 @@ def redact_url(url: str) -> str:
 
 def redact_text(text: str) -> str:
     """Mask PII and secrets inside free text; everything else is left readable."""
-    return _mask_all(text) if _may_hold_sensitive_text(text) else text
+    if text in _CLEAN_TEXTS:
+        return text
+    if _may_hold_sensitive_text(text):
+        return _mask_all(text)
+    if len(text) <= _CLEAN_TEXT_MAX_LENGTH:
+        if len(_CLEAN_TEXTS) >= _CLEAN_TEXTS_LIMIT:
+            _CLEAN_TEXTS.clear()
+        _CLEAN_TEXTS.add(text)
+    return text
 
 
 def _mask_all(text: str) -> str:
