@@ -11,6 +11,7 @@ import contextvars
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TextIO
 
@@ -66,6 +67,24 @@ def add_trace_context(_logger: object, _method: str, event: MutableMapping[str, 
     return event
 
 
+_last_second: list[tuple[int, str]] = [(-1, "")]
+"""The last whole second written and its ISO 8601 text (UTC), replaced as one tuple (log lines come from threads)."""
+
+
+def add_timestamp(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """``timestamp``: now in UTC, ISO 8601 with microseconds and ``Z`` (``2026-11-30T02:05:43.100769Z``), as
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it, at a third of its cost (the date and time of day
+    are formatted once per second)."""
+    now = time.time()
+    unix = int(now)
+    last_unix, text = _last_second[0]
+    if unix != last_unix:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix))
+        _last_second[0] = (unix, text)
+    event["timestamp"] = f"{text}.{int((now - unix) * 1_000_000):06d}Z"
+    return event
+
+
 # Always overwritten by the processors above from the record itself, never from data: not worth scanning.
 _PIPELINE_FIELDS = frozenset({"timestamp", "level", "logger"})
 
@@ -81,7 +100,7 @@ def _shared_processors() -> list[structlog.typing.Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.PositionalArgumentsFormatter(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
         structlog.processors.StackInfoRenderer(),
     ]
 
