@@ -62,6 +62,19 @@ def test_job_fields_are_masked_once_bound_and_every_line_is_stamped_in_utc() -> 
         assert before - timedelta(milliseconds=1) <= stamp <= after
 
 
+def test_lines_are_ascii_json_whatever_the_text() -> None:
+    """Non-ASCII text and integers beyond 64 bits come out as ASCII JSON that reads back as given (a stream that
+    only takes ASCII never drops a line)."""
+    stream = io.StringIO()
+    configure_logging("info", production=True, stream=stream)
+    get_logger("adapters.bullmq.runtime").info("job_completed", outcome="envoyé ☕", count=2**70)
+    get_logger("adapters.bullmq.runtime").info("job_completed", outcome="sent", count=1)
+
+    assert stream.getvalue().isascii()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["outcome"], line["count"]) for line in lines] == [("envoyé ☕", 2**70), ("sent", 1)]
+
+
 def test_production_lines_are_json_with_job_context_and_no_pii(spans: SpanCapture) -> None:
     """In production every line is JSON, lines inside a job carry queue/job/org/trace ids, no canary survives."""
     stream = io.StringIO()
