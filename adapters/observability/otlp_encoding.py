@@ -1,7 +1,7 @@
 """OTLP/protobuf encoding of ended spans, written straight to bytes: the exporter's encoding off the GIL's budget.
 
 The SDK's encoder (``opentelemetry.exporter.otlp.proto.common.trace_encoder.encode_spans``) builds a protobuf message
-object per span, attribute and value: ~40-75 us per job span here, on the export thread, which holds the GIL while the
+object per span, attribute and value: ~35-75 us per job span here, on the export thread, which holds the GIL while the
 worker's event loop waits. A job span is a flat record (ids, name, kind, times, a few scalar attributes, a status), so
 this module writes its wire form directly (~5 us) and leaves every other span (events such as a recorded exception,
 links, array or mapping attributes, dropped counts) to the SDK's encoder, whose bytes it embeds unchanged.
