@@ -7,12 +7,16 @@ org id and the current trace id. Levels use the Node worker's pino names (``LOG_
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import json
 import logging
 import sys
-from collections.abc import Iterator, MutableMapping
+import time
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import attrs
+import orjson
 import structlog
 from opentelemetry import trace
 
@@ -41,12 +45,43 @@ def level_number(name: str) -> int:
         raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(PINO_LEVELS)}") from None
 
 
+_job_fields: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.ContextVar("job_fields", default=None)
+"""The job fields of ``job_log_context``, redacted once when bound (not again on every line)."""
+
+
+def add_job_fields(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Add the fields bound by ``job_log_context`` (already redacted); a field the line names itself wins."""
+    fields = _job_fields.get()
+    if fields:
+        for key, value in fields.items():
+            event.setdefault(key, value)
+    return event
+
+
 def add_trace_context(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Add the active OpenTelemetry trace and span ids, so a log line leads to its trace."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         event.setdefault("trace_id", format(context.trace_id, "032x"))
         event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
+
+
+_last_second: list[tuple[int, str]] = [(-1, "")]
+"""The last whole second written and its ISO 8601 text (UTC), replaced as one tuple (log lines come from threads)."""
+
+
+def add_timestamp(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """``timestamp``: now in UTC, ISO 8601 with microseconds and ``Z`` (``2026-11-30T02:05:43.100769Z``), as
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it, at a third of its cost (the date and time of day
+    are formatted once per second)."""
+    now = time.time()
+    unix = int(now)
+    last_unix, text = _last_second[0]
+    if unix != last_unix:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix))
+        _last_second[0] = (unix, text)
+    event["timestamp"] = f"{text}.{int((now - unix) * 1_000_000):06d}Z"
     return event
 
 
@@ -62,14 +97,27 @@ def redact_event(_logger: object, _method: str, event: MutableMapping[str, Any])
 
 def _shared_processors() -> list[structlog.typing.Processor]:
     return [
-        structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.PositionalArgumentsFormatter(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        add_trace_context,
+        add_timestamp,
         structlog.processors.StackInfoRenderer(),
     ]
+
+
+# After the redaction: values that were redacted when bound (job fields) or cannot carry PII (hex trace ids).
+_AFTER_REDACTION: tuple[structlog.typing.Processor, ...] = (add_job_fields, add_trace_context)
+
+
+def _dumps(event: Mapping[str, Any], **options: Any) -> str:
+    """One compact JSON line in ASCII (non-ASCII text escaped, ``default`` for other objects), by orjson (a tenth of
+    ``json.dumps``'s time); a line orjson writes otherwise (non-ASCII text, an integer beyond 64 bits) is written by
+    ``json.dumps`` in the same form."""
+    try:
+        line = orjson.dumps(event, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        line = ""
+    return line if line.isascii() and line else json.dumps(event, separators=(",", ":"), **options)
 
 
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -141,7 +189,7 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
     """
     root_level = level_number(level)
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if production
         else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
@@ -151,6 +199,7 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact_event,
+            *_AFTER_REDACTION,
             renderer,
         ],
     )
@@ -168,6 +217,7 @@ def configure_logging(level: str, production: bool, stream: TextIO | None = None
         *_shared_processors(),
         structlog.processors.format_exc_info,
         redact_event,
+        *_AFTER_REDACTION,
         renderer,
     ]
     structlog.configure(
@@ -186,6 +236,10 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
 
 @contextlib.contextmanager
 def job_log_context(queue: str, job_name: str, job_id: str | None, org_id: str | None) -> Iterator[None]:
-    """Every log line written inside the block (structlog or standard library) carries these job fields."""
-    with structlog.contextvars.bound_contextvars(queue=queue, job_name=job_name, job_id=job_id, org_id=org_id):
+    """Every log line written inside the block (structlog or standard library) carries these job fields (redacted
+    here, once: a producer's job id may carry a phone number)."""
+    token = _job_fields.set(redact_mapping({"queue": queue, "job_name": job_name, "job_id": job_id, "org_id": org_id}))
+    try:
         yield
+    finally:
+        _job_fields.reset(token)

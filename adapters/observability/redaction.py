@@ -75,6 +75,14 @@ def _may_hold_sensitive_text(text: str) -> bool:
     return _SIGNS.search(text) is not None or _SIGN_WORDS.search(text.lower()) is not None
 
 
+# Texts the first look found clean, remembered so a value seen on every line (a queue, a job name, an event name, an
+# outcome) is looked at once: none of them shows a sign of any rule, so this set holds nothing to mask. Bounded: it
+# starts over when full (unique job ids and trace ids pass through it too).
+_CLEAN_TEXTS: set[str] = set()
+_CLEAN_TEXTS_LIMIT = 4096
+_CLEAN_TEXT_MAX_LENGTH = 128
+
+
 def mask_phone(text: str) -> str:
     digits = re.sub(r"\D", "", text)
     prefix = "+" if text.startswith("+") else ""
@@ -114,7 +122,15 @@ def redact_url(url: str) -> str:
 
 def redact_text(text: str) -> str:
     """Mask PII and secrets inside free text; everything else is left readable."""
-    return _mask_all(text) if _may_hold_sensitive_text(text) else text
+    if text in _CLEAN_TEXTS:
+        return text
+    if _may_hold_sensitive_text(text):
+        return _mask_all(text)
+    if len(text) <= _CLEAN_TEXT_MAX_LENGTH:
+        if len(_CLEAN_TEXTS) >= _CLEAN_TEXTS_LIMIT:
+            _CLEAN_TEXTS.clear()
+        _CLEAN_TEXTS.add(text)
+    return text
 
 
 def _mask_all(text: str) -> str:
@@ -130,7 +146,7 @@ def _mask_all(text: str) -> str:
 def redact(value: object) -> object:
     """Redact a nested structure: sensitive keys lose their value, strings are masked, other objects are
     rendered with ``repr`` and masked (domain values mask themselves already)."""
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str):
         return redact_text(value)
@@ -144,5 +160,16 @@ def redact(value: object) -> object:
 
 
 def redact_mapping(mapping: Mapping[str, object]) -> dict[str, object]:
-    """``redact`` for a top-level mapping, typed as one."""
-    return {key: REDACTED if is_sensitive_key(key) else redact(item) for key, item in mapping.items()}
+    """``redact`` for a top-level mapping, typed as one (a log line's fields: mostly short strings and numbers,
+    taken first)."""
+    redacted: dict[str, object] = {}
+    for key, item in mapping.items():
+        if is_sensitive_key(key):
+            redacted[key] = REDACTED
+        elif type(item) is str:
+            redacted[key] = redact_text(item)
+        elif item is None or type(item) is int:
+            redacted[key] = item
+        else:
+            redacted[key] = redact(item)
+    return redacted

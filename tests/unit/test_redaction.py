@@ -164,3 +164,13 @@ def test_trace_ids_and_job_ids_are_kept(text: str) -> None:
 def test_openai_keys_are_masked_in_free_text(key: str) -> None:
     """An OpenAI API key (``sk-...``, ``sk-proj-...``) inside an error message does not survive."""
     assert key not in redact_text(f"request failed with key {key} (status 401)")
+
+
+def test_text_seen_clean_is_remembered_boundedly_and_pii_never() -> None:
+    """The remembered clean texts (a value on every line is looked at once) start over when full, hold no text that
+    was masked, and a canary is masked however often it comes."""
+    for index in range(redaction._CLEAN_TEXTS_LIMIT + 10):
+        assert redact_text(f"job-{index}") == f"job-{index}"
+    assert len(redaction._CLEAN_TEXTS) <= redaction._CLEAN_TEXTS_LIMIT
+    assert [redact_text(f"call {PHONE}") for _ in range(3)] == [f"call {redaction.mask_phone(PHONE)}"] * 3
+    assert not [text for text in redaction._CLEAN_TEXTS if _leaks(text)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
@@ -39,6 +40,39 @@ def _log_everything_inside_a_job() -> None:
             raise RuntimeError(f"provider refused {PHONE}, see {PAYMENT_LINK}")
         except RuntimeError:
             log.exception("attempt failed")
+
+
+def test_job_fields_are_masked_once_bound_and_every_line_is_stamped_in_utc() -> None:
+    """A producer's job id carrying a phone number is masked on every line of the job, structlog's and the standard
+    library's alike; each line's timestamp is ISO 8601 UTC with microseconds, the time it was written."""
+    stream = io.StringIO()
+    configure_logging("info", production=True, stream=stream)
+    before = datetime.now(UTC)
+    with job_log_context("reminders", "process-reminder", f"reminder:{PHONE}", "org_canary"):
+        get_logger("adapters.bullmq.runtime").info("job_started", attempt=1)
+        logging.getLogger("bullmq").warning("lock renewal failed")
+    after = datetime.now(UTC)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert leaked(stream.getvalue()) == []
+    assert [line["event"] for line in lines] == ["job_started", "lock renewal failed"]
+    for line in lines:
+        assert line["job_id"].startswith("reminder:+14")
+        stamp = datetime.strptime(line["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert before - timedelta(milliseconds=1) <= stamp <= after
+
+
+def test_lines_are_ascii_json_whatever_the_text() -> None:
+    """Non-ASCII text and integers beyond 64 bits come out as ASCII JSON that reads back as given (a stream that
+    only takes ASCII never drops a line)."""
+    stream = io.StringIO()
+    configure_logging("info", production=True, stream=stream)
+    get_logger("adapters.bullmq.runtime").info("job_completed", outcome="envoyé ☕", count=2**70)
+    get_logger("adapters.bullmq.runtime").info("job_completed", outcome="sent", count=1)
+
+    assert stream.getvalue().isascii()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["outcome"], line["count"]) for line in lines] == [("envoyé ☕", 2**70), ("sent", 1)]
 
 
 def test_production_lines_are_json_with_job_context_and_no_pii(spans: SpanCapture) -> None:
