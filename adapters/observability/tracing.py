@@ -33,7 +33,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from adapters.observability.otlp_encoding import encode_export_request
 from adapters.observability.redaction import is_sensitive_key, redact_text
 
 log = structlog.get_logger()
@@ -55,22 +54,6 @@ _CONVENTION_KEYS = frozenset(
 # The SDK's own lines about a collector that is down: one per retry and per failed batch ("Transient error ...
 # retrying", "Failed to export spans batch ..."), and "Queue full, dropping Span."; _ReportedExporter says it once.
 _EXPORT_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.sdk._shared_internal")
-
-
-class _OtlpHttpExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP exporter (its client: retries, timeout, compression, headers) with our encoding of the
-    batch (``otlp_encoding``: the same message, a fifth of the export thread's time on job spans).
-
-    Reads the SDK exporter's ``_client`` and ``_shutdown`` (opentelemetry-exporter-otlp-proto-http 1.45, pinned by
-    uv.lock; the tracing integration tests send through it to a collector and through a refusing one). Left out of
-    the SDK's ``export``: its size check (64 MiB by default, far above a batch of 512 job spans) and its internal
-    metrics (off unless ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``)."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._shutdown:
-            return SpanExportResult.FAILURE
-        sent = self._client.export(encode_export_request(spans))
-        return SpanExportResult.SUCCESS if sent.success else SpanExportResult.FAILURE
 
 
 class _ReportedExporter(SpanExporter):
@@ -152,7 +135,7 @@ def init_tracing(
     if exporter is None:
         if not endpoint:
             raise ValueError("init_tracing needs an endpoint or an exporter")
-        exporter = _OtlpHttpExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=export_timeout_seconds)
+        exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=export_timeout_seconds)
     resource_attributes: dict[str, str] = {"service.name": service_name}
     if service_version:
         resource_attributes["service.version"] = service_version
