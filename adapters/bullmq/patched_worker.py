@@ -50,6 +50,7 @@ from bullmq import Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
 from bullmq.scripts import raw2NextJobData
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.bullmq.pipelined import PipelinedRedis
@@ -215,10 +216,15 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
     async def _move_to_finished(self, job_id: str, keys: list[str], args: list[Any]) -> list[Any] | None:
         """bullmq's ``Scripts.moveToFinished`` sent over ``finish_client``; through the pool without one, or again
         through it when the pipelined connection was lost (the pool's client retries on its own)."""
-        if self.finish_client is None:
+        lane = self.finish_client
+        if lane is None:
             return await self._move_to_finished_pooled(job_id, keys, args)
+        script = self.scripts.commands["moveToFinished"]
         try:
-            result = await self.scripts.commands["moveToFinished"](keys, args, self.finish_client)
+            try:
+                result = await lane.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                result = await script(keys, args, lane)  # redis-py's AsyncScript loads it, then runs it
         except (RedisConnectionError, RedisTimeoutError):
             return await self._move_to_finished_pooled(job_id, keys, args)
         if type(result) is int and result < 0:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import hiredis
@@ -128,16 +129,21 @@ class PipelinedRedis:
         self._connection: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
 
-    async def execute_command(self, *args: EncodableT) -> Any:
-        """Send one command; its decoded reply. Raises redis-py's ``ResponseError`` family for an error reply,
-        ``ConnectionError`` / ``TimeoutError`` when the connection is lost or Redis stops answering."""
+    def execute_command(self, *args: EncodableT) -> Awaitable[Any]:
+        """Send one command; await its decoded reply. Raises redis-py's ``ResponseError`` family for an error
+        reply, ``ConnectionError`` / ``TimeoutError`` when the connection is lost or Redis stops answering.
+        (A plain function returning the reply's future when connected: no coroutine per command.)"""
         connection = self._connection
-        if connection is None or not connection.usable:
-            connection = await self._connect()
-        return await connection.send(args)
+        if connection is not None and connection.usable:
+            return connection.send(args)
+        return self._connect_and_send(args)
 
-    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: EncodableT) -> Any:
-        return await self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: EncodableT) -> Awaitable[Any]:
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    async def _connect_and_send(self, args: tuple[EncodableT, ...]) -> Any:
+        connection = await self._connect()
+        return await connection.send(args)
 
     async def script_load(self, script: str) -> str:
         sha: str = await self.execute_command("SCRIPT", "LOAD", script)
