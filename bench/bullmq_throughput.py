@@ -22,6 +22,9 @@ Scenarios (``--scenarios``, comma-separated; all by default, ``delayed`` last):
     .venv/bin/python bench/bullmq_throughput.py --redis-port 7500 --jobs 20000 --pairs 3
 
 The last line is ``python/node ratio: X.XX (median of N pairs)`` (no-op, one process, concurrency 50).
+``--kinds`` picks the throughput scenario's workers; ``--baseline CHECKOUT`` adds kind ``baseline``, the no-op
+worker of another checkout (its own ``.venv``), for a same-run A/B. Nothing listening on ``--redis-port``: the
+bench stops at once, naming the port.
 """
 
 from __future__ import annotations
