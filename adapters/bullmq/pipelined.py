@@ -11,7 +11,8 @@ How: the commands issued in one turn of the event loop are written with one ``wr
 hiredis, errors mapped to redis-py's exception classes (``NOSCRIPT`` -> ``NoScriptError``, so a redis-py
 ``AsyncScript`` reloads its script as with a ``Redis`` client). A lost connection fails every command in flight
 with redis-py's ``ConnectionError``; no command waits longer than the socket timeout without the connection
-making progress (then ``TimeoutError``, and the connection is dropped). The next command reconnects. Nothing is
+making progress (then ``TimeoutError``, and the connection is dropped). The next command reconnects (after a
+failed connect, commands fail at once for ``RECONNECT_AFTER_S``). Nothing is
 retried here: a caller that may repeat its command retries through the pooled client, whose retry policy applies.
 
 Plain TCP to one server only (the worker's settings without TLS, Sentinel or Cluster); :func:`open_pipelined_redis`
@@ -36,6 +37,9 @@ from adapters.bullmq.connection import RedisSettings
 
 WATCHDOG_EVERY_S = 1.0
 """How often a connection with commands in flight checks that Redis still answers."""
+RECONNECT_AFTER_S = 1.0
+"""After a failed connect, commands fail at once (their callers fall back to the pool) for this long, so that an
+unreachable server costs one connect timeout, not one per waiting command."""
 
 
 class _Connection(asyncio.Protocol):
@@ -128,6 +132,7 @@ class PipelinedRedis:
         self._timeout_s = timeout_s if timeout_s is not None else settings.socket_timeout_s
         self._connection: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self._failed_at: float | None = None
 
     def execute_command(self, *args: EncodableT) -> Awaitable[Any]:
         """Send one command; await its decoded reply. Raises redis-py's ``ResponseError`` family for an error
@@ -160,7 +165,15 @@ class PipelinedRedis:
         async with self._connecting:
             if self._connection is not None and self._connection.usable:
                 return self._connection
-            connection = await self._open()
+            loop = asyncio.get_running_loop()
+            if self._failed_at is not None and loop.time() - self._failed_at < RECONNECT_AFTER_S:
+                raise RedisConnectionError("the pipelined connection could not be opened a moment ago")
+            try:
+                connection = await self._open()
+            except Exception:
+                self._failed_at = loop.time()  # when the attempt ended (a connect timeout can take seconds)
+                raise
+            self._failed_at = None
             self._connection = connection
             return connection
 

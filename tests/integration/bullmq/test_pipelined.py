@@ -114,6 +114,25 @@ async def test_no_server_is_a_connection_error() -> None:
         await lane.execute_command("PING")
 
 
+async def test_commands_waiting_on_a_failed_connect_fail_at_once_instead_of_each_trying_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lane = PipelinedRedis(RedisSettings(port=free_port()))
+    attempts: list[None] = []
+    open_connection = lane._open
+
+    async def counted() -> object:
+        attempts.append(None)
+        return await open_connection()
+
+    monkeypatch.setattr(lane, "_open", counted)
+
+    results = await asyncio.gather(*(lane.execute_command("PING") for _ in range(20)), return_exceptions=True)
+
+    assert all(isinstance(result, RedisConnectionError) for result in results)
+    assert len(attempts) == 1
+
+
 async def test_it_selects_the_database_of_the_settings(own_redis: OwnRedis) -> None:
     lane = PipelinedRedis(RedisSettings(port=own_redis.port, db=3))
     reader = redis_asyncio.Redis(port=own_redis.port, db=3, decode_responses=True)
