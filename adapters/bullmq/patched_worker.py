@@ -26,7 +26,8 @@ What changes against PyPI bullmq 3.4.4 (each behaviour has its own test in
 - **Jobs finish over one pipelined connection** (``finish_client``, ``processJob``): the ``moveToFinished`` of a
   completed job goes over ``adapters/bullmq/pipelined.py`` (one connection shared by all concurrent jobs, as npm
   bullmq's ioredis does) instead of a pooled connection per job; if that connection is lost the call is repeated
-  through the pool, whose retry policy applies (as a retry of redis-py's own would repeat it).
+  through the pool, whose retry policy applies (as a retry of redis-py's own would repeat it); tested in
+  ``tests/integration/bullmq/test_pipelined.py``.
 - **Job data that is not JSON is failed** (``nextJobFromJobData``), as unrecoverable with a readable reason,
   instead of going through "stalled" for ever.
 
