@@ -22,6 +22,9 @@ Scenarios (``--scenarios``, comma-separated; all by default, ``delayed`` last):
     .venv/bin/python bench/bullmq_throughput.py --redis-port 7500 --jobs 20000 --pairs 3
 
 The last line is ``python/node ratio: X.XX (median of N pairs)`` (no-op, one process, concurrency 50).
+``--kinds`` picks the throughput scenario's workers; ``--baseline CHECKOUT`` adds kind ``baseline``, the no-op
+worker of another checkout (its own ``.venv``), for a same-run A/B. Nothing listening on ``--redis-port``: the
+bench stops at once, naming the port.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as redis_asyncio
+from redis import exceptions as redis_exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,6 +60,8 @@ from domain.jobs import QueueName  # noqa: E402  # run from the checkout (sys.pa
 QUEUE = str(QueueName.SNAPSHOTS)
 JOB = {"name": "process-snapshots", "data": {"orgId": "org-bench", "date": "2025-07-01"}}
 PYTHON_KINDS = ("python", "observed")
+BASELINE = "baseline"
+"""The kind running the ``python`` worker of another checkout (``--baseline``), for a same-run A/B."""
 LIMITS = {
     "global concurrency 1": {"concurrency": 1},
     "global rate limit 2 / 1000 ms": {"rateMax": 2, "rateDurationMs": 1000},
@@ -63,11 +71,22 @@ LIMITS = {
 class Bench:
     """One bench run against the Redis on ``port``; every run uses a fresh key prefix, deleted afterwards."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, baseline: pathlib.Path | None = None) -> None:
         self.port = port
         self.client = redis_asyncio.Redis(port=port, decode_responses=True)
         self.observability: dict[str, str] = {}
         self.profile_out: str | None = None
+        self.baseline = baseline
+
+    async def check_redis(self) -> None:
+        """Fail at once when nothing answers on the port (the Node CLI would retry its connection for ever)."""
+        probe = redis_asyncio.Redis(port=self.port, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
+        try:
+            await probe.ping()
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError):
+            raise SystemExit(f"no Redis answers on 127.0.0.1:{self.port} (--redis-port)") from None
+        finally:
+            await probe.aclose()
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -79,11 +98,18 @@ class Bench:
     def start(self, kind: str, prefix: str, concurrency: int, job_ms: int = 0) -> subprocess.Popen[bytes]:
         config = {"prefix": prefix, "queue": QUEUE, "concurrency": concurrency, "jobMs": job_ms, "kind": kind}
         config |= {"redis": {"port": self.port}, "profile": self.profile_out, **self.observability}
+        root = ROOT
         if kind == "node":
             argv = ["node", str(NODE_DIR / "bench_worker.js"), json.dumps(config)]
+        elif kind == BASELINE:
+            assert self.baseline is not None
+            root = self.baseline
+            config["kind"] = "python"
+            python = root / ".venv" / "bin" / "python"
+            argv = [str(python), str(root / "bench" / "bullmq_throughput.py"), "--serve", json.dumps(config)]
         else:
             argv = [sys.executable, str(pathlib.Path(__file__).resolve()), "--serve", json.dumps(config)]
-        return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE if kind == "node" else subprocess.DEVNULL)
+        return subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE if kind == "node" else subprocess.DEVNULL)
 
     @contextlib.asynccontextmanager
     async def workers(
@@ -169,15 +195,18 @@ class Bench:
                 result["latency_p99_ms"] = latencies[int(len(latencies) * 0.99)]
             return result
 
-    async def throughput(self, jobs: int, concurrency: int, pairs: int, latency_jobs: int) -> list[float]:
-        kinds = ("node", "python", "observed")
+    async def throughput(
+        self, jobs: int, concurrency: int, pairs: int, latency_jobs: int, kinds: tuple[str, ...]
+    ) -> list[float]:
+        """Each round runs every kind once, the order rotated by one per round; ratios against the round's Node."""
         runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
-        ratios: dict[str, list[float]] = {kind: [] for kind in PYTHON_KINDS}
+        ratios: dict[str, list[float]] = {kind: [] for kind in kinds if kind != "node"}
         for round_ in range(pairs):
-            for kind in kinds[round_ % 3 :] + kinds[: round_ % 3]:
+            shift = round_ % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:
                 runs[kind].append(await self.drain(kind, jobs, concurrency, latency_jobs=latency_jobs))
                 print(f"round {round_ + 1} {kind:8}: {json.dumps(runs[kind][-1])}", flush=True)
-            for kind in PYTHON_KINDS:
+            for kind in ratios:
                 ratios[kind].append(runs[kind][-1]["jobs_per_s"] / runs["node"][-1]["jobs_per_s"])
         print(f"\n### throughput: {jobs} no-op jobs, one process, concurrency {concurrency}, {pairs} rounds")
         print("| worker | jobs/s (median) | x Node per round (median) | add-to-start median ms | p99 ms |")
@@ -186,10 +215,17 @@ class Bench:
             per_round = ", ".join(f"{r:.2f}" for r in ratios[kind]) if kind in ratios else "1"
             median = f" ({statistics.median(ratios[kind]):.2f})" if kind in ratios else ""
             rate = statistics.median(r["jobs_per_s"] for r in results)
-            latency = statistics.median(r["latency_median_ms"] for r in results)
-            p99 = statistics.median(r["latency_p99_ms"] for r in results)
-            print(f"| {kind} | {rate:,.0f} | {per_round}{median} | {latency:.1f} | {p99:.0f} |")
-        return ratios["python"]
+            latency, p99 = "-", "-"
+            if latency_jobs:
+                latency = f"{statistics.median(r['latency_median_ms'] for r in results):.1f}"
+                p99 = f"{statistics.median(r['latency_p99_ms'] for r in results):.0f}"
+            print(f"| {kind} | {rate:,.0f} | {per_round}{median} | {latency} | {p99} |")
+        if "python" in ratios and BASELINE in ratios:
+            ab = [ours / base for ours, base in zip(ratios["python"], ratios[BASELINE], strict=True)]
+            print(
+                f"\npython/baseline per round: {', '.join(f'{r:.2f}' for r in ab)} (median {statistics.median(ab):.2f})"
+            )
+        return ratios.get("python", [])
 
     async def limits(self, pairs: int) -> None:
         rows = []
@@ -294,7 +330,13 @@ async def bench(args: argparse.Namespace) -> None:
     from tests.support.fakeservers.sentry import FakeSentry
 
     scenarios = args.scenarios.split(",")
-    runner = Bench(args.redis_port)
+    kinds = tuple(args.kinds.split(","))
+    if "node" not in kinds or not set(kinds) <= {"node", *PYTHON_KINDS, BASELINE}:
+        raise SystemExit(f"--kinds: node and any of {', '.join((*PYTHON_KINDS, BASELINE))}")
+    if BASELINE in kinds and args.baseline is None:
+        raise SystemExit("--kinds baseline needs --baseline CHECKOUT")
+    runner = Bench(args.redis_port, args.baseline)
+    await runner.check_redis()
     collector, sentry = FakeOtlpCollector(), FakeSentry()
     await collector.start()
     await sentry.start()
@@ -302,7 +344,7 @@ async def bench(args: argparse.Namespace) -> None:
     ratios: list[float] = []
     try:
         if "throughput" in scenarios:
-            ratios = await runner.throughput(args.jobs, args.concurrency, args.pairs, args.latency_jobs)
+            ratios = await runner.throughput(args.jobs, args.concurrency, args.pairs, args.latency_jobs, kinds)
             collector.exports.clear()
         if "limits" in scenarios:
             await runner.limits(max(1, args.pairs - 1))
@@ -386,6 +428,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-port", type=int, default=6379, help="a Redis of the bench's own is advised")
     parser.add_argument("--scenarios", default="throughput,limits,fleet,rss,delayed")
+    parser.add_argument("--kinds", default="node,python,observed", help="workers of the throughput scenario")
+    parser.add_argument(
+        "--baseline",
+        type=pathlib.Path,
+        help="another checkout (with its .venv) whose no-op worker runs as the kind 'baseline', e.g. /work/main",
+    )
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--pairs", type=int, default=3, help="rounds of the throughput scenario (others: one less)")

@@ -23,6 +23,11 @@ What changes against PyPI bullmq 3.4.4 (each behaviour has its own test in
 - **Workers visible to Node tooling** (``_ensure_client_names``, ``blocking_client``): the worker waits for jobs
   on a connection of its own named as npm bullmq names a worker's; the pool stays unnamed
   (``adapters/bullmq/worker_identity.py``).
+- **Jobs finish over one pipelined connection** (``finish_client``, ``processJob``): the ``moveToFinished`` of a
+  completed job goes over ``adapters/bullmq/pipelined.py`` (one connection shared by all concurrent jobs, as npm
+  bullmq's ioredis does) instead of a pooled connection per job; if that connection is lost the call is repeated
+  through the pool, whose retry policy applies (as a retry of redis-py's own would repeat it); tested in
+  ``tests/integration/bullmq/test_pipelined.py``.
 - **Job data that is not JSON is failed** (``nextJobFromJobData``), as unrecoverable with a readable reason,
   instead of going through "stalled" for ever.
 
@@ -44,7 +49,12 @@ import redis.asyncio as redis_asyncio
 from bullmq import Job as BullJob
 from bullmq import Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError, WaitingChildrenError
+from bullmq.scripts import raw2NextJobData
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from adapters.bullmq.pipelined import PipelinedRedis
 from adapters.bullmq.worker_identity import use_blocking_client
 from domain.errors import ConfigurationError
 
@@ -74,10 +84,18 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
     waiting: asyncio.Future[Any] | None
     """bullmq's: the fetch that waits for work (the marker's ``BZPOPMIN``, or here a rate-limit window)."""
 
-    def __init__(self, *args: Any, blocking_client: redis_asyncio.Redis | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        blocking_client: redis_asyncio.Redis | None = None,
+        finish_client: PipelinedRedis | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if blocking_client is not None:
             use_blocking_client(self, blocking_client)
+        self.finish_client = finish_client
+        """Where completed jobs' ``moveToFinished`` goes first (None: the pool)."""
         self.late_jobs: list[BullJob] = []
         self.rate_limited_until_ms = 0
         """Epoch ms until which the queue's rate limit is reached (0: not limited)."""
@@ -187,14 +205,38 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
     async def _complete(self, job: BullJob, token: str, result: Any) -> BullJob | None:
         fetch_next = not (self.closing or self.paused)
         keys, args = self._completion_args(job, token, result, fetch_next)
-        moved = await self.scripts.moveToFinished(job.id, keys, args)
+        moved = await self._move_to_finished(job.id, keys, args)
         job.returnvalue = result
         job.attemptsMade += 1
         self.emit("completed", job, result)
-        if not fetch_next:
+        if not fetch_next or moved is None:
             return None
         job_data, job_id, limit_until, delay_until = moved
         return await self.nextJobFromJobData(job_data, job_id, limit_until or 0, delay_until or 0, token)
+
+    async def _move_to_finished(self, job_id: str, keys: list[str], args: list[Any]) -> list[Any] | None:
+        """bullmq's ``Scripts.moveToFinished`` sent over ``finish_client``; through the pool without one, or again
+        through it when the pipelined connection was lost (the pool's client retries on its own)."""
+        lane = self.finish_client
+        if lane is None:
+            return await self._move_to_finished_pooled(job_id, keys, args)
+        script = self.scripts.commands["moveToFinished"]
+        try:
+            try:
+                result = await lane.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                result = await script(keys, args, lane)  # redis-py's AsyncScript loads it, then runs it
+        except (RedisConnectionError, RedisTimeoutError):
+            return await self._move_to_finished_pooled(job_id, keys, args)
+        if type(result) is int and result < 0:
+            error = {"code": result, "jobId": job_id, "command": "moveToFinished", "state": "active"}
+            raise self.scripts.finishedErrors(error)
+        moved: list[Any] | None = raw2NextJobData(result) if result is not None else None
+        return moved
+
+    async def _move_to_finished_pooled(self, job_id: str, keys: list[str], args: list[Any]) -> list[Any] | None:
+        moved: list[Any] | None = await self.scripts.moveToFinished(job_id, keys, args)
+        return moved
 
     def _completion_args(self, job: BullJob, token: str, result: Any, fetch_next: bool) -> tuple[list[str], list[Any]]:
         """The keys and arguments of ``moveToFinished-14.lua`` for a completed job, as bullmq's

@@ -48,6 +48,7 @@ from bullmq.custom_errors import DelayedError, UnrecoverableError
 from adapters.bullmq.connection import close_redis
 from adapters.bullmq.dead_letter import BullmqDeadLetter, FailedJob
 from adapters.bullmq.patched_worker import PatchedWorker
+from adapters.bullmq.pipelined import open_pipelined_redis
 from adapters.bullmq.return_values import json_safe
 from adapters.bullmq.router import JobRouter
 from adapters.bullmq.wire import repair_text
@@ -150,12 +151,14 @@ class QueueWorker:
         blocking = open_blocking_redis(
             self._config.redis, node_worker_client_name(self._config.queue_prefix, self._queue)
         )
+        finish = open_pipelined_redis(self._config.redis)
         try:
-            worker = PatchedWorker(
-                self._queue, self._process, self._config.bullmq_options(self._client), blocking_client=blocking
-            )
+            options = self._config.bullmq_options(self._client)
+            worker = PatchedWorker(self._queue, self._process, options, blocking_client=blocking, finish_client=finish)
             return await self._serve(worker, stop, force)
         finally:
+            if finish is not None:
+                await finish.aclose()
             await close_redis(blocking)
 
     async def _serve(self, worker: PatchedWorker, stop: asyncio.Event, force: asyncio.Event) -> int:
