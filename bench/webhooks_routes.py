@@ -51,16 +51,12 @@ from adapters.postgres.feedback import PostgresDeliveryFeedback, open_acknowledg
 from adapters.webhooks.sendgrid import SendGridSignature
 from adapters.webhooks.server import WebhookHandlers, build_webhooks_app
 from adapters.webhooks.twilio import TwilioWebhooks
+from bench.webhooks_status_load import ADMIN_DSN, copy_ledger, dsn_for
 from tests.support.fakeservers.webhook_signing import AUTH_TOKEN, PUBLIC_URL, SendGridKeys, twilio_headers
 
-ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BATCH = 10
 NUMBERS = 50
 Send = Callable[[aiohttp.ClientSession], Awaitable[None]]
-
-
-def dsn_for(database: str) -> str:
-    return f"{ADMIN_DSN.rpartition('/')[0]}/{database}"
 
 
 def serve(dsn: str, port: int, sendgrid_public_key: str) -> None:
@@ -88,28 +84,11 @@ async def seed(dsn: str, sms: int, email: int) -> None:
     now = datetime.now(UTC)
     rows = [(f"bench:{n}:sms", "sms", f"SM{n:032d}") for n in range(sms)]
     rows += [(f"bench:{n}:email", "email", f"em{n}") for n in range(email)]
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.copy_records_to_table(
-            "send_ledger",
-            records=[
-                (key, "org-1", f"c-{n}", channel, "transactional", "sent", now, now, message_id)
-                for n, (key, channel, message_id) in enumerate(rows)
-            ],
-            columns=[
-                "key",
-                "org_id",
-                "contact_id",
-                "channel",
-                "purpose",
-                "state",
-                "claimed_at",
-                "updated_at",
-                "provider_message_id",
-            ],
-        )
-    finally:
-        await connection.close()
+    records: list[tuple[object, ...]] = [
+        (key, "org-1", f"c-{n}", channel, "transactional", "sent", now, now, message_id)
+        for n, (key, channel, message_id) in enumerate(rows)
+    ]
+    await copy_ledger(dsn, records)
 
 
 def status_requests(base: str, count: int) -> list[Send]:

@@ -70,41 +70,29 @@ def serve(dsn: str, port: int) -> None:
     uvloop.run(main())
 
 
+LEDGER_COLUMNS = (
+    "key", "org_id", "contact_id", "channel", "purpose", "state", "claimed_at", "updated_at", "provider_message_id",
+)  # fmt: skip
+
+
+async def copy_ledger(dsn: str, records: list[tuple[object, ...]]) -> None:
+    """Write send-ledger rows (values in LEDGER_COLUMNS' order) with one COPY."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.copy_records_to_table("send_ledger", records=records, columns=list(LEDGER_COLUMNS))
+    finally:
+        await connection.close()
+
+
 async def seed(dsn: str, entries: int) -> list[str]:
     keys = [f"reminder:3h:bench-{n}:sms" for n in range(entries)]
     now = datetime.now(UTC)
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.copy_records_to_table(
-            "send_ledger",
-            records=[
-                (
-                    key,
-                    "org-1",
-                    f"c-{n}",
-                    "sms",
-                    "transactional",
-                    "unknown" if n % 2 else "sent",
-                    now,
-                    now,
-                    None if n % 2 else f"SM{n:032d}",
-                )
-                for n, key in enumerate(keys)
-            ],
-            columns=[
-                "key",
-                "org_id",
-                "contact_id",
-                "channel",
-                "purpose",
-                "state",
-                "claimed_at",
-                "updated_at",
-                "provider_message_id",
-            ],
-        )
-    finally:
-        await connection.close()
+    records: list[tuple[object, ...]] = [
+        (key, "org-1", f"c-{n}", "sms", "transactional", "unknown" if n % 2 else "sent", now, now,
+         None if n % 2 else f"SM{n:032d}")
+        for n, key in enumerate(keys)
+    ]  # fmt: skip
+    await copy_ledger(dsn, records)
     return keys
 
 
