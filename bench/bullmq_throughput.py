@@ -4,10 +4,13 @@ Scenarios (``--scenarios``, comma-separated; all by default, ``delayed`` last):
 
 - ``throughput``: N no-op snapshot jobs added to a paused queue, one worker process started, the queue resumed;
   jobs/s is N over first start to last finish (read from the job hashes, so start-up is not counted). Then 200 jobs
-  trickled one every 5 ms give the add-to-start latency (``processedOn - timestamp``). Kinds, rotated in order each
-  round: ``node`` (tests/node/bench_worker.js), ``python`` (our runtime with a no-op handler, logs at warn),
-  ``observed`` (our runtime with production observability: JSON logs at info, metrics, Sentry and every job's span
-  exported over OTLP/HTTP to local fakes in this process). Ratios are per round, against that round's Node run.
+  trickled one every 5 ms give the add-to-start latency (``processedOn - timestamp``, whole ms on both sides: the
+  median, and the mean, which resolves fractions of a ms over many jobs). Kinds, rotated in order each round:
+  ``node`` (tests/node/bench_worker.js), ``python`` (our runtime with a no-op handler, logs at warn as production
+  configures them), ``traced`` (the same plus every job's span exported over OTLP/HTTP: what the OpenTelemetry SDK
+  alone costs), ``observed`` (our runtime with production observability: JSON logs at info, metrics, Sentry and
+  every job's span exported over OTLP/HTTP to local fakes in this process). Ratios are per round, against that
+  round's Node run.
 - ``limits``: Node sets ``setGlobalConcurrency(1)`` or ``setGlobalRateLimit(2, 1000)``; 8 jobs of 20 ms are added
   to an idle worker of concurrency 10; reports the span (first start to last finish) and the largest gap between
   two starts, Node and Python alternating.
@@ -35,7 +38,6 @@ import contextlib
 import cProfile
 import itertools
 import json
-import logging
 import pathlib
 import signal
 import statistics
@@ -59,7 +61,9 @@ from domain.jobs import QueueName  # noqa: E402  # run from the checkout (sys.pa
 
 QUEUE = str(QueueName.SNAPSHOTS)
 JOB = {"name": "process-snapshots", "data": {"orgId": "org-bench", "date": "2025-07-01"}}
-PYTHON_KINDS = ("python", "observed")
+PYTHON_KINDS = ("python", "traced", "observed")
+"""``python``: logs at warn as production configures them, no tracing; ``traced``: the same plus every job's span
+exported over OTLP (the OpenTelemetry SDK's own cost, nothing else); ``observed``: production observability."""
 BASELINE = "baseline"
 """The kind running the ``python`` worker of another checkout (``--baseline``), for a same-run A/B."""
 LIMITS = {
@@ -192,6 +196,7 @@ class Bench:
             if trickled:
                 latencies = sorted(p - t for t, p, _ in await self.job_times(prefix, trickled))
                 result["latency_median_ms"] = statistics.median(latencies)
+                result["latency_mean_ms"] = round(statistics.fmean(latencies), 2)
                 result["latency_p99_ms"] = latencies[int(len(latencies) * 0.99)]
             return result
 
@@ -209,7 +214,7 @@ class Bench:
             for kind in ratios:
                 ratios[kind].append(runs[kind][-1]["jobs_per_s"] / runs["node"][-1]["jobs_per_s"])
         print(f"\n### throughput: {jobs} no-op jobs, one process, concurrency {concurrency}, {pairs} rounds")
-        print("| worker | jobs/s (median) | x Node per round (median) | add-to-start median ms | p99 ms |")
+        print("| worker | jobs/s (median) | x Node per round (median) | add-to-start median / mean ms | p99 ms |")
         print("|---|---|---|---|---|")
         for kind, results in runs.items():
             per_round = ", ".join(f"{r:.2f}" for r in ratios[kind]) if kind in ratios else "1"
@@ -217,7 +222,8 @@ class Bench:
             rate = statistics.median(r["jobs_per_s"] for r in results)
             latency, p99 = "-", "-"
             if latency_jobs:
-                latency = f"{statistics.median(r['latency_median_ms'] for r in results):.1f}"
+                median_ms = statistics.median(r["latency_median_ms"] for r in results)
+                latency = f"{median_ms:.1f} / {statistics.median(r['latency_mean_ms'] for r in results):.2f}"
                 p99 = f"{statistics.median(r['latency_p99_ms'] for r in results):.0f}"
             print(f"| {kind} | {rate:,.0f} | {per_round}{median} | {latency} | {p99} |")
         if "python" in ratios and BASELINE in ratios:
@@ -365,19 +371,17 @@ async def bench(args: argparse.Namespace) -> None:
 
 
 def _observe(config: dict[str, Any]) -> None:
-    """Logging, Sentry and tracing as production sets them up (stdout is discarded)."""
-    import structlog
-
+    """Logging, Sentry and tracing as production sets them up for the kind (stdout is discarded)."""
     from adapters.observability.logging import configure_logging
     from adapters.observability.sentry import init_sentry
     from adapters.observability.tracing import init_tracing
 
-    if config["kind"] != "observed":
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-        return
-    configure_logging("info", production=True, stream=sys.stdout)
-    init_sentry(config["sentry_dsn"], environment="bench", release=None)
-    init_tracing("clientflow-worker-bench", endpoint=config["otlp"])
+    kind = config["kind"]
+    configure_logging("info" if kind == "observed" else "warn", production=True, stream=sys.stdout)
+    if kind == "observed":
+        init_sentry(config["sentry_dsn"], environment="bench", release=None)
+    if kind in ("observed", "traced"):
+        init_tracing("clientflow-worker-bench", endpoint=config["otlp"])
 
 
 def serve(config: dict[str, Any]) -> int:

@@ -23,11 +23,15 @@ What changes against PyPI bullmq 3.4.4 (each behaviour has its own test in
 - **Workers visible to Node tooling** (``_ensure_client_names``, ``blocking_client``): the worker waits for jobs
   on a connection of its own named as npm bullmq names a worker's; the pool stays unnamed
   (``adapters/bullmq/worker_identity.py``).
-- **Jobs finish over one pipelined connection** (``finish_client``, ``processJob``): the ``moveToFinished`` of a
-  completed job goes over ``adapters/bullmq/pipelined.py`` (one connection shared by all concurrent jobs, as npm
-  bullmq's ioredis does) instead of a pooled connection per job; if that connection is lost the call is repeated
-  through the pool, whose retry policy applies (as a retry of redis-py's own would repeat it); tested in
-  ``tests/integration/bullmq/test_pipelined.py``.
+- **Jobs are fetched and finished over one pipelined connection** (``pipelined_client``, ``moveToActive``,
+  ``processJob``): ``moveToActive`` and the ``moveToFinished`` of a completed job go over
+  ``adapters/bullmq/pipelined.py`` (one connection shared by all concurrent jobs, as npm bullmq's ioredis does)
+  instead of a pooled connection per call; if that connection is lost the call is repeated through the pool, whose
+  retry policy applies (as a retry of redis-py's own would repeat it); tested in
+  ``tests/integration/bullmq/test_pipelined.py``. When a job arrives at an idle worker, bullmq's run loop (as npm
+  bullmq's) starts a ``moveToActive`` for every free slot at once: over the pool each waited for a connection of its
+  own, so their timestamps (a fetched job's ``processedOn``) were taken milliseconds before Redis ran them, often
+  before the job was even added; written together they reach Redis within the loop turn that stamped them.
 - **Job data that is not JSON is failed** (``nextJobFromJobData``), as unrecoverable with a readable reason,
   instead of going through "stalled" for ever.
 
@@ -88,20 +92,21 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
         self,
         *args: Any,
         blocking_client: redis_asyncio.Redis | None = None,
-        finish_client: PipelinedRedis | None = None,
+        pipelined_client: PipelinedRedis | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         if blocking_client is not None:
             use_blocking_client(self, blocking_client)
-        self.finish_client = finish_client
-        """Where completed jobs' ``moveToFinished`` goes first (None: the pool)."""
+        self.pipelined_client = pipelined_client
+        """Where ``moveToActive`` and completed jobs' ``moveToFinished`` go first (None: the pool)."""
         self.late_jobs: list[BullJob] = []
         self.rate_limited_until_ms = 0
         """Epoch ms until which the queue's rate limit is reached (0: not limited)."""
         keys = self.keys
         self._completed_keys = [keys[name] for name in _FINISH_KEYS] + [keys["completed"]]
         self._completed_tail = [self.scripts.toKey("metrics:completed"), keys["marker"]]
+        self._activation_keys = [keys[name] for name in _ACTIVATION_KEYS]
 
     async def _ensure_client_names(self) -> None:
         """Nothing to do: the blocking client is named as Node names a worker's as it connects, and the pool must
@@ -144,6 +149,32 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
             self.waiting = None
         job: BullJob | None = await self.moveToActive(token)
         return job
+
+    async def moveToActive(self, token: str) -> BullJob | None:
+        """bullmq's ``moveToActive`` (``moveToActive-11.lua``: the next waiting job, locked under ``token``) over
+        the pipelined connection; through the pool without one, or when that connection was lost."""
+        lane = self.pipelined_client
+        if lane is None:
+            return await self._move_to_active_pooled(token)
+        try:
+            raw = await self._run_script(lane, "moveToActive", self._activation_keys, self._activation_args(token))
+        except (RedisConnectionError, RedisTimeoutError):
+            return await self._move_to_active_pooled(token)
+        job_data, job_id, limit_until, delay_until = raw2NextJobData(raw)
+        return await self.nextJobFromJobData(job_data, job_id, limit_until or 0, delay_until or 0, token)
+
+    async def _move_to_active_pooled(self, token: str) -> BullJob | None:
+        job: BullJob | None = await super().moveToActive(token)
+        return job
+
+    def _activation_args(self, token: str) -> list[Any]:
+        """The arguments of ``moveToActive-11.lua``, as bullmq's ``Scripts.moveToActive`` builds them."""
+        opts = self.opts
+        packed_opts = msgpack.packb(
+            {"token": token, "lockDuration": opts.get("lockDuration", 0), "limiter": opts.get("limiter")},
+            use_bin_type=True,
+        )
+        return [self.keys[""], _now_ms(), packed_opts]
 
     async def nextJobFromJobData(
         self,
@@ -215,17 +246,13 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
         return await self.nextJobFromJobData(job_data, job_id, limit_until or 0, delay_until or 0, token)
 
     async def _move_to_finished(self, job_id: str, keys: list[str], args: list[Any]) -> list[Any] | None:
-        """bullmq's ``Scripts.moveToFinished`` sent over ``finish_client``; through the pool without one, or again
+        """bullmq's ``Scripts.moveToFinished`` sent over ``pipelined_client``; through the pool without one, or again
         through it when the pipelined connection was lost (the pool's client retries on its own)."""
-        lane = self.finish_client
+        lane = self.pipelined_client
         if lane is None:
             return await self._move_to_finished_pooled(job_id, keys, args)
-        script = self.scripts.commands["moveToFinished"]
         try:
-            try:
-                result = await lane.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                result = await script(keys, args, lane)  # redis-py's AsyncScript loads it, then runs it
+            result = await self._run_script(lane, "moveToFinished", keys, args)
         except (RedisConnectionError, RedisTimeoutError):
             return await self._move_to_finished_pooled(job_id, keys, args)
         if type(result) is int and result < 0:
@@ -233,6 +260,15 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
             raise self.scripts.finishedErrors(error)
         moved: list[Any] | None = raw2NextJobData(result) if result is not None else None
         return moved
+
+    async def _run_script(self, lane: PipelinedRedis, name: str, keys: list[str], args: list[Any]) -> Any:
+        """bullmq's script ``name`` over ``lane``: ``EVALSHA``, loading the script first when Redis does not know
+        it (``NOSCRIPT``: a restarted or flushed server)."""
+        script = self.scripts.commands[name]
+        try:
+            return await lane.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await script(keys, args, lane)  # redis-py's AsyncScript loads it, then runs it
 
     async def _move_to_finished_pooled(self, job_id: str, keys: list[str], args: list[Any]) -> list[Any] | None:
         moved: list[Any] | None = await self.scripts.moveToFinished(job_id, keys, args)
@@ -273,6 +309,10 @@ class PatchedWorker(Worker):  # type: ignore[misc]  # bullmq ships no type hints
             self.emit("error", move_error, job)
 
 
+_ACTIVATION_KEYS = (
+    "wait", "active", "prioritized", "events", "stalled", "limiter", "delayed", "paused", "meta", "pc", "marker",
+)  # fmt: skip
+"""KEYS[1..11] of ``moveToActive-11.lua``, as bullmq's ``Scripts.moveToActive`` lists them."""
 _FINISH_KEYS = ("wait", "active", "prioritized", "events", "stalled", "limiter", "delayed", "paused", "meta", "pc")
 """KEYS[1..10] of ``moveToFinished-14.lua``; then the target set, the job, its metrics and the marker."""
 

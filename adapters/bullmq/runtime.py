@@ -151,14 +151,16 @@ class QueueWorker:
         blocking = open_blocking_redis(
             self._config.redis, node_worker_client_name(self._config.queue_prefix, self._queue)
         )
-        finish = open_pipelined_redis(self._config.redis)
+        pipelined = open_pipelined_redis(self._config.redis)
         try:
             options = self._config.bullmq_options(self._client)
-            worker = PatchedWorker(self._queue, self._process, options, blocking_client=blocking, finish_client=finish)
+            worker = PatchedWorker(
+                self._queue, self._process, options, blocking_client=blocking, pipelined_client=pipelined
+            )
             return await self._serve(worker, stop, force)
         finally:
-            if finish is not None:
-                await finish.aclose()
+            if pipelined is not None:
+                await pipelined.aclose()
             await close_redis(blocking)
 
     async def _serve(self, worker: PatchedWorker, stop: asyncio.Event, force: asyncio.Event) -> int:

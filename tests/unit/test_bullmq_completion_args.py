@@ -1,5 +1,5 @@
-"""``PatchedWorker`` builds the keys and arguments of ``moveToFinished`` itself (queue keys built once); they must be
-exactly what bullmq 3.4.4's ``Scripts.moveToFinishedArgs`` sends for a completed job, whatever the job's options."""
+"""``PatchedWorker`` builds the keys and arguments of ``moveToFinished`` and ``moveToActive`` itself (queue keys built
+once); they must be exactly what bullmq 3.4.4's ``Scripts`` sends, whatever the job's or the worker's options."""
 
 from __future__ import annotations
 
@@ -50,3 +50,24 @@ def test_completion_args_are_bullmqs(
 def _comparable(args: list[Any]) -> list[Any]:
     """The arguments with the timestamp dropped and the packed options unpacked."""
     return [*args[:1], *args[2:-1], msgpack.unpackb(args[-1])]
+
+
+@pytest.mark.parametrize("limiter", [None, {"max": 2, "duration": 1000}])
+async def test_activation_keys_and_args_are_bullmqs(limiter: dict[str, int] | None) -> None:
+    """``moveToActive`` over the pipelined connection sends what bullmq 3.4.4's ``Scripts.moveToActive`` sends."""
+    options: dict[str, Any] = {"prefix": "cf", "autorun": False, "lockDuration": 20_000}
+    if limiter is not None:
+        options["limiter"] = limiter
+    worker = PatchedWorker("reminders", _noop, options)
+    sent: list[tuple[list[str], list[Any]]] = []
+
+    async def recorded(keys: list[str], args: list[Any]) -> None:
+        sent.append((keys, args))
+
+    worker.scripts.commands["moveToActive"] = recorded  # what bullmq would send through its pool
+    await worker.scripts.moveToActive("tok:1", worker.opts)
+    ((theirs_keys, theirs_args),) = sent
+    assert worker._activation_keys == theirs_keys
+    ours = worker._activation_args("tok:1")
+    assert [ours[0], msgpack.unpackb(ours[2])] == [theirs_args[0], msgpack.unpackb(theirs_args[2])]
+    assert abs(ours[1] - theirs_args[1]) < 1000  # the timestamp, ms

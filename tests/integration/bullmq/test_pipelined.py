@@ -6,6 +6,7 @@ through the pool."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import pathlib
 import uuid
 from collections.abc import AsyncIterator
@@ -167,3 +168,37 @@ async def test_a_worker_whose_pipelined_connection_fails_completes_its_jobs_thro
 
     states = [await inspect(prefix, QUEUE, str(i)) for i in (1, jobs)]
     assert [(job["state"], job["attemptsMade"]) for job in states] == [("completed", 1), ("completed", 1)]
+
+
+async def test_jobs_arriving_at_an_idle_worker_are_fetched_over_the_one_connection(
+    prefix: str, own_redis: OwnRedis
+) -> None:
+    """Each job trickled to an idle worker of concurrency 10 sets off a ``moveToActive`` per free slot (bullmq's run
+    loop, as npm bullmq's); all of them go over the pipelined connection, none through the pool (where each waited
+    for a connection of its own and stamped its job's ``processedOn`` before Redis ran it)."""
+    port, jobs = own_redis.port, 15
+    config = WorkerConfig(queue=QueueName.SNAPSHOTS, redis=RedisSettings(port=port), prefix=prefix, concurrency=10)
+    senders: collections.Counter[int] = collections.Counter()
+
+    async def watch(ready: asyncio.Event) -> None:
+        client = redis_asyncio.Redis(port=port)
+        try:
+            async with client.monitor() as monitor:
+                ready.set()
+                async for command in monitor.listen():
+                    argv = command["command"].split(" ")
+                    if argv[0] == "EVALSHA" and argv[2] == "11":  # moveToActive-11.lua: the only 11-key script
+                        senders[command["client_port"]] += 1
+        finally:
+            await client.aclose()
+
+    async with worker_running(config, handlers()):
+        await asyncio.sleep(0.5)  # idle: drained, blocked on the marker
+        ready = asyncio.Event()
+        watcher = asyncio.ensure_future(watch(ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        await node("trickle", prefix, QUEUE, port, count=jobs, intervalMs=20, **SNAPSHOT)
+        await eventually(lambda: completed(prefix, jobs, port), within=30)
+        watcher.cancel()
+    assert sum(senders.values()) >= jobs
+    assert len(senders) == 1, f"moveToActive came over {len(senders)} connections"
