@@ -149,7 +149,7 @@ def test_the_trace_sampler_defaults_to_the_sdk_default_and_is_read_from_dot_env(
     defaults = Settings.from_env({})
     assert (defaults.otel_traces_sampler, defaults.otel_traces_sampler_arg) == ("parentbased_always_on", 1.0)
     env_file = tmp_path / ".env"
-    env_file.write_text("OTEL_TRACES_SAMPLER=ParentBased_TraceIdRatio\nOTEL_TRACES_SAMPLER_ARG=0.25\n", encoding="utf-8")
+    env_file.write_text("OTEL_TRACES_SAMPLER=ParentBased_TraceIdRatio\nOTEL_TRACES_SAMPLER_ARG=.25\n", encoding="utf-8")
     monkeypatch.setattr(settings_module, "ENV_FILE", env_file)
     monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
     monkeypatch.delenv("OTEL_TRACES_SAMPLER_ARG", raising=False)
