@@ -107,9 +107,7 @@ def _where(endpoint: str | None) -> str | None:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
-# The root samplers of the OpenTelemetry SDK environment variable specification's OTEL_TRACES_SAMPLER
-# (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#general-sdk-configuration),
-# each given OTEL_TRACES_SAMPLER_ARG; "parentbased_<name>" wraps one in ParentBased.
+# OTEL_TRACES_SAMPLER's root samplers (sampler_named), each given OTEL_TRACES_SAMPLER_ARG.
 _ROOT_SAMPLERS: dict[str, Callable[[float], Sampler]] = {
     "always_on": lambda _ratio: ALWAYS_ON,
     "always_off": lambda _ratio: ALWAYS_OFF,
@@ -167,8 +165,8 @@ def init_tracing(
     ``endpoint`` is ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector's base URL). At most ``max_queue_size`` ended
     spans wait for export; more are dropped. ``sampler`` (``sampler_named``) decides which spans are recorded and
     exported; it is always given to the provider, so the SDK never reads ``OTEL_TRACES_SAMPLER`` from the environment
-    behind the settings' back. With ``set_global`` the provider also becomes OpenTelemetry's global
-    one, for libraries that trace through the API.
+    behind the settings' back. With ``set_global`` the provider also becomes OpenTelemetry's global one, for
+    libraries that trace through the API.
     """
     if exporter is None:
         if not endpoint:
