@@ -96,13 +96,14 @@ def observe(settings: Settings, process: str) -> None:
 
         init_sentry(settings.sentry_dsn, environment=settings.node_env, release=settings.release, server_name=process)
     if settings.otel_endpoint:
-        from adapters.observability.tracing import init_tracing
+        from adapters.observability.tracing import init_tracing, sampler_named
 
         init_tracing(
             "clientflow-worker",
             endpoint=settings.otel_endpoint,
             service_version=settings.release,
             environment=settings.node_env,
+            sampler=sampler_named(settings.otel_traces_sampler, settings.otel_traces_sampler_arg),
         )
 
 

@@ -50,6 +50,13 @@ DEFAULT_OPENAI_MODEL = "gpt-5.4-mini"  # OpenAI's current small model (2026)
 QUEUES = (*(str(queue) for queue in CONSUMED_QUEUES), DEAD_LETTER_QUEUE)
 """The queues a prefix may be given to (the Node CRM's names, dead-letter included)."""
 LogLevel = Literal["trace", "debug", "info", "warn", "error", "fatal"]
+TracesSampler = Literal[
+    "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+    "parentbased_traceidratio",
+]  # fmt: skip
+"""OTEL_TRACES_SAMPLER's values in the OpenTelemetry SDK environment variable specification
+(https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#general-sdk-configuration) that the
+Python SDK implements (``adapters.observability.tracing.sampler_named`` builds each)."""
 
 
 class SettingsError(ValueError):
@@ -174,6 +181,24 @@ class Settings(BaseSettings):
     )
     otel_endpoint: str | None = setting(
         None, "OTEL_EXPORTER_OTLP_ENDPOINT", "OTLP/HTTP traces endpoint", group="Observability"
+    )
+    # Names, values and defaults of the next two: the OpenTelemetry SDK environment variable specification (above).
+    otel_traces_sampler: TracesSampler = setting(
+        "parentbased_always_on",
+        "OTEL_TRACES_SAMPLER",
+        "which traces are exported (OpenTelemetry's sampler names): `always_on always_off traceidratio "
+        "parentbased_always_on parentbased_always_off parentbased_traceidratio`; a `parentbased_` one follows the "
+        "Node producer's decision for a job it traced. Sampled-out jobs still log and count in the metrics",
+        group="Observability",
+    )
+    otel_traces_sampler_arg: float = setting(
+        1.0,
+        "OTEL_TRACES_SAMPLER_ARG",
+        "the share of traces the two `traceidratio` samplers keep, decided on the trace id (ignored by the others)",
+        group="Observability",
+        unit="ratio",
+        ge=0,
+        le=1,
     )
 
     # ---------------------------------------------------------------- Providers (unset: the local outbox table)
@@ -419,9 +444,9 @@ class Settings(BaseSettings):
         ge=0,
     )
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "otel_traces_sampler", mode="before")
     @classmethod
-    def _lower_level(cls, value: object) -> object:
+    def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")

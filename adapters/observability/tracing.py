@@ -3,7 +3,9 @@
 npm ``bullmq`` with ``bullmq-otel`` stores the producer's W3C context in the job option ``tm`` as a JSON string of a
 propagation carrier (``{"traceparent": "00-...", "tracestate": ...}``); ``job_span`` extracts it so our span's
 parent is the producer's ``add`` span. Spans leave through a BatchSpanProcessor: a slow collector delays nothing.
-Attributes pass through the redaction rules, so no PII reaches a span.
+Attributes pass through the redaction rules, so no PII reaches a span. Which traces are kept is the sampler's
+choice (``sampler_named``): a sampled-out job span still has its trace and span ids (log lines carry them), it is
+only neither recorded nor exported.
 
 A collector that is down or does not answer costs spans, never jobs: the processor's queue is bounded
 (``max_queue_size``, beyond which spans are dropped); an outage is one ``tracing_export_failed`` line and one
@@ -18,7 +20,7 @@ import json
 import logging
 import threading
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import attrs
@@ -29,6 +31,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
@@ -104,6 +107,36 @@ def _where(endpoint: str | None) -> str | None:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
+# OTEL_TRACES_SAMPLER's root samplers (sampler_named), each given OTEL_TRACES_SAMPLER_ARG.
+_ROOT_SAMPLERS: dict[str, Callable[[float], Sampler]] = {
+    "always_on": lambda _ratio: ALWAYS_ON,
+    "always_off": lambda _ratio: ALWAYS_OFF,
+    "traceidratio": TraceIdRatioBased,
+}
+_PARENT_BASED = "parentbased_"
+DEFAULT_SAMPLER: Sampler = ParentBased(ALWAYS_ON)
+"""``parentbased_always_on``: the specification's default, and the SDK's when it is given no sampler."""
+
+
+def sampler_named(name: str, ratio: float = 1.0) -> Sampler:
+    """The SDK sampler ``OTEL_TRACES_SAMPLER`` names, with ``OTEL_TRACES_SAMPLER_ARG`` as ``ratio``.
+
+    Names and meanings are the OpenTelemetry SDK environment variable specification's
+    (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#general-sdk-configuration):
+    ``always_on``, ``always_off``, ``traceidratio`` (keeps the share ``ratio``, 0 to 1, of traces, decided on the
+    trace id alone, so every service of one trace decides alike; ``ratio`` is ignored by the other two), and each of
+    them as ``parentbased_<name>``: a span with a parent (a job's span under the Node producer's context from ``tm``)
+    is sampled exactly when its parent was, and ``<name>`` decides only for a root span.
+
+    Raises ValueError on another name (the specification's ``jaeger_remote`` and ``xray`` are not in the Python SDK)
+    or, for a ``traceidratio`` sampler, a ratio outside 0..1.
+    """
+    root = _ROOT_SAMPLERS.get(name.removeprefix(_PARENT_BASED))
+    if root is None:
+        raise ValueError(f"unknown trace sampler {name!r}")
+    return ParentBased(root(ratio)) if name.startswith(_PARENT_BASED) else root(ratio)
+
+
 @attrs.define
 class _TracingState:
     provider: TracerProvider | None = None
@@ -124,13 +157,16 @@ def init_tracing(
     environment: str | None = None,
     export_timeout_seconds: float = 10.0,
     max_queue_size: int = 2048,
+    sampler: Sampler = DEFAULT_SAMPLER,
     set_global: bool = True,
 ) -> TracerProvider:
     """Start exporting spans in batches to ``exporter``, or to OTLP/HTTP at ``endpoint`` + ``/v1/traces``.
 
     ``endpoint`` is ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector's base URL). At most ``max_queue_size`` ended
-    spans wait for export; more are dropped. With ``set_global`` the provider also becomes OpenTelemetry's global
-    one, for libraries that trace through the API.
+    spans wait for export; more are dropped. ``sampler`` (``sampler_named``) decides which spans are recorded and
+    exported; it is always given to the provider, so the SDK never reads ``OTEL_TRACES_SAMPLER`` from the environment
+    behind the settings' back. With ``set_global`` the provider also becomes OpenTelemetry's global one, for
+    libraries that trace through the API.
     """
     if exporter is None:
         if not endpoint:
@@ -141,7 +177,7 @@ def init_tracing(
         resource_attributes["service.version"] = service_version
     if environment:
         resource_attributes["deployment.environment.name"] = environment
-    provider = TracerProvider(resource=Resource.create(resource_attributes))
+    provider = TracerProvider(sampler=sampler, resource=Resource.create(resource_attributes))
     for name in _EXPORT_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     reported = _ReportedExporter(exporter, _where(endpoint))

@@ -82,6 +82,10 @@ def test_secrets_stay_out_of_repr_and_description() -> None:
         ({"NODE_ENV": "production"}, "NODE_ENV=production"),
         ({"SEND_SETTLE_SECONDS": "5"}, "SEND_SETTLE_SECONDS"),
         ({"STALLED_INTERVAL_MS": "10"}, "STALLED_INTERVAL_MS"),
+        ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER: input should be 'always_on'"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "OTEL_TRACES_SAMPLER_ARG: input should be less than or equal to 1"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "-0.1"}, "OTEL_TRACES_SAMPLER_ARG: input should be greater than or equal to 0"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "10%"}, "OTEL_TRACES_SAMPLER_ARG: input should be a valid number"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -135,3 +139,34 @@ def test_a_bad_setting_exits_78_with_one_line(tmp_path: pathlib.Path) -> None:
     assert done.stderr.splitlines() == [
         "configuration error: REDIS_PORT: input should be a valid integer, unable to parse string as an integer"
     ]
+
+
+def test_the_trace_sampler_defaults_to_the_sdk_default_and_is_read_from_dot_env(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset: parentbased_always_on at ratio 1.0 (the OpenTelemetry specification's defaults). Set in .env only, the
+    sampler and its ratio apply (the SDK alone reads only the environment); the name is read in any case."""
+    defaults = Settings.from_env({})
+    assert (defaults.otel_traces_sampler, defaults.otel_traces_sampler_arg) == ("parentbased_always_on", 1.0)
+    env_file = tmp_path / ".env"
+    env_file.write_text("OTEL_TRACES_SAMPLER=ParentBased_TraceIdRatio\nOTEL_TRACES_SAMPLER_ARG=.25\n", encoding="utf-8")
+    monkeypatch.setattr(settings_module, "ENV_FILE", env_file)
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER_ARG", raising=False)
+    settings = Settings.from_env()
+    assert (settings.otel_traces_sampler, settings.otel_traces_sampler_arg) == ("parentbased_traceidratio", 0.25)
+
+
+def test_a_bad_trace_sampler_exits_78_with_one_line() -> None:
+    """A sampler name the SDK would only warn about (and replace by its default) stops the process at start."""
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoints.settings", "check"],
+        env={"PATH": os.environ.get("PATH", ""), "OTEL_TRACES_SAMPLER": "sometimes", "SUPERVISOR_ENABLED": "0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 78
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("configuration error: OTEL_TRACES_SAMPLER: input should be 'always_on', 'always_off'")

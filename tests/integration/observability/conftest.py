@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 
@@ -10,6 +11,7 @@ import pytest
 import structlog
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 from redis.asyncio import Redis
 
 from adapters.observability import tracing
@@ -44,15 +46,22 @@ class SpanCapture:
         return list(self.exporter.get_finished_spans())
 
 
-@pytest.fixture
-def spans() -> Iterator[SpanCapture]:
-    """Tracing through the production code path (batch processor) into memory; shut down afterwards."""
+@contextlib.contextmanager
+def capture_spans(sampler: Sampler = tracing.DEFAULT_SAMPLER) -> Iterator[SpanCapture]:
+    """Tracing through the production code path (``sampler``, batch processor) into memory; shut down after."""
     exporter = InMemorySpanExporter()
-    provider = tracing.init_tracing("clientflow-worker-test", exporter=exporter, set_global=False)
+    provider = tracing.init_tracing("clientflow-worker-test", exporter=exporter, sampler=sampler, set_global=False)
     try:
         yield SpanCapture(exporter, provider)
     finally:
         tracing.shutdown_tracing()
+
+
+@pytest.fixture
+def spans() -> Iterator[SpanCapture]:
+    """``capture_spans`` with the default sampler, for one test."""
+    with capture_spans() as capture:
+        yield capture
 
 
 @pytest.fixture
