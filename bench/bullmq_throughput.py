@@ -9,8 +9,9 @@ Scenarios (``--scenarios``, comma-separated; all by default, ``delayed`` last):
   ``node`` (tests/node/bench_worker.js), ``python`` (our runtime with a no-op handler, logs at warn as production
   configures them), ``traced`` (the same plus every job's span exported over OTLP/HTTP: what the OpenTelemetry SDK
   alone costs), ``observed`` (our runtime with production observability: JSON logs at info, metrics, Sentry and
-  every job's span exported over OTLP/HTTP to local fakes in this process). Ratios are per round, against that
-  round's Node run.
+  every job's span exported over OTLP/HTTP to local fakes in this process), ``sampled`` (``observed`` with
+  ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` keeping ``--sample-ratio`` of the traces). Ratios are per round,
+  against that round's Node run.
 - ``limits``: Node sets ``setGlobalConcurrency(1)`` or ``setGlobalRateLimit(2, 1000)``; 8 jobs of 20 ms are added
   to an idle worker of concurrency 10; reports the span (first start to last finish) and the largest gap between
   two starts, Node and Python alternating.
@@ -61,9 +62,10 @@ from domain.jobs import QueueName  # noqa: E402  # run from the checkout (sys.pa
 
 QUEUE = str(QueueName.SNAPSHOTS)
 JOB = {"name": "process-snapshots", "data": {"orgId": "org-bench", "date": "2025-07-01"}}
-PYTHON_KINDS = ("python", "traced", "observed")
+PYTHON_KINDS = ("python", "traced", "observed", "sampled")
 """``python``: logs at warn as production configures them, no tracing; ``traced``: the same plus every job's span
-exported over OTLP (the OpenTelemetry SDK's own cost, nothing else); ``observed``: production observability."""
+exported over OTLP (the OpenTelemetry SDK's own cost, nothing else); ``observed``: production observability;
+``sampled``: the same with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` at ``--sample-ratio``."""
 BASELINE = "baseline"
 """The kind running the ``python`` worker of another checkout (``--baseline``), for a same-run A/B."""
 LIMITS = {
@@ -346,7 +348,7 @@ async def bench(args: argparse.Namespace) -> None:
     collector, sentry = FakeOtlpCollector(), FakeSentry()
     await collector.start()
     await sentry.start()
-    runner.observability = {"otlp": collector.base_url, "sentry_dsn": sentry.dsn}
+    runner.observability = {"otlp": collector.base_url, "sentry_dsn": sentry.dsn, "sample_ratio": args.sample_ratio}
     ratios: list[float] = []
     try:
         if "throughput" in scenarios:
@@ -374,14 +376,18 @@ def _observe(config: dict[str, Any]) -> None:
     """Logging, Sentry and tracing as production sets them up for the kind (stdout is discarded)."""
     from adapters.observability.logging import configure_logging
     from adapters.observability.sentry import init_sentry
-    from adapters.observability.tracing import init_tracing
+    from adapters.observability.tracing import DEFAULT_SAMPLER, init_tracing, sampler_named
 
     kind = config["kind"]
-    configure_logging("info" if kind == "observed" else "warn", production=True, stream=sys.stdout)
-    if kind == "observed":
+    production = kind in ("observed", "sampled")
+    configure_logging("info" if production else "warn", production=True, stream=sys.stdout)
+    if production:
         init_sentry(config["sentry_dsn"], environment="bench", release=None)
-    if kind in ("observed", "traced"):
-        init_tracing("clientflow-worker-bench", endpoint=config["otlp"])
+    if kind != "python":
+        sampler = DEFAULT_SAMPLER
+        if kind == "sampled":
+            sampler = sampler_named("parentbased_traceidratio", config["sample_ratio"])
+        init_tracing("clientflow-worker-bench", endpoint=config["otlp"], sampler=sampler)
 
 
 def serve(config: dict[str, Any]) -> int:
@@ -439,6 +445,7 @@ def main() -> int:
         help="another checkout (with its .venv) whose no-op worker runs as the kind 'baseline', e.g. /work/main",
     )
     parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--sample-ratio", type=float, default=0.1, help="the share of traces kind 'sampled' keeps")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--pairs", type=int, default=3, help="rounds of the throughput scenario (others: one less)")
     parser.add_argument("--latency-jobs", type=int, default=200)
