@@ -122,8 +122,9 @@ class MetricsRecorder:
         self._observe("job_run_seconds", queue, job_name, run_seconds)
 
     def provider_message(self, provider: str, channel: str, outcome: str, error_code: str | None) -> None:
-        """One message handed to a provider. ``outcome``: sent, rejected, rate_limited, unknown; ``error_code``
-        the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
+        """One message handed to a provider. ``outcome``: as ``adapters.observability.provider_calls`` reads it
+        (sent, rejected, rate_limited, unknown, failed, unreachable, misconfigured, lapsed; error for anything else);
+        ``error_code`` the provider's code (Twilio 21610, an HTTP status for SendGrid) or None."""
         self._pending[_provider_messages_field(provider, channel, outcome, error_code)] += 1.0
 
     def sms_segments(self, provider: str, encoding: str, segments: int) -> None:

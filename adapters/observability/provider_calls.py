@@ -3,7 +3,8 @@ log lines for forensics (``provider_request`` before, ``provider_answered`` afte
 provider's message id only; never the recipient or the text).
 
 The outcome is read from the domain error the sender raises (senders translate library errors first), so every
-sender counts the same way: sent, rejected, rate_limited, unknown, unreachable or misconfigured, with the
+sender counts the same way: sent, rejected, rate_limited, unknown, unreachable, misconfigured or lapsed (the
+send's ledger claim would have lapsed before the request was over: refused unsent, ``ClaimLapsed``), with the
 provider's error code when there is one. Labels are bounded: no recipient, no message, no URL.
 """
 
@@ -18,6 +19,7 @@ import structlog
 from adapters.observability.metrics import MetricsRecorder
 from adapters.observability.tracing import child_span, set_span_attributes
 from domain.errors import (
+    ClaimLapsed,
     ConfigurationError,
     DeliveryError,
     DeliveryOutcomeUnknown,
@@ -50,6 +52,8 @@ def _outcome(error: BaseException) -> tuple[str, str | None]:
         return "unreachable", None
     if isinstance(error, ConfigurationError):
         return "misconfigured", None
+    if isinstance(error, ClaimLapsed):
+        return "lapsed", None
     return "error", None
 
 

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from adapters.observability.metrics import MetricsRecorder, MetricsSnapshot, read_recorded, render_prometheus
 from adapters.observability.provider_calls import provider_call
-from domain.errors import DeliveryRejected
+from domain.errors import ClaimLapsed, DeliveryRejected
 from domain.sms import sms_length
 from tests.support.canaries import PHONE, leaked
 
@@ -114,3 +114,19 @@ async def test_sms_segments_are_counted_by_encoding_for_accepted_messages_only(r
     samples = _samples(render_prometheus(_snapshot(await read_recorded(client, prefix))))
     assert samples[_key("clientflow_sms_segments_total", encoding="gsm7", provider="twilio")] == 2
     assert samples[_key("clientflow_sms_segments_total", encoding="ucs2", provider="twilio")] == 2
+
+
+async def test_a_send_refused_because_its_claim_lapsed_counts_as_lapsed(redis_prefix: tuple[Redis, str]) -> None:
+    """A sender that refuses to write its request past the claim's deadline sent nothing: counted as ``lapsed``, not
+    as an ``error`` (which would read as a bug) nor as a message handed over."""
+    client, prefix = redis_prefix
+    recorder = MetricsRecorder(prefix)
+    with pytest.raises(ClaimLapsed), provider_call("twilio", "sms", recorder, sms=sms_length("hello")):
+        raise ClaimLapsed
+    await recorder.flush(client)
+
+    samples = _samples(render_prometheus(_snapshot(await read_recorded(client, prefix))))
+    messages = {
+        labels: value for (name, labels), value in samples.items() if name == "clientflow_provider_messages_total"
+    }
+    assert messages == {_key("", channel="sms", error_code="none", outcome="lapsed", provider="twilio")[1]: 1}
