@@ -25,11 +25,10 @@ from domain.jobs import SnapshotJob
 from domain.outcomes import Outcome, SnapshotStored
 from entrypoints.settings import Settings
 from tests.integration.observability.conftest import capture_spans
-from tests.integration.observability.test_tracing import _consume_one, _node_add_with_telemetry
-from tests.integration.observability.test_worker_observability import RunningWorker, _handlers
 from tests.support.canaries import job_data
 from tests.support.fakeservers.otlp import FakeOtlpCollector
 from tests.support.queues import add, delete_keys, eventually, state_of, unique_prefix
+from tests.support.telemetry import RunningWorker, consume_one, node_add_with_telemetry, snapshot_handlers
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -59,7 +58,7 @@ async def test_parent_based_at_ratio_zero_keeps_exactly_the_jobs_the_node_produc
     traced (a sampled traceparent in ``opts.tm``) is, child span included, in the producer's trace; a producer
     context marked not sampled is not exported either. The Node CRM's decision wins both ways."""
     _, prefix = redis_prefix
-    produced = await _node_add_with_telemetry(prefix, "reminders", "process-reminder", job_data())
+    produced = await node_add_with_telemetry(prefix, "reminders", "process-reminder", job_data())
     assert json.loads(produced["tm"])["traceparent"].endswith("-01")  # the Node SDK's default sampler kept it
 
     def handle(job: BullJob) -> None:
@@ -68,7 +67,7 @@ async def test_parent_based_at_ratio_zero_keeps_exactly_the_jobs_the_node_produc
 
     sampler = _sampler({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"})
     with capture_spans(sampler) as spans:
-        await _consume_one(prefix, "reminders", handle)
+        await consume_one(prefix, "reminders", handle)
         with job_span("reminders", "process-reminder", "no-context"), child_span("SELECT contacts"):
             pass
         with job_span("reminders", "process-reminder", "not-sampled", _tm(0xA1, sampled=False)):
@@ -194,7 +193,7 @@ async def test_a_sampled_out_job_still_logs_with_its_fields_and_counts_in_the_me
     recorder = MetricsRecorder(prefix)
     sampler = _sampler({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"})
     with capture_spans(sampler) as spans:
-        worker = RunningWorker(prefix, _handlers(snapshot), recorder)
+        worker = RunningWorker(prefix, snapshot_handlers(snapshot), recorder)
         try:
             job_id = await add(
                 prefix, "snapshots", "process-snapshots", {"orgId": "org-unsampled", "date": "2025-07-01"}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pathlib
 from typing import Any
 
 import pytest
-from bullmq import Job, Worker
+from bullmq import Job
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import Redis
 
@@ -17,43 +16,7 @@ from adapters.observability.tracing import child_span, current_trace_id, job_spa
 from tests.integration.observability.conftest import SpanCapture
 from tests.support.canaries import EMAIL, PAYMENT_LINK, PHONE, job_data, leaked
 from tests.support.fakeservers.otlp import FakeOtlpCollector
-
-NODE_DIR = pathlib.Path(__file__).resolve().parents[2] / "node"
-
-
-async def _node_add_with_telemetry(prefix: str, queue: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Add one job from Node with BullMQ telemetry on; the producer span's ids and the stored ``tm``."""
-    command = {"redis": {"host": "127.0.0.1", "port": 6379}, "prefix": prefix, "queue": queue, "name": name}
-    process = await asyncio.create_subprocess_exec(
-        "node",
-        "otel_producer.js",
-        json.dumps({**command, "data": data}),
-        cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    produced: dict[str, Any] = json.loads(stdout)
-    return produced
-
-
-async def _consume_one(prefix: str, queue: str, handle: Any) -> None:
-    """Run a real PyPI bullmq Worker until it has processed one job with ``handle(job)``."""
-    done = asyncio.Event()
-
-    async def process(job: Job, _token: str) -> dict[str, bool]:
-        try:
-            handle(job)
-        finally:
-            done.set()
-        return {"ok": True}
-
-    worker = Worker(queue, process, {"connection": "redis://127.0.0.1:6379", "prefix": prefix})
-    try:
-        await asyncio.wait_for(done.wait(), 30)
-    finally:
-        await worker.close()
+from tests.support.telemetry import consume_one, node_add_with_telemetry
 
 
 async def test_consumer_span_continues_the_node_producer_trace(
@@ -62,7 +25,7 @@ async def test_consumer_span_continues_the_node_producer_trace(
     """A job added by Node with bullmq-otel is processed under a CONSUMER span in the producer's trace,
     whose parent is the producer's span; child spans nest under it and carry no PII."""
     _, prefix = redis_prefix
-    produced = await _node_add_with_telemetry(prefix, "reminders", "process-reminder", job_data())
+    produced = await node_add_with_telemetry(prefix, "reminders", "process-reminder", job_data())
     assert json.loads(produced["tm"])["traceparent"].startswith(f"00-{produced['traceId']}-{produced['spanId']}-")
     seen: dict[str, Any] = {}
 
@@ -82,7 +45,7 @@ async def test_consumer_span_continues_the_node_producer_trace(
                 pass
             set_span_attributes(span, {"clientflow.outcome": "sent", "clientflow.to": PHONE})
 
-    await _consume_one(prefix, "reminders", handle)
+    await consume_one(prefix, "reminders", handle)
 
     finished = spans.finished()
     consumer = next(s for s in finished if s.kind is SpanKind.CONSUMER)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator
 
 import pytest
 import sentry_sdk
@@ -15,8 +15,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
-from adapters.bullmq.router import Handler
-from adapters.bullmq.worker_config import WorkerConfig
 from adapters.clock import SystemClock
 from adapters.messaging.outbox import OutboxSmsSender
 from adapters.observability.logging import configure_logging
@@ -24,33 +22,19 @@ from adapters.observability.metrics import MetricsRecorder, read_recorded
 from adapters.observability.sentry import close_sentry, init_sentry
 from adapters.postgres.pool import PostgresDatabase
 from domain.errors import TransientError
-from domain.jobs import Job, JobName, QueueName, SnapshotJob
+from domain.jobs import SnapshotJob
 from domain.messages import SmsMessage
-from domain.outcomes import Outcome, Published, SnapshotStored
+from domain.outcomes import Outcome, SnapshotStored
 from domain.values import PhoneNumber
-from entrypoints.worker import ShutdownSignals, run_worker
 from tests.integration.observability.conftest import SpanCapture
-from tests.integration.observability.test_tracing import _node_add_with_telemetry
 from tests.support.builders import FAR_DEADLINE
 from tests.support.canaries import FIRST_NAME, PAYMENT_LINK, PHONE, leaked
 from tests.support.fakeservers.sentry import FakeSentry
 from tests.support.postgres import fresh_database
 from tests.support.queues import add, delete_keys, eventually, state_of, unique_prefix
+from tests.support.telemetry import RunningWorker, node_add_with_telemetry, snapshot_handlers
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
-
-SnapshotHandler = Callable[[SnapshotJob], Awaitable[Outcome]]
-
-
-def _handlers(snapshot: SnapshotHandler) -> dict[JobName, Handler]:
-    async def handle(job: Job) -> Outcome:
-        assert isinstance(job, SnapshotJob)
-        return await snapshot(job)
-
-    async def fan_out(_job: Job) -> Outcome:
-        return Published(0)
-
-    return {JobName.SNAPSHOT: handle, JobName.FAN_OUT_SNAPSHOTS: fan_out, JobName.MAINTAIN_QUEUES: fan_out}
 
 
 @pytest.fixture
@@ -84,19 +68,6 @@ async def sentry() -> AsyncIterator[FakeSentry]:
         await server.close()
 
 
-class RunningWorker:
-    """``run_worker`` for the snapshots queue as a task of this loop, with the given recorder."""
-
-    def __init__(self, prefix: str, handlers: Mapping[JobName, Handler], recorder: MetricsRecorder) -> None:
-        self.signals = ShutdownSignals()
-        config = WorkerConfig(queue=QueueName.SNAPSHOTS, prefix=prefix, concurrency=4)
-        self.task = asyncio.ensure_future(run_worker(config, handlers, self.signals, recorder))
-
-    async def stop(self) -> int:
-        self.signals.stop.set()
-        return await asyncio.wait_for(self.task, 30)
-
-
 async def test_only_the_final_failure_reaches_sentry(
     prefix: str, sentry: FakeSentry, captured_log: io.StringIO
 ) -> None:
@@ -111,7 +82,7 @@ async def test_only_the_final_failure_reaches_sentry(
         return SnapshotStored(job.date.isoformat())
 
     backoff = {"type": "fixed", "delay": 50}
-    worker = RunningWorker(prefix, _handlers(snapshot), MetricsRecorder(prefix))
+    worker = RunningWorker(prefix, snapshot_handlers(snapshot), MetricsRecorder(prefix))
     try:
         final = await add(prefix, "snapshots", "process-snapshots", {"orgId": "org-final", "date": "2025-07-01"},
                           attempts=2, backoff=backoff)  # fmt: skip
@@ -185,9 +156,9 @@ async def test_node_trace_continues_through_the_worker_with_child_spans(
                 await sms.send(SmsMessage(f"test:{job.org_id}", PhoneNumber(PHONE), body), FAR_DEADLINE)
                 return SnapshotStored(job.date.isoformat())
 
-            worker = RunningWorker(prefix, _handlers(snapshot), recorder)
+            worker = RunningWorker(prefix, snapshot_handlers(snapshot), recorder)
             try:
-                produced = await _node_add_with_telemetry(
+                produced = await node_add_with_telemetry(
                     prefix, "snapshots", "process-snapshots", {"orgId": "org_canary", "date": "2025-07-01"}
                 )
                 await eventually(lambda: _completed(prefix, produced["jobId"]))
