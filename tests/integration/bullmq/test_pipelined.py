@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import pathlib
 import uuid
 from collections.abc import AsyncIterator
@@ -200,5 +201,7 @@ async def test_jobs_arriving_at_an_idle_worker_are_fetched_over_the_one_connecti
         await node("trickle", prefix, QUEUE, port, count=jobs, intervalMs=20, **SNAPSHOT)
         await eventually(lambda: completed(prefix, jobs, port), within=30)
         watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
     assert sum(senders.values()) >= jobs
     assert len(senders) == 1, f"moveToActive came over {len(senders)} connections"
