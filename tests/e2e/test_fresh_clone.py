@@ -52,9 +52,14 @@ def run(clone: pathlib.Path, *command: str) -> subprocess.CompletedProcess[str]:
 
 
 def daemon_pid(clone: pathlib.Path) -> int:
-    """The pid of the daemonized supervisord, once it has written its pid file."""
+    """The pid of the daemonized supervisord, once its pid file holds it (supervisord creates the file, then writes
+    the pid: a read in between finds it empty)."""
     pidfile = clone / "var/run/supervisord.pid"
-    eventually(pidfile.exists, 30, f"supervisord's pid file (log: {read(clone / 'var/log/supervisord.log')})")
+
+    def written() -> bool:
+        return pidfile.exists() and pidfile.read_text().strip().isdigit()
+
+    eventually(written, 30, f"supervisord's pid file (log: {read(clone / 'var/log/supervisord.log')})")
     return int(pidfile.read_text())
 
 
